@@ -1,0 +1,26 @@
+# `make test` and `make demo` create or reuse .venv, install mirage with the CPU torch pinned by
+# constraints-cpu.txt, then run.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP_FLAGS := -c constraints-cpu.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+STAMP := $(VENV)/.installed
+
+.PHONY: test demo install clean
+
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(PIP_FLAGS) -e '.[wan,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(PY) -m mirage bench memory --size 176x320 --chunks 10 --out demo-bench
+
+clean:
+	rm -rf $(VENV) demo-bench
