@@ -1,0 +1,84 @@
+"""Reduce a pixel-resolution depth map to the latent grid without inventing flying points.
+
+A plain bilinear resize averages the two sides of a depth edge and puts points in mid-air
+(DESIGN §3.1). The rule used here, for a latent cell covering an sy×sx block of pixels:
+
+1. The cell is invalid if any pixel in its block has invalid depth (≤ 0, NaN, inf) or is
+   excluded (dynamic object, sky, user mask). Cells that touch the sky never become points.
+2. The cell is dropped if its block is not one surface. Inverse depth 1/z is an affine function
+   of (u, v) on any plane, so we fit that affine function to the block by least squares (one
+   fixed projection matrix for every block) and drop the cell if the largest residual exceeds
+   ``planarity_tol`` times the block's mean inverse depth. Depth edges fail this test; planes
+   and gently curved surfaces pass it.
+3. The cell's depth is the fitted inverse depth at the cell centre. The centre is the centroid
+   of the block, so that is the harmonic mean of the block's depths: exact for a planar patch.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ShapeError, expect_shape
+
+__all__ = ["valid_depth", "reduce_depth_to_grid", "PLANARITY_TOL"]
+
+PLANARITY_TOL = 0.05
+
+
+def valid_depth(depth: Tensor) -> Tensor:
+    """Bool mask of usable z-depths: finite and > 0."""
+    return torch.isfinite(depth) & (depth > 0)
+
+
+def _affine_residual_projector(sy: int, sx: int, dtype, device) -> Tensor:
+    """(sy·sx, sy·sx) matrix I − A(AᵀA)⁻¹Aᵀ with A = [u, v, 1] over the block's pixels."""
+    v, u = torch.meshgrid(
+        torch.arange(sy, dtype=torch.float64), torch.arange(sx, dtype=torch.float64), indexing="ij"
+    )
+    A = torch.stack([u.flatten(), v.flatten(), torch.ones(sy * sx, dtype=torch.float64)], dim=1)
+    P = A @ torch.linalg.pinv(A)
+    return (torch.eye(sy * sx, dtype=torch.float64) - P).to(dtype=dtype, device=device)
+
+
+def reduce_depth_to_grid(
+    depths: Tensor,  # (T, H, W) z-depth
+    hw: tuple[int, int],
+    *,
+    exclude: Tensor | None = None,  # (T, H, W) bool
+    planarity_tol: float = PLANARITY_TOL,
+) -> tuple[Tensor, Tensor]:  # depth (T, h, w), valid (T, h, w)
+    """Depth and validity on an (h, w) grid whose cells tile (H, W) in integer blocks.
+
+    When (H, W) == (h, w) nothing is resampled: the depth is returned as it is, and valid marks
+    finite positive, non-excluded pixels. Invalid cells carry depth +inf.
+    """
+    expect_shape("depths", depths, (None, None, None))
+    T, H, W = depths.shape
+    h, w = hw
+    if exclude is not None:
+        expect_shape("exclude", exclude, (T, H, W))
+    if h <= 0 or w <= 0 or H % h or W % w:
+        raise ShapeError(
+            f"the depth size (H, W) = {(H, W)} must be an integer multiple of the grid size "
+            f"(h, w) = {(h, w)}"
+        )
+    sy, sx = H // h, W // w
+    ok = valid_depth(depths)
+    if exclude is not None:
+        ok &= ~exclude.bool()
+    if (sy, sx) == (1, 1):
+        return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
+
+    # (T, h, w, sy·sx) blocks of pixels
+    def blocks(x: Tensor) -> Tensor:
+        return x.reshape(T, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(T, h, w, sy * sx)
+
+    ok_cell = blocks(ok).all(dim=-1)
+    inv = blocks(torch.where(ok, 1.0 / depths, torch.zeros_like(depths)))  # (T, h, w, sy·sx)
+    mean_inv = inv.mean(dim=-1)
+    residual = inv @ _affine_residual_projector(sy, sx, depths.dtype, depths.device)
+    planar = residual.abs().amax(dim=-1) <= planarity_tol * mean_inv
+    valid = ok_cell & planar & (mean_inv > 0)
+    depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), torch.full_like(mean_inv, float("inf")))
+    return depth, valid

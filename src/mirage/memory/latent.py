@@ -1,0 +1,77 @@
+"""`LatentSpatialMemory`: VAE latent tokens stored at world points, read at latent resolution."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ShapeError
+from mirage.geometry import Camera, check_finite
+from mirage.memory.depth_grid import reduce_depth_to_grid
+from mirage.memory.store import MemoryRead, PointStore, check_write_inputs
+
+__all__ = ["LatentSpatialMemory"]
+
+
+class LatentSpatialMemory(PointStore):
+    """The Mirage memory: every point is a world position carrying a C-dim latent token.
+
+    Args:
+        channels: C, the latent channels of the backbone's VAE (48 for Wan2.2).
+        fusion: ``"voxel"`` (default) fuses revisits so the memory grows with observed surface;
+            ``"append"`` keeps every valid cell as a point, as the reference implementation does.
+        voxel_scale: scales the depth extent of a fusion voxel (see :mod:`mirage.memory.store`).
+        dtype: dtype of the stored tokens. Positions are always float32.
+        device: where the points live (default CPU).
+    """
+
+    format_kind = "latent"
+
+    def write(
+        self,
+        latents: Tensor,  # (T, C, h, w)
+        depths: Tensor,  # (T, H, W) z-depth
+        cameras: Camera,  # T cameras at (H, W)
+        exclude: Tensor | None = None,  # (T, H, W) bool, True = never write
+        frame_ids: Sequence[int] | None = None,
+    ) -> int:
+        """Back-project latent cell centres with their depth and store the tokens there.
+
+        If (H, W) == (h, w) cell (i, j) is back-projected from pixel (u=j, v=i) with
+        ``depths[t, i, j]``. Otherwise depth is reduced to the latent grid by
+        :func:`mirage.memory.depth_grid.reduce_depth_to_grid` (cells straddling a depth edge,
+        invalid depth or an excluded pixel are dropped). Frames are fused in order.
+
+        Returns the number of points added or replaced.
+        """
+        check_write_inputs("latents", latents, depths, cameras, exclude)
+        T, C, h, w = latents.shape
+        if C != self.channels:
+            raise ShapeError(
+                f"`latents` must have {self.channels} channels (this memory's C) but has {C}"
+            )
+        check_finite("latents", latents)
+        depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude)
+        return self._write_grid(latents, depth_grid, valid, cameras.scaled(h, w), frame_ids)
+
+    def read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
+        """Z-buffered read of V target views at grid size ``hw``.
+
+        Intrinsics are rescaled from the cameras' (height, width) to ``hw``. Returns features
+        (V, C, h, w) (zeros where empty), mask (V, h, w) and depth (V, h, w) (+inf where empty).
+        Deterministic; linear in the number of points; batched over views.
+        """
+        return self._read(cameras, hw)
+
+    @classmethod
+    def _from_config(cls, config: dict, device):
+        return cls(
+            config["channels"],
+            fusion=config["fusion"],
+            voxel_scale=config["voxel_scale"],
+            dtype=getattr(torch, config["dtype"]),
+            device=device,
+        )
+

@@ -1,0 +1,55 @@
+"""`RGBPointCloudMemory`: the explicit baseline, a coloured point cloud at pixel resolution.
+
+This is what prior systems (GEN3C, VMem, Spatia, Voyager) cache: one point per valid pixel,
+rendered at full resolution into the target views and then VAE-encoded by the pipeline. It uses
+the same store and z-buffer kernel as the latent memory, so the two differ only in resolution and
+in what a point carries.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ShapeError
+from mirage.geometry import Camera, check_finite
+from mirage.memory.depth_grid import reduce_depth_to_grid
+from mirage.memory.store import MemoryRead, PointStore, check_write_inputs
+
+__all__ = ["RGBPointCloudMemory"]
+
+
+class RGBPointCloudMemory(PointStore):
+    """A pixel-resolution RGB point cloud. ``fusion="append"`` (default) as in the peers' caches."""
+
+    format_kind = "rgb"
+
+    def __init__(self, *, fusion: str = "append", dtype=torch.float32, device=None) -> None:
+        super().__init__(3, fusion=fusion, dtype=dtype, device=device)
+
+    def write(
+        self,
+        images: Tensor,  # (T, 3, H, W) in [-1, 1]
+        depths: Tensor,  # (T, H, W) z-depth
+        cameras: Camera,  # T cameras at (H, W)
+        exclude: Tensor | None = None,  # (T, H, W) bool
+        frame_ids=None,
+    ) -> int:
+        """Store one coloured point per valid, non-excluded pixel. Returns points added/replaced."""
+        check_write_inputs("images", images, depths, cameras, exclude)
+        if images.shape[1] != 3 or tuple(images.shape[2:]) != tuple(depths.shape[1:]):
+            raise ShapeError(
+                f"`images` must have shape (T, 3, H, W) = {(len(cameras), 3, *cameras.hw)} "
+                f"but has {tuple(images.shape)}"
+            )
+        check_finite("images", images)
+        depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
+        return self._write_grid(images, depth, valid, cameras, frame_ids)
+
+    def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
+        """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""
+        return self._read(cameras, hw)
+
+    @classmethod
+    def _from_config(cls, config: dict, device):
+        return cls(fusion=config["fusion"], dtype=getattr(torch, config["dtype"]), device=device)

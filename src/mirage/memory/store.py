@@ -1,0 +1,413 @@
+"""A fused point store: world points carrying features, written from grids and read by z-buffer.
+
+Both the latent memory (features = VAE latent tokens, grid = latent grid) and the RGB baseline
+(features = colours, grid = pixels) are this store; they differ only in what they write.
+
+Fusion (``fusion="voxel"``, DESIGN §3.4). A memory point owns a *frustum voxel*: laterally, the
+grid cell it was seen in, which is exactly the cell's footprint at that depth; in depth, a band
+of ±``voxel_scale``·``DEPTH_BAND`` relative to its z. Before frame t is written, the memory is
+splatted into frame t's grid camera, and each new cell is compared with the memory point that
+wins that cell:
+
+- same voxel (|z_mem − z_new| ≤ band): the new token *replaces* the memory point's token (and
+  its frame id); the point keeps its anchor position, within a cell of the new observation;
+- the memory point sits in front of the surface now observed (z_mem < z_new − band): it is
+  contradicted by free space, so it is removed (carved), and the cell is decided again against
+  the point now winning it (up to ``MAX_CARVE_ROUNDS`` times);
+- otherwise (empty cell, or the memory point lies behind a new surface): the new point is
+  appended.
+
+So revisiting a seen place replaces points instead of adding them, and the store grows with
+the observed surface, not with time. Unlike a world-aligned voxel grid at the footprint size,
+this never merges two cells of one view (no holes in the read) and it tolerates depth jitter on
+a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as the reference
+implementation does.
+
+Points carry a unique, increasing ``uid``; it is the z-buffer's tie-break priority, so reads do
+not depend on storage order.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
+from mirage.geometry import Camera, backproject_depth
+from mirage.memory.splat import Splat, splat_zbuffer
+
+__all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND"]
+
+FUSION_MODES = ("voxel", "append")
+DEPTH_BAND = 0.05  # relative depth half-extent of a frustum voxel at voxel_scale = 1
+MAX_CARVE_ROUNDS = 4  # carve, then look again behind the carved point, at most this often
+FORMAT_VERSION = 1
+
+
+class MemoryRead(NamedTuple):
+    """What a memory returns for V target views at grid size (h, w).
+
+    features: (V, C, h, w), zeros where the view sees no memory point.
+    mask: (V, h, w) bool, True where a memory point landed.
+    depth: (V, h, w) z-depth of the winning point in the target view, +inf where empty.
+    """
+
+    features: Tensor
+    mask: Tensor
+    depth: Tensor
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A past frame retrieved by covisibility: its id and voxel IoU with the target views."""
+
+    frame_id: int
+    iou: float
+
+
+class PointStore:
+    """Storage, fusion, reading, retrieval and persistence shared by the memories."""
+
+    format_kind = "points"  # overridden by subclasses; guards against loading the wrong kind
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        fusion: str = "voxel",
+        voxel_scale: float = 1.0,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ) -> None:
+        if not isinstance(channels, int) or channels <= 0:
+            raise ConfigError(f"`channels` must be a positive int but is {channels!r}")
+        if fusion not in FUSION_MODES:
+            raise ConfigError(f"`fusion` must be one of {FUSION_MODES} but is {fusion!r}")
+        if not voxel_scale > 0:
+            raise ConfigError(f"`voxel_scale` must be > 0 but is {voxel_scale!r}")
+        if not dtype.is_floating_point:
+            raise ConfigError(f"`dtype` must be a floating dtype but is {dtype}")
+        self.channels = channels
+        self.fusion = fusion
+        self.voxel_scale = float(voxel_scale)
+        self.dtype = dtype
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self._next_uid = 0
+        self.points = torch.zeros(0, 3, dtype=torch.float32, device=self.device)  # (N, 3) world
+        self.features = torch.zeros(0, channels, dtype=dtype, device=self.device)  # (N, C)
+        self.frame_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
+        self.uids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
+        # Frame table: every written frame's grid camera, for per-frame visibility.
+        self.grid_hw: tuple[int, int] | None = None
+        self.table_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (F,)
+        self.table_K = torch.zeros(0, 3, 3, dtype=torch.float32, device=self.device)  # (F, 3, 3)
+        self.table_cam2world = torch.zeros(0, 4, 4, dtype=torch.float32, device=self.device)
+
+    # -- size -----------------------------------------------------------------------------
+    @property
+    def num_points(self) -> int:
+        return self.points.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the cache: every per-point tensor plus the frame table."""
+        tensors = (self.points, self.features, self.frame_ids, self.uids,
+                   self.table_ids, self.table_K, self.table_cam2world)
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+    @property
+    def frames(self) -> list[int]:
+        """Ids of the frames written so far, in the order they were first written."""
+        return self.table_ids.tolist()
+
+    def __len__(self) -> int:
+        return self.num_points
+
+    # -- writing --------------------------------------------------------------------------
+    def _write_grid(
+        self,
+        features: Tensor,  # (T, C, h, w)
+        depth: Tensor,  # (T, h, w) z-depth on the grid, already reduced
+        valid: Tensor,  # (T, h, w) bool
+        cameras: Camera,  # T cameras at (h, w)
+        frame_ids: Sequence[int] | None,
+    ) -> int:
+        T, C, h, w = features.shape
+        if self.grid_hw is None:
+            self.grid_hw = (h, w)
+        elif self.grid_hw != (h, w):
+            raise ShapeError(
+                f"this memory holds frames of grid size {self.grid_hw} but a write has {(h, w)}"
+            )
+        frame_ids = self._resolve_frame_ids(frame_ids, T)
+        cameras = cameras.to(device=self.device, dtype=torch.float32)
+        depth = depth.to(device=self.device, dtype=torch.float32)
+        safe_depth = torch.where(valid, depth, torch.ones_like(depth))
+        points_world = backproject_depth(safe_depth, cameras.K, cameras.cam2world)  # (T, h, w, 3)
+        features = features.to(device=self.device, dtype=self.dtype).permute(0, 2, 3, 1)
+        changed = 0
+        for t in range(T):  # frames in order: a later frame may replace an earlier one's points
+            cells = valid[t].flatten().nonzero(as_tuple=True)[0].to(self.device)  # (M,)
+            new_points = points_world[t].reshape(-1, 3)[cells]
+            new_features = features[t].reshape(-1, C)[cells]
+            new_z = depth[t].flatten()[cells]
+            changed += self._fuse(new_points, new_features, new_z, cells, cameras[t], frame_ids[t])
+            self._register_frame(frame_ids[t], cameras[t])
+        return changed
+
+    def _fuse(self, points, features, z_new, cells, camera: Camera, frame_id: int) -> int:
+        M = points.shape[0]
+        if M == 0:
+            return 0
+        uids = torch.arange(self._next_uid, self._next_uid + M, device=self.device)
+        self._next_uid += M
+        append = torch.ones(M, dtype=torch.bool, device=self.device)
+        if self.fusion == "voxel":
+            world2cam = camera.world2cam
+            pending = torch.arange(M, device=self.device)  # new cells still to be decided
+            for _ in range(MAX_CARVE_ROUNDS):
+                if self.num_points == 0 or pending.numel() == 0:
+                    break
+                splat = self._splat(camera.K, world2cam, self.grid_hw)
+                owner = splat.index.flatten()[cells[pending]]  # memory point winning each cell
+                z_mem = splat.depth.flatten()[cells[pending]]
+                z = z_new[pending]
+                band = self.voxel_scale * DEPTH_BAND * z
+                same = (owner >= 0) & ((z_mem - z).abs() <= band)
+                carve = (owner >= 0) & (z_mem < z - band)
+                # Each memory point wins at most one cell, so `owner[same]` has no duplicates.
+                # The token is replaced; the anchor position is kept, so the point keeps
+                # covering the cells of the earlier views it was written from.
+                hit, new = owner[same], pending[same]
+                self.features[hit] = features[new]
+                self.frame_ids[hit] = frame_id
+                self.uids[hit] = uids[new]
+                append[new] = False
+                if not carve.any():
+                    break
+                keep = torch.ones(self.num_points, dtype=torch.bool, device=self.device)
+                keep[owner[carve]] = False
+                self._select(keep)
+                pending = pending[carve]  # look again behind the carved points
+        fid = torch.full((M,), frame_id, dtype=torch.long, device=self.device)
+        self.points = torch.cat([self.points, points[append]])
+        self.features = torch.cat([self.features, features[append]])
+        self.frame_ids = torch.cat([self.frame_ids, fid[append]])
+        self.uids = torch.cat([self.uids, uids[append]])
+        return M
+
+    def _select(self, keep: Tensor) -> None:
+        self.points, self.features = self.points[keep], self.features[keep]
+        self.frame_ids, self.uids = self.frame_ids[keep], self.uids[keep]
+
+    def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
+        if frame_ids is None:
+            start = int(self.table_ids.max()) + 1 if self.table_ids.numel() else 0
+            return list(range(start, start + T))
+        frame_ids = [int(f) for f in frame_ids]
+        if len(frame_ids) != T:
+            raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
+        return frame_ids
+
+    def _register_frame(self, frame_id: int, camera: Camera) -> None:
+        hit = (self.table_ids == frame_id).nonzero(as_tuple=True)[0]
+        if hit.numel():  # a frame written again (the overlap frame of two chunks): new pose wins
+            self.table_K[hit] = camera.K
+            self.table_cam2world[hit] = camera.cam2world
+            return
+        self.table_ids = torch.cat([self.table_ids, self.table_ids.new_tensor([frame_id])])
+        self.table_K = torch.cat([self.table_K, camera.K])
+        self.table_cam2world = torch.cat([self.table_cam2world, camera.cam2world])
+
+    # -- reading --------------------------------------------------------------------------
+    def _splat(self, K: Tensor, world2cam: Tensor, hw: tuple[int, int]) -> Splat:
+        return splat_zbuffer(self.points, K, world2cam, hw, priority=self.uids)
+
+    def _read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
+        h, w = _check_hw(hw)
+        cams = cameras.scaled(h, w).to(device=self.device, dtype=torch.float32)
+        splat = self._splat(cams.K, cams.world2cam, (h, w))
+        mask = splat.index >= 0  # (V, h, w)
+        gathered = self.features.new_zeros(len(cams), h, w, self.channels)
+        gathered[mask] = self.features[splat.index[mask]]
+        return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth)
+
+    # -- per-frame visibility and reference retrieval (DESIGN §3.5) -----------------------
+    def frame_visibility(self) -> Splat:
+        """(F, h, w) splat of the current memory into every written frame's grid camera.
+
+        Row f lists, per cell, the memory point frame ``frames[f]`` sees there now.
+        """
+        if self.grid_hw is None:
+            return Splat(torch.zeros(0, 0, 0, dtype=torch.long), torch.zeros(0, 0, 0))
+        world2cam = Camera(self.table_K, self.table_cam2world, *self.grid_hw).world2cam
+        return self._splat(self.table_K, world2cam, self.grid_hw)
+
+    def retrieve_references(
+        self,
+        target_cameras: Camera,
+        k: int = 4,
+        min_iou: float = 0.04,
+        voxel_size: float = 0.1,
+        exclude_frames: Sequence[int] = (),
+    ) -> list[Reference]:
+        """Top-``k`` past frames by voxel IoU with what the target views see, above ``min_iou``.
+
+        A frame's set is the voxels (edge ``voxel_size`` world units) of the memory points it
+        sees; the target set is the union over the target views of the voxels of the memory
+        points they see. Sorted by IoU, descending; ties go to the more recent frame id.
+        """
+        if k < 0 or not voxel_size > 0:
+            raise ConfigError(f"`k` must be ≥ 0 and `voxel_size` > 0 but are {k} and {voxel_size}")
+        if self.num_points == 0 or k == 0:
+            return []
+        target = self._read_index(target_cameras)  # (V, h, w)
+        past = self.frame_visibility().index  # (F, h, w)
+        F = past.shape[0]
+        # Pairs (set id, point): set F is the target union, sets 0..F-1 the past frames.
+        set_ids = torch.cat([
+            torch.arange(F, device=self.device)[:, None, None].expand_as(past)[past >= 0],
+            torch.full((int((target >= 0).sum()),), F, device=self.device, dtype=torch.long),
+        ])
+        point_ids = torch.cat([past[past >= 0], target[target >= 0]])
+        keys = torch.floor(self.points[point_ids] / voxel_size).long()  # (P, 3)
+        _, voxel = torch.unique(keys, dim=0, return_inverse=True)  # (P,) voxel rank
+        num_voxels = int(voxel.max()) + 1 if voxel.numel() else 0
+        pairs = torch.unique(set_ids * num_voxels + voxel)  # distinct (set, voxel)
+        pair_set, pair_voxel = pairs // num_voxels, pairs % num_voxels
+        in_target = torch.zeros(num_voxels, dtype=torch.bool, device=self.device)
+        in_target[pair_voxel[pair_set == F]] = True
+        size = torch.bincount(pair_set, minlength=F + 1).double()  # (F+1,)
+        inter = torch.bincount(pair_set[in_target[pair_voxel]], minlength=F + 1).double()
+        union = size[:F] + size[F] - inter[:F]
+        iou = torch.where(union > 0, inter[:F] / union.clamp_min(1), torch.zeros_like(union))
+        candidates = [
+            Reference(int(f), float(s))
+            for f, s in zip(self.table_ids.tolist(), iou.tolist())
+            if s >= min_iou and int(f) not in set(exclude_frames)
+        ]
+        candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
+        return candidates[:k]
+
+    def _read_index(self, cameras: Camera) -> Tensor:
+        h, w = self.grid_hw
+        cams = cameras.scaled(h, w).to(device=self.device, dtype=torch.float32)
+        return self._splat(cams.K, cams.world2cam, (h, w)).index
+
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the memory to a safetensors file with JSON metadata (no pickle)."""
+        from safetensors.torch import save_file
+
+        metadata = {
+            "format": "mirage.memory",
+            "kind": self.format_kind,
+            "version": str(FORMAT_VERSION),
+            "config": json.dumps({
+                "channels": self.channels,
+                "fusion": self.fusion,
+                "voxel_scale": self.voxel_scale,
+                "dtype": str(self.dtype).removeprefix("torch."),
+                "next_uid": self._next_uid,
+                "grid_hw": list(self.grid_hw) if self.grid_hw else None,
+            }),
+        }
+        tensors = {
+            "points": self.points, "features": self.features, "frame_ids": self.frame_ids,
+            "uids": self.uids, "table_ids": self.table_ids, "table_K": self.table_K,
+            "table_cam2world": self.table_cam2world,
+        }
+        path = Path(path)
+        tmp = path.with_name(path.name + ".partial")
+        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata)
+        tmp.replace(path)  # atomic: a reader never sees a half-written memory
+
+    @classmethod
+    def load(cls, path, *, device=None):
+        """Load a memory written by :meth:`save`. Refuses truncated, foreign or newer files."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise MemoryFormatError(f"memory file {str(path)!r} does not exist")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except Exception as err:  # safetensors raises its own error types for corrupt headers
+            raise MemoryFormatError(
+                f"{str(path)!r} is not a readable safetensors memory file (truncated or "
+                f"corrupt): {err}"
+            ) from None
+        if metadata.get("format") != "mirage.memory":
+            raise MemoryFormatError(
+                f"{str(path)!r} is not a mirage memory file (format metadata is "
+                f"{metadata.get('format')!r}, expected 'mirage.memory')"
+            )
+        if metadata.get("kind") != cls.format_kind:
+            raise MemoryFormatError(
+                f"{str(path)!r} holds a {metadata.get('kind')!r} memory but "
+                f"{cls.__name__}.load expects {cls.format_kind!r}"
+            )
+        if metadata.get("version") != str(FORMAT_VERSION):
+            raise MemoryFormatError(
+                f"{str(path)!r} has memory format version {metadata.get('version')!r}; this "
+                f"mirage reads version {FORMAT_VERSION}"
+            )
+        config = json.loads(metadata["config"])
+        memory = cls._from_config(config, device)
+        names = ("points", "features", "frame_ids", "uids", "table_ids", "table_K",
+                 "table_cam2world")
+        missing = [n for n in names if n not in tensors]
+        if missing:
+            raise MemoryFormatError(f"{str(path)!r} lacks tensors {missing}")
+        for name in names:
+            setattr(memory, name, tensors[name].to(memory.device))
+        memory.features = memory.features.to(memory.dtype)
+        memory._next_uid = int(config["next_uid"])
+        memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
+        N = memory.points.shape[0]
+        for name, shape in (("features", (N, memory.channels)), ("frame_ids", (N,)),
+                            ("uids", (N,))):
+            if tuple(getattr(memory, name).shape) != shape:
+                raise MemoryFormatError(
+                    f"{str(path)!r}: tensor {name!r} has shape "
+                    f"{tuple(getattr(memory, name).shape)}, expected {shape}"
+                )
+        return memory
+
+    @classmethod
+    def _from_config(cls, config: dict, device):
+        raise NotImplementedError
+
+
+def _check_hw(hw) -> tuple[int, int]:
+    try:
+        h, w = (int(x) for x in hw)
+    except (TypeError, ValueError):
+        raise ShapeError(f"`hw` must be a pair of ints (h, w) but is {hw!r}") from None
+    if h <= 0 or w <= 0:
+        raise ShapeError(f"`hw` must be positive but is {(h, w)}")
+    return h, w
+
+
+def check_write_inputs(name: str, values: Tensor, depths: Tensor, cameras: Camera, exclude) -> None:
+    """Shared shape checks of ``write``: values (T, C, h, w), depths and cameras at (H, W)."""
+    expect_shape(name, values, (None, None, None, None))
+    T = values.shape[0]
+    expect_shape("depths", depths, (T, None, None))
+    if not isinstance(cameras, Camera):
+        raise ShapeError(f"`cameras` must be a mirage.geometry.Camera but is {type(cameras).__name__}")
+    if len(cameras) != T:
+        raise ShapeError(f"`cameras` must hold {T} cameras (one per frame) but holds {len(cameras)}")
+    if tuple(depths.shape[1:]) != cameras.hw:
+        raise ShapeError(
+            f"`depths` must be at the cameras' size {cameras.hw} but is {tuple(depths.shape[1:])}"
+        )
+    if exclude is not None:
+        expect_shape("exclude", exclude, tuple(depths.shape))

@@ -1,0 +1,165 @@
+import math
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mirage.errors import CameraError, MirageError, NonFiniteError, ShapeError
+from mirage.geometry import (
+    Camera,
+    backproject_depth,
+    look_at,
+    pixel_grid,
+    pixel_index,
+    project_points,
+    rescale_intrinsics,
+)
+
+
+def random_rotation(gen: torch.Generator) -> torch.Tensor:
+    q, r = torch.linalg.qr(torch.randn(3, 3, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    if torch.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def random_pose(gen: torch.Generator, scale: float = 2.0) -> torch.Tensor:
+    pose = torch.eye(4, dtype=torch.float64)
+    pose[:3, :3] = random_rotation(gen)
+    pose[:3, 3] = torch.randn(3, generator=gen, dtype=torch.float64) * scale
+    return pose
+
+
+def simple_camera(T=1, H=32, W=48, f=40.0) -> Camera:
+    K = torch.tensor([[f, 0, (W - 1) / 2], [0, f, (H - 1) / 2], [0, 0, 1.0]])
+    return Camera(K.expand(T, 3, 3).clone(), torch.eye(4).expand(T, 4, 4).clone(), H, W)
+
+
+class TestCamera:
+    def test_len_index_slice(self):
+        cam = simple_camera(T=5)
+        assert len(cam) == 5
+        assert len(cam[2]) == 1 and len(cam[-1]) == 1
+        assert len(cam[1:4]) == 3
+        torch.testing.assert_close(cam[3].K[0], cam.K[3])
+        with pytest.raises(IndexError):
+            cam[5]
+
+    def test_world2cam_is_inverse(self):
+        gen = torch.Generator().manual_seed(0)
+        poses = torch.stack([random_pose(gen) for _ in range(4)]).float()
+        cam = Camera(simple_camera(T=4).K, poses, 32, 48)
+        eye = torch.eye(4).expand(4, 4, 4)
+        torch.testing.assert_close(cam.world2cam @ cam.cam2world, eye, atol=1e-5, rtol=0)
+
+    def test_scaled_follows_the_rescaling_rule(self):
+        cam = simple_camera(H=64, W=96)
+        small = cam.scaled(4, 6)
+        sx, sy = 6 / 96, 4 / 64
+        assert small.hw == (4, 6)
+        assert small.K[0, 0, 0].item() == pytest.approx(40 * sx)
+        assert small.K[0, 1, 1].item() == pytest.approx(40 * sy)
+        assert small.K[0, 0, 2].item() == pytest.approx((47.5 + 0.5) * sx - 0.5)
+        assert small.K[0, 1, 2].item() == pytest.approx((31.5 + 0.5) * sy - 0.5)
+
+    def test_look_at_axes(self):
+        # Looking along +x with the default up (-y world): camera z = +x, x = -z world, y = +y.
+        pose = look_at(torch.tensor([0.0, 0, 0]), torch.tensor([1.0, 0, 0]))
+        torch.testing.assert_close(pose[:3, 2], torch.tensor([1.0, 0, 0]))
+        torch.testing.assert_close(pose[:3, 1], torch.tensor([0.0, 1, 0]))
+        torch.testing.assert_close(pose[:3, 0], torch.tensor([0.0, 0, -1]))
+
+    @pytest.mark.parametrize(
+        "mutate, error, words",
+        [
+            (lambda K, P: K.__setitem__((0, 0, 0), float("nan")), NonFiniteError, "`K`"),
+            (lambda K, P: P.__setitem__((0, 0, 3), float("inf")), NonFiniteError, "`cam2world`"),
+            (lambda K, P: K.__setitem__((0, 0, 0), 0.0), CameraError, "fx > 0"),
+            (lambda K, P: K.__setitem__((0, 1, 1), -3.0), CameraError, "fy > 0"),
+            (lambda K, P: P.__setitem__((0, 0, 0), 1.5), CameraError, "rigid"),
+            (lambda K, P: P.__setitem__((0, 0, 0), -1.0), CameraError, "rigid"),  # reflection
+            (lambda K, P: P.__setitem__((0, 3, 0), 0.2), CameraError, "last row"),
+        ],
+    )
+    def test_invalid_cameras_raise_project_errors(self, mutate, error, words):
+        cam = simple_camera()
+        K, P = cam.K.clone(), cam.cam2world.clone()
+        mutate(K, P)
+        with pytest.raises(error, match=words) as info:
+            Camera(K, P, 32, 48)
+        assert isinstance(info.value, ValueError) and isinstance(info.value, MirageError)
+
+    def test_shape_mismatches(self):
+        cam = simple_camera(T=3)
+        with pytest.raises(ShapeError, match="same number of cameras"):
+            Camera(cam.K, cam.cam2world[:2], 32, 48)
+        with pytest.raises(ShapeError, match=r"\(\*, 3, 3\)"):
+            Camera(torch.eye(4)[None], cam.cam2world[:1], 32, 48)
+        with pytest.raises(CameraError, match="positive"):
+            Camera(cam.K, cam.cam2world, 0, 48)
+        with pytest.raises(ShapeError):
+            Camera.cat([simple_camera(H=32), simple_camera(H=16)])
+
+
+class TestProjection:
+    def test_pixel_index_rounds_half_up(self):
+        uv = torch.tensor([[0.49, 0.5], [1.5, -0.5], [-0.51, 2.49]])
+        row, col = pixel_index(uv)
+        assert col.tolist() == [0, 2, -1]
+        assert row.tolist() == [1, 0, 2]
+
+    def test_known_projection(self):
+        cam = simple_camera()  # identity pose, f=40, centre (23.5, 15.5)
+        uv, z = project_points(torch.tensor([[1.0, -0.5, 4.0]]), cam.K, cam.world2cam)
+        torch.testing.assert_close(uv[0, 0], torch.tensor([23.5 + 10.0, 15.5 - 5.0]))
+        assert z.item() == pytest.approx(4.0)
+
+    @settings(max_examples=40, deadline=None)
+    @given(seed=st.integers(0, 10_000), depth=st.floats(0.2, 50.0))
+    def test_backproject_then_project_returns_pixel_centres(self, seed, depth):
+        gen = torch.Generator().manual_seed(seed)
+        pose = random_pose(gen)[None]
+        H, W = 6, 9
+        K = torch.tensor([[[7.0, 0.3, 4.1], [0, 8.0, 2.7], [0, 0, 1]]], dtype=torch.float64)
+        depths = torch.full((1, H, W), depth, dtype=torch.float64)
+        depths = depths * (1 + torch.rand(1, H, W, generator=gen, dtype=torch.float64))
+        points = backproject_depth(depths, K, pose)  # (1, H, W, 3)
+        uv, z = project_points(points.reshape(-1, 3), K, torch.linalg.inv(pose))
+        torch.testing.assert_close(uv[0], pixel_grid(H, W, dtype=torch.float64).reshape(-1, 2))
+        torch.testing.assert_close(z[0], depths.reshape(-1))
+
+    @settings(max_examples=30, deadline=None)
+    @given(stride=st.sampled_from([1, 2, 4, 8, 16]), h=st.integers(1, 6), w=st.integers(1, 6),
+           f=st.floats(1.0, 500.0), cx=st.floats(-10, 100), cy=st.floats(-10, 100))
+    def test_latent_cell_centre_is_block_centre(self, stride, h, w, f, cx, cy):
+        # A ray through pixel-space point (s·j + (s−1)/2, s·i + (s−1)/2) must be the ray through
+        # latent-space point (j, i) under the rescaled intrinsics.
+        K = torch.tensor([[f, 0, cx], [0, f * 1.3, cy], [0, 0, 1]], dtype=torch.float64)
+        K_latent = rescale_intrinsics(K, (h * stride, w * stride), (h, w))
+        i, j = h - 1, w - 1
+        pixel = torch.tensor([stride * j + (stride - 1) / 2, stride * i + (stride - 1) / 2, 1.0],
+                             dtype=torch.float64)
+        latent = torch.tensor([j, i, 1.0], dtype=torch.float64)
+        torch.testing.assert_close(torch.linalg.solve(K, pixel), torch.linalg.solve(K_latent, latent))
+
+    def test_rescale_rejects_bad_sizes(self):
+        with pytest.raises(ShapeError):
+            rescale_intrinsics(torch.eye(3), (0, 4), (2, 2))
+
+
+def test_import_mirage_does_not_import_diffusers():
+    import subprocess
+    import sys
+
+    code = "import sys, mirage, mirage.memory, mirage.geometry; print('diffusers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_fov_camera():
+    cam = Camera.from_fov(torch.eye(4), 32, 64, fov_x_deg=90.0)
+    assert cam.K[0, 0, 0].item() == pytest.approx(32.0)
+    assert cam.K[0, 0, 2].item() == pytest.approx(31.5)
+    assert math.isclose(cam.K[0, 1, 1].item(), 32.0, rel_tol=1e-6)
