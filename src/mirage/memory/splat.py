@@ -10,8 +10,9 @@ Contract (the same for the fast kernel and its reference twin):
   on the storage order of the points either.
 - Empty pixels hold index −1 and depth +inf.
 
-The fast kernel is linear in N·V: one scatter-min on depth, one scatter-min on priority among
-depth winners, then an assignment whose target indices are unique. No per-view sort.
+The fast kernel is linear in N·V: one matrix product projects every point into every view, then
+one scatter-min on depth, one scatter-min on priority among depth winners, and an assignment
+whose target indices are unique. No per-view sort.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
-from mirage.geometry import pixel_index, project_points
 
 __all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "DEFAULT_NEAR"]
 
@@ -60,37 +60,60 @@ def splat_zbuffer(
     *,
     priority: Tensor | None = None,  # (N,) long, unique per point; default arange(N)
     near: float = DEFAULT_NEAR,
+    max_entries: int = 1 << 22,
 ) -> Splat:
-    """Fast, deterministic z-buffer splat of N points into V views (see module contract)."""
+    """Fast, deterministic z-buffer splat of N points into V views (see module contract).
+
+    Views are processed in blocks of about ``max_entries`` (view, point) pairs to bound the
+    temporary memory; blocks are independent, so the result does not depend on the block size.
+    """
     _check_inputs(points_world, K, world2cam, hw, priority)
     h, w = hw
     V, N = K.shape[0], points_world.shape[0]
     device = points_world.device
-    index = torch.full((V * h * w,), -1, dtype=torch.long, device=device)
-    depth = torch.full((V * h * w,), float("inf"), dtype=points_world.dtype, device=device)
+    index = torch.full((V, h, w), -1, dtype=torch.long, device=device)
+    depth = torch.full((V, h, w), float("inf"), dtype=points_world.dtype, device=device)
     if N == 0 or V == 0:
-        return Splat(index.view(V, h, w), depth.view(V, h, w))
+        return Splat(index, depth)
+    # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
+    P = K.to(points_world.dtype) @ world2cam.to(points_world.dtype)[:, :3, :]  # (V, 3, 4)
+    step = max(1, max_entries // N)
+    for v0 in range(0, V, step):
+        block = slice(v0, min(V, v0 + step))
+        _splat_block(points_world, P[block], (h, w), priority, near,
+                     index[block].view(-1), depth[block].view(-1))
+    return Splat(index, depth)
 
-    uv, z = project_points(points_world, K.to(points_world.dtype), world2cam.to(points_world.dtype))
-    row, col = pixel_index(uv)  # (V, N) each
-    valid = (z > near) & (row >= 0) & (row < h) & (col >= 0) & (col < w) & torch.isfinite(z)
-    view_id, point_id = valid.nonzero(as_tuple=True)  # (M,) each
-    cell = (view_id * h + row[view_id, point_id]) * w + col[view_id, point_id]  # (M,)
-    z_m = z[view_id, point_id]
 
-    # 1) nearest depth per cell
-    depth.scatter_reduce_(0, cell, z_m, reduce="amin")
-    is_nearest = z_m == depth[cell]
-    cell, point_id = cell[is_nearest], point_id[is_nearest]
+def _splat_block(points_world, P, hw, priority, near, index_out, depth_out) -> None:
+    """Splat into the views of ``P`` (V, 3, 4), writing the flat (V·h·w,) outputs in place."""
+    h, w = hw
+    V, N = P.shape[0], points_world.shape[0]
+    proj = torch.addmm(P[:, :, 3].reshape(-1, 1), P[:, :, :3].reshape(-1, 3), points_world.T)
+    proj = proj.view(V, 3, N)  # (V, 3, N): u·z, v·z, z
+    z = proj[:, 2]
+    col = torch.floor(proj[:, 0] / z + 0.5)
+    row = torch.floor(proj[:, 1] / z + 0.5)
+    valid = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+    trash = V * h * w  # one extra bin collects every point that does not land
+    view_offset = torch.arange(V, device=z.device)[:, None] * (h * w)
+    cell = torch.where(valid, (row * w + col).long() + view_offset, trash).view(-1)  # (V·N,)
+    z = torch.where(valid, z, torch.inf).view(-1)
+
+    # 1) nearest depth per cell (a scatter-min: order-independent)
+    depth = torch.full((trash + 1,), float("inf"), dtype=z.dtype, device=z.device)
+    depth.scatter_reduce_(0, cell, z, reduce="amin")
+    nearest = ((z == depth[cell]) & valid.view(-1)).nonzero(as_tuple=True)[0]
+    cell, point_id = cell[nearest], nearest % N
 
     # 2) among exact depth ties, the smallest priority wins
-    prio = point_id if priority is None else priority.to(device)[point_id]
-    best = torch.full((V * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=device)
+    prio = point_id if priority is None else priority.to(z.device)[point_id]
+    best = torch.full((trash,), torch.iinfo(torch.long).max, dtype=torch.long, device=z.device)
     best.scatter_reduce_(0, cell, prio, reduce="amin")
     wins = prio == best[cell]
     # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
-    index[cell[wins]] = point_id[wins]
-    return Splat(index.view(V, h, w), depth.view(V, h, w))
+    index_out[cell[wins]] = point_id[wins]
+    depth_out.copy_(depth[:trash])
 
 
 def splat_zbuffer_reference(
