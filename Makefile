@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 demo: $(STAMP)
-	$(PY) -m mirage bench memory --size 176x320 --chunks 10 --out demo-bench
+	$(PY) -m mirage bench memory --size 64x128 --chunks 10 --vae-chunks 2 --out demo-bench
 
 clean:
 	rm -rf $(VENV) demo-bench

@@ -203,9 +203,11 @@ def run_memory_bench(config: MemoryBenchConfig, progress: bool = True) -> dict:
 
 
 def _summarise(rows: list[dict], config: MemoryBenchConfig) -> dict:
-    def mean(key):
-        values = [r[key] for r in rows if key in r]
-        return statistics.fmean(values) if values else None
+    # Medians over chunks: robust to a noisy machine. Ratios are taken per chunk (both sides
+    # measured back to back) and then their median.
+    def median(values):
+        values = list(values)
+        return statistics.median(values) if values else None
 
     last = rows[-1]
     # The first pass ends at the first chunk whose last frame is past the first return.
@@ -213,14 +215,14 @@ def _summarise(rows: list[dict], config: MemoryBenchConfig) -> dict:
     first_pass_chunk = min(len(rows) - 1, -(-config.period // span_pixels) - 1)
     points_first_pass = rows[first_pass_chunk]["points_voxel"]
     s = {
-        "latent_read_s_per_chunk": mean("latent_read_s"),
-        "rgb_render_s_per_chunk": mean("rgb_render_s"),
-        "vae_encode_s_per_chunk": mean("vae_encode_s"),
-        "kernel_read_s": last["kernel_read_s"],
-        "sort_read_s": last["sort_read_s"],
-        "kernel_speedup_vs_sort": last["sort_read_s"] / last["kernel_read_s"],
+        "latent_read_s_per_chunk": median(r["latent_read_s"] for r in rows),
+        "rgb_render_s_per_chunk": median(r["rgb_render_s"] for r in rows),
+        "vae_encode_s_per_chunk": median(r["vae_encode_s"] for r in rows if "vae_encode_s" in r),
+        "kernel_speedup_vs_sort": median(r["sort_read_s"] / r["kernel_read_s"] for r in rows),
         "kernel_matches_sort_all_chunks": all(r["kernel_matches_sort"] for r in rows),
-        "throughput_mpoint_proj_per_s": last["points_append"] * last["views"] / last["kernel_read_s"] / 1e6,
+        "throughput_mpoint_proj_per_s": median(
+            r["points_append"] * r["views"] / r["kernel_read_s"] / 1e6 for r in rows),
+        "points_append_final": last["points_append"],
         "bytes_rgb_over_latent_voxel": last["bytes_rgb"] / last["bytes_latent_voxel"],
         "bytes_rgb_over_latent_append": last["bytes_rgb"] / last["bytes_latent_append"],
         "first_pass_chunk": first_pass_chunk,
@@ -229,9 +231,11 @@ def _summarise(rows: list[dict], config: MemoryBenchConfig) -> dict:
         "voxel_growth_after_first_pass": last["points_voxel"] / points_first_pass - 1,
     }
     if s["vae_encode_s_per_chunk"] is not None:
-        rgb_path = s["rgb_render_s_per_chunk"] + s["vae_encode_s_per_chunk"]
-        s["rgb_read_path_s_per_chunk"] = rgb_path
-        s["rgb_path_over_latent_read"] = rgb_path / s["latent_read_s_per_chunk"]
+        rgb_path = [r["rgb_render_s"] + r["vae_encode_s"] for r in rows if "vae_encode_s" in r]
+        s["rgb_read_path_s_per_chunk"] = median(rgb_path)
+        s["rgb_path_over_latent_read"] = median(
+            (r["rgb_render_s"] + r["vae_encode_s"]) / r["latent_read_s"]
+            for r in rows if "vae_encode_s" in r)
     return s
 
 
@@ -258,20 +262,22 @@ def format_table(result: dict) -> str:
         )
     lines += [
         "",
-        f"latent read per chunk:             {s['latent_read_s_per_chunk'] * 1e3:.2f} ms",
+        f"latent read per chunk (median):    {s['latent_read_s_per_chunk'] * 1e3:.2f} ms",
     ]
     if "rgb_read_path_s_per_chunk" in s:
         lines += [
             f"rgb render + VAE encode per chunk: {s['rgb_read_path_s_per_chunk']:.3f} s "
-            f"(render {s['rgb_render_s_per_chunk']:.3f} s + encode {s['vae_encode_s_per_chunk']:.3f} s)",
+            f"(medians: render {s['rgb_render_s_per_chunk']:.3f} s, "
+            f"encode {s['vae_encode_s_per_chunk']:.3f} s)",
             f"rgb read path / latent read:       {s['rgb_path_over_latent_read']:.0f}x",
         ]
     else:
         lines.append(f"rgb render per chunk (no VAE):     {s['rgb_render_s_per_chunk']:.3f} s")
     lines += [
-        f"kernel vs sort-per-view:           {s['kernel_speedup_vs_sort']:.2f}x faster "
+        f"kernel vs sort-per-view (median):  {s['kernel_speedup_vs_sort']:.2f}x faster "
         f"(indices identical on every chunk: {s['kernel_matches_sort_all_chunks']})",
-        f"read throughput:                   {s['throughput_mpoint_proj_per_s']:.1f} M point-projections/s",
+        f"read throughput (median):          {s['throughput_mpoint_proj_per_s']:.1f} M point-projections/s "
+        f"({s['points_append_final']} latent points at the end)",
         f"bytes rgb / latent-voxel:          {s['bytes_rgb_over_latent_voxel']:.0f}x "
         f"(rgb / latent-append: {s['bytes_rgb_over_latent_append']:.1f}x)",
         f"latent-voxel growth after 1st pass: {100 * s['voxel_growth_after_first_pass']:+.2f}% "
