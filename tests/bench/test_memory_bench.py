@@ -25,6 +25,14 @@ def test_small_run_reports_every_figure():
     json.dumps(result)  # JSON-ready
 
 
+def test_latent_only_run():
+    config = MemoryBenchConfig(height=32, width=64, chunks=2, channels=4, rgb=False, repeats=1)
+    result = run_memory_bench(config, progress=False)
+    assert "bytes_rgb" not in result["chunks"][0]
+    assert "bytes_rgb_over_latent_voxel" not in result["summary"]
+    assert "bytes rgb" not in format_table(result)
+
+
 def test_cli_writes_json_and_table(tmp_path, capsys):
     code = main(["bench", "memory", "--size", "32x64", "--chunks", "2", "--channels", "4",
                  "--no-vae", "--repeats", "1", "--out", str(tmp_path)])

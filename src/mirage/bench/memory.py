@@ -48,6 +48,7 @@ class MemoryBenchConfig:
     channels: int = 48
     period: int = 70  # pixel frames per look-away-and-back pass
     degrees: float = 150.0
+    rgb: bool = True  # run the RGB baseline (cache, render, VAE encode)
     vae: bool = True  # time the RGB path's VAE encode (diffusers needed)
     vae_chunks: int = 0  # encode on the first N chunks only (0 = every chunk)
     repeats: int = 3  # reads are timed as the median of this many runs
@@ -160,14 +161,15 @@ def run_memory_bench(config: MemoryBenchConfig, progress: bool = True) -> dict:
 
     voxel = LatentSpatialMemory(config.channels, device=dev)
     append = LatentSpatialMemory(config.channels, fusion="append", device=dev)
-    rgb = RGBPointCloudMemory(device=dev)
-    vae = wan22_vae(dev) if config.vae else None
+    rgb = RGBPointCloudMemory(device=dev) if config.rgb else None
+    vae = wan22_vae(dev) if config.rgb and config.vae else None
 
     def write(frames: slice) -> None:
         ids = list(range(frames.start, frames.stop))
         for memory in (voxel, append):
             memory.write(latents[frames], depth[frames], cams_latent[frames], frame_ids=ids)
-        rgb.write(images[frames], depth[frames], cams_latent[frames], frame_ids=ids)
+        if rgb is not None:
+            rgb.write(images[frames], depth[frames], cams_latent[frames], frame_ids=ids)
 
     write(slice(0, 1))  # initialise with the first frame
     rows = []
@@ -186,17 +188,20 @@ def run_memory_bench(config: MemoryBenchConfig, progress: bool = True) -> dict:
                                        (h, w)), config.repeats, dev)
         ours_index = splat_zbuffer(append.points, small.K, small.world2cam, (h, w)).index
         row["kernel_matches_sort"] = bool(torch.equal(ours_index, ref_index))
-        # the RGB baseline's read path: render every pixel frame at H x W, then VAE-encode
-        row["rgb_render_s"], render = _timed(lambda: rgb.render(targets_pixel, (H, W)), 1, dev)
-        row["rgb_coverage"] = float(render.mask.float().mean())
-        if vae is not None and (config.vae_chunks == 0 or k < config.vae_chunks):
-            video = render.features.permute(1, 0, 2, 3)[None].to(next(vae.parameters()).dtype)
-            with torch.no_grad():
-                row["vae_encode_s"], z = _timed(lambda: vae.encode(video).latent_dist.mode(), 1, dev)
-            assert z.shape[2:] == (LATENT_FRAMES, h, w), z.shape
+        if rgb is not None:  # the RGB baseline's read path: render every pixel frame, encode
+            row["rgb_render_s"], render = _timed(lambda: rgb.render(targets_pixel, (H, W)), 1, dev)
+            row["rgb_coverage"] = float(render.mask.float().mean())
+            if vae is not None and (config.vae_chunks == 0 or k < config.vae_chunks):
+                video = render.features.permute(1, 0, 2, 3)[None].to(next(vae.parameters()).dtype)
+                with torch.no_grad():
+                    row["vae_encode_s"], z = _timed(
+                        lambda: vae.encode(video).latent_dist.mode(), 1, dev)
+                assert z.shape[2:] == (LATENT_FRAMES, h, w), z.shape
         write(slice(1 if k == 0 else k * span + 1, k * span + LATENT_FRAMES))
         row.update(bytes_latent_append=append.nbytes, bytes_latent_voxel=voxel.nbytes,
-                   bytes_rgb=rgb.nbytes, points_voxel=voxel.num_points, points_rgb=rgb.num_points)
+                   points_voxel=voxel.num_points)
+        if rgb is not None:
+            row.update(bytes_rgb=rgb.nbytes, points_rgb=rgb.num_points)
         rows.append(row)
     return {"config": asdict(config) | {"latent_hw": [h, w]}, "chunks": rows,
             "summary": _summarise(rows, config)}
@@ -216,20 +221,21 @@ def _summarise(rows: list[dict], config: MemoryBenchConfig) -> dict:
     points_first_pass = rows[first_pass_chunk]["points_voxel"]
     s = {
         "latent_read_s_per_chunk": median(r["latent_read_s"] for r in rows),
-        "rgb_render_s_per_chunk": median(r["rgb_render_s"] for r in rows),
+        "rgb_render_s_per_chunk": median(r["rgb_render_s"] for r in rows if "rgb_render_s" in r),
         "vae_encode_s_per_chunk": median(r["vae_encode_s"] for r in rows if "vae_encode_s" in r),
         "kernel_speedup_vs_sort": median(r["sort_read_s"] / r["kernel_read_s"] for r in rows),
         "kernel_matches_sort_all_chunks": all(r["kernel_matches_sort"] for r in rows),
         "throughput_mpoint_proj_per_s": median(
             r["points_append"] * r["views"] / r["kernel_read_s"] / 1e6 for r in rows),
         "points_append_final": last["points_append"],
-        "bytes_rgb_over_latent_voxel": last["bytes_rgb"] / last["bytes_latent_voxel"],
-        "bytes_rgb_over_latent_append": last["bytes_rgb"] / last["bytes_latent_append"],
         "first_pass_chunk": first_pass_chunk,
         "points_voxel_after_first_pass": points_first_pass,
         "points_voxel_final": last["points_voxel"],
         "voxel_growth_after_first_pass": last["points_voxel"] / points_first_pass - 1,
     }
+    if "bytes_rgb" in last:
+        s["bytes_rgb_over_latent_voxel"] = last["bytes_rgb"] / last["bytes_latent_voxel"]
+        s["bytes_rgb_over_latent_append"] = last["bytes_rgb"] / last["bytes_latent_append"]
     if s["vae_encode_s_per_chunk"] is not None:
         rgb_path = [r["rgb_render_s"] + r["vae_encode_s"] for r in rows if "vae_encode_s" in r]
         s["rgb_read_path_s_per_chunk"] = median(rgb_path)
@@ -254,11 +260,13 @@ def format_table(result: dict) -> str:
     mib = 2 ** 20
     for r in result["chunks"]:
         enc = f"{r['vae_encode_s']:.3f}s" if "vae_encode_s" in r else "-"
+        render = f"{r['rgb_render_s']:.3f}s" if "rgb_render_s" in r else "-"
+        rgb_mib = f"{r['bytes_rgb'] / mib:.2f}" if "bytes_rgb" in r else "-"
         lines.append(
-            f"{r['chunk']:>5} {r['latent_read_s'] * 1e3:>10.2f}ms {r['rgb_render_s']:>10.3f}s "
+            f"{r['chunk']:>5} {r['latent_read_s'] * 1e3:>10.2f}ms {render:>11} "
             f"{enc:>11} {r['kernel_read_s'] * 1e3:>7.2f}ms {r['sort_read_s'] * 1e3:>8.2f}ms "
             f"{r['bytes_latent_append'] / mib:>15.3f} {r['bytes_latent_voxel'] / mib:>15.3f} "
-            f"{r['bytes_rgb'] / mib:>10.2f}"
+            f"{rgb_mib:>10}"
         )
     lines += [
         "",
@@ -271,15 +279,19 @@ def format_table(result: dict) -> str:
             f"encode {s['vae_encode_s_per_chunk']:.3f} s)",
             f"rgb read path / latent read:       {s['rgb_path_over_latent_read']:.0f}x",
         ]
-    else:
+    elif s["rgb_render_s_per_chunk"] is not None:
         lines.append(f"rgb render per chunk (no VAE):     {s['rgb_render_s_per_chunk']:.3f} s")
     lines += [
         f"kernel vs sort-per-view (median):  {s['kernel_speedup_vs_sort']:.2f}x faster "
         f"(indices identical on every chunk: {s['kernel_matches_sort_all_chunks']})",
         f"read throughput (median):          {s['throughput_mpoint_proj_per_s']:.1f} M point-projections/s "
         f"({s['points_append_final']} latent points at the end)",
-        f"bytes rgb / latent-voxel:          {s['bytes_rgb_over_latent_voxel']:.0f}x "
-        f"(rgb / latent-append: {s['bytes_rgb_over_latent_append']:.1f}x)",
+    ]
+    if "bytes_rgb_over_latent_voxel" in s:
+        lines.append(
+            f"bytes rgb / latent-voxel:          {s['bytes_rgb_over_latent_voxel']:.0f}x "
+            f"(rgb / latent-append: {s['bytes_rgb_over_latent_append']:.1f}x)")
+    lines += [
         f"latent-voxel growth after 1st pass: {100 * s['voxel_growth_after_first_pass']:+.2f}% "
         f"({s['points_voxel_after_first_pass']} points after chunk {s['first_pass_chunk']}, "
         f"{s['points_voxel_final']} at the end)",

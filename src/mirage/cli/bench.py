@@ -18,6 +18,8 @@ def add_parser(sub) -> None:
                         "704x1280, a 44x80 latent)")
     p.add_argument("--chunks", type=int, default=10, help="chunks of 33 frames (default 10)")
     p.add_argument("--channels", type=int, default=48, help="latent channels C (default 48)")
+    p.add_argument("--no-rgb", action="store_true",
+                   help="skip the RGB baseline (cache, render and encode); latent-only figures")
     p.add_argument("--no-vae", action="store_true",
                    help="skip the VAE encode of the RGB path (no diffusers needed)")
     p.add_argument("--vae-chunks", type=int, default=0,
@@ -37,7 +39,7 @@ def run_memory(args) -> int:
     height, width = parse_size(args.size)
     config = MemoryBenchConfig(
         height=height, width=width, chunks=args.chunks, channels=args.channels,
-        vae=not args.no_vae, vae_chunks=args.vae_chunks, repeats=args.repeats,
+        rgb=not args.no_rgb, vae=not args.no_vae, vae_chunks=args.vae_chunks, repeats=args.repeats,
         device=args.device, seed=args.seed,
     )
     result = run_memory_bench(config)

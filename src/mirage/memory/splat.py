@@ -10,8 +10,8 @@ Contract (the same for the fast kernel and its reference twin):
   on the storage order of the points either.
 - Empty pixels hold index −1 and depth +inf.
 
-The fast kernel is linear in N·V: one matrix product projects every point into every view, then
-one scatter-min on depth, one scatter-min on priority among depth winners, and an assignment
+The fast kernel is linear in N·V: one 3x4 matrix per view projects every point into every view,
+then one scatter-min on depth, one scatter-min on priority among depth winners, and an assignment
 whose target indices are unique. No per-view sort.
 """
 
@@ -89,11 +89,20 @@ def _splat_block(points_world, P, hw, priority, near, index_out, depth_out) -> N
     """Splat into the views of ``P`` (V, 3, 4), writing the flat (V·h·w,) outputs in place."""
     h, w = hw
     V, N = P.shape[0], points_world.shape[0]
-    proj = torch.addmm(P[:, :, 3].reshape(-1, 1), P[:, :, :3].reshape(-1, 3), points_world.T)
-    proj = proj.view(V, 3, N)  # (V, 3, N): u·z, v·z, z
-    z = proj[:, 2]
-    col = torch.floor(proj[:, 0] / z + 0.5)
-    row = torch.floor(proj[:, 1] / z + 0.5)
+    # Elementwise products and sums, not a matrix product: BLAS may round a point differently
+    # depending on where it sits in the array, and then storage order would decide depth ties.
+    x, y, zw = (points_world[:, i] for i in range(3))  # (N,) each
+
+    def row_of(k: int) -> Tensor:  # (V, N): P[:, k] · (x, y, z, 1)
+        out = P[:, k, 0, None] * x
+        out += P[:, k, 1, None] * y
+        out += P[:, k, 2, None] * zw
+        out += P[:, k, 3, None]
+        return out
+
+    z = row_of(2)
+    col = torch.floor(row_of(0) / z + 0.5)
+    row = torch.floor(row_of(1) / z + 0.5)
     valid = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
     trash = V * h * w  # one extra bin collects every point that does not land
     view_offset = torch.arange(V, device=z.device)[:, None] * (h * w)
