@@ -149,3 +149,13 @@ def test_empty_inputs():
     K = torch.eye(3)[None]
     out = splat_zbuffer(torch.zeros(0, 3), K, torch.eye(4)[None], (2, 3))
     assert out.index.shape == (1, 2, 3) and (out.index == -1).all()
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 100_000), block=st.sampled_from([1, 7, 64, 1000]))
+def test_block_size_does_not_change_the_result(seed, block):
+    points, K, world2cam, hw = crowded_scene(seed)
+    a = splat_zbuffer(points, K, world2cam, hw)
+    b = splat_zbuffer(points, K, world2cam, hw, block_entries=block)
+    torch.testing.assert_close(a.index, b.index, rtol=0, atol=0)
+    torch.testing.assert_close(a.depth, b.depth, rtol=0, atol=0)

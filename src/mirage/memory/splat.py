@@ -60,69 +60,63 @@ def splat_zbuffer(
     *,
     priority: Tensor | None = None,  # (N,) long, unique per point; default arange(N)
     near: float = DEFAULT_NEAR,
-    max_entries: int = 1 << 22,
+    block_entries: int = 1 << 20,
 ) -> Splat:
     """Fast, deterministic z-buffer splat of N points into V views (see module contract).
 
-    Views are processed in blocks of about ``max_entries`` (view, point) pairs to bound the
-    temporary memory; blocks are independent, so the result does not depend on the block size.
+    Points are projected in blocks of about ``block_entries`` (view, point) pairs so that the
+    temporaries stay in cache; the depth minimum is a scatter-min across blocks, so the result
+    does not depend on the block size.
     """
     _check_inputs(points_world, K, world2cam, hw, priority)
     h, w = hw
     V, N = K.shape[0], points_world.shape[0]
-    device = points_world.device
-    index = torch.full((V, h, w), -1, dtype=torch.long, device=device)
-    depth = torch.full((V, h, w), float("inf"), dtype=points_world.dtype, device=device)
+    device, dtype = points_world.device, points_world.dtype
+    index = torch.full((V * h * w,), -1, dtype=torch.long, device=device)
+    depth = torch.full((V * h * w,), float("inf"), dtype=dtype, device=device)
     if N == 0 or V == 0:
-        return Splat(index, depth)
+        return Splat(index.view(V, h, w), depth.view(V, h, w))
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
-    P = K.to(points_world.dtype) @ world2cam.to(points_world.dtype)[:, :3, :]  # (V, 3, 4)
-    step = max(1, max_entries // N)
-    for v0 in range(0, V, step):
-        block = slice(v0, min(V, v0 + step))
-        _splat_block(points_world, P[block], (h, w), priority, near,
-                     index[block].view(-1), depth[block].view(-1))
-    return Splat(index, depth)
+    P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
+    P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
 
+    # 1) project block by block; keep landed (cell, z, point) triples; scatter-min the depth
+    step = max(1, block_entries // V)
+    cells, depths, point_ids = [], [], []
+    for n0 in range(0, N, step):
+        x, y, zw = points_world[n0:n0 + step].unbind(dim=1)  # (n,) each
 
-def _splat_block(points_world, P, hw, priority, near, index_out, depth_out) -> None:
-    """Splat into the views of ``P`` (V, 3, 4), writing the flat (V·h·w,) outputs in place."""
-    h, w = hw
-    V, N = P.shape[0], points_world.shape[0]
-    # Elementwise products and sums, not a matrix product: BLAS may round a point differently
-    # depending on where it sits in the array, and then storage order would decide depth ties.
-    x, y, zw = (points_world[:, i] for i in range(3))  # (N,) each
+        # Elementwise products and sums, not a matrix product: BLAS may round a point
+        # differently depending on where it sits in the array, and then storage order would
+        # decide depth ties.
+        def homogeneous(k: int) -> Tensor:  # (V, n): P[:, k] · (x, y, z, 1)
+            out = P[k][0] * x
+            out += P[k][1] * y
+            out += P[k][2] * zw
+            out += P[k][3]
+            return out
 
-    def row_of(k: int) -> Tensor:  # (V, N): P[:, k] · (x, y, z, 1)
-        out = P[:, k, 0, None] * x
-        out += P[:, k, 1, None] * y
-        out += P[:, k, 2, None] * zw
-        out += P[:, k, 3, None]
-        return out
+        z = homogeneous(2)
+        col = homogeneous(0).div_(z).add_(0.5).floor_()
+        row = homogeneous(1).div_(z).add_(0.5).floor_()
+        landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        view_id, point_id = landed.nonzero(as_tuple=True)
+        cell = (row[view_id, point_id] * w + col[view_id, point_id]).long() + view_id * (h * w)
+        z = z[view_id, point_id]
+        depth.scatter_reduce_(0, cell, z, reduce="amin")  # order-independent minimum
+        cells.append(cell), depths.append(z), point_ids.append(point_id + n0)
+    cell, z, point_id = torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
 
-    z = row_of(2)
-    col = torch.floor(row_of(0) / z + 0.5)
-    row = torch.floor(row_of(1) / z + 0.5)
-    valid = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-    trash = V * h * w  # one extra bin collects every point that does not land
-    view_offset = torch.arange(V, device=z.device)[:, None] * (h * w)
-    cell = torch.where(valid, (row * w + col).long() + view_offset, trash).view(-1)  # (V·N,)
-    z = torch.where(valid, z, torch.inf).view(-1)
-
-    # 1) nearest depth per cell (a scatter-min: order-independent)
-    depth = torch.full((trash + 1,), float("inf"), dtype=z.dtype, device=z.device)
-    depth.scatter_reduce_(0, cell, z, reduce="amin")
-    nearest = ((z == depth[cell]) & valid.view(-1)).nonzero(as_tuple=True)[0]
-    cell, point_id = cell[nearest], nearest % N
-
-    # 2) among exact depth ties, the smallest priority wins
-    prio = point_id if priority is None else priority.to(z.device)[point_id]
-    best = torch.full((trash,), torch.iinfo(torch.long).max, dtype=torch.long, device=z.device)
+    # 2) among the points at their cell's minimum depth, the smallest priority wins
+    nearest = z == depth[cell]
+    cell, point_id = cell[nearest], point_id[nearest]
+    prio = point_id if priority is None else priority.to(device)[point_id]
+    best = torch.full((V * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=device)
     best.scatter_reduce_(0, cell, prio, reduce="amin")
     wins = prio == best[cell]
     # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
-    index_out[cell[wins]] = point_id[wins]
-    depth_out.copy_(depth[:trash])
+    index[cell[wins]] = point_id[wins]
+    return Splat(index.view(V, h, w), depth.view(V, h, w))
 
 
 def splat_zbuffer_reference(
