@@ -61,6 +61,13 @@ def _positive(name: str, value: float) -> float:
     return value
 
 
+def _unit(v: Vec3, norm: float) -> Vec3:
+    """``v / norm``, leaving an already-unit vector untouched so JSON round trips are exact."""
+    if abs(norm - 1.0) <= 1e-12:
+        return v
+    return tuple(x / norm for x in v)  # type: ignore[return-value]
+
+
 def _check_id(object_id) -> None:
     if not isinstance(object_id, int) or object_id < 1:
         raise ConfigError(f"`object_id` must be an int ≥ 1 but is {object_id!r}")
@@ -113,7 +120,7 @@ class Plane:
         norm = math.hypot(*n)
         if norm < 1e-9:
             raise ConfigError(f"`normal` must be non-zero but is {n}")
-        object.__setattr__(self, "normal", tuple(x / norm for x in n))
+        object.__setattr__(self, "normal", _unit(n, norm))
         if not math.isfinite(self.offset):
             raise ConfigError(f"`offset` must be finite but is {self.offset}")
 
@@ -217,7 +224,7 @@ class Scene:
         norm = math.hypot(*light)
         if norm < 1e-9:
             raise ConfigError(f"`light_dir` must be non-zero but is {light}")
-        object.__setattr__(self, "light_dir", tuple(x / norm for x in light))
+        object.__setattr__(self, "light_dir", _unit(light, norm))
         if not 0.0 <= self.ambient <= 1.0:
             raise ConfigError(f"`ambient` must be in [0, 1] but is {self.ambient}")
         object.__setattr__(self, "center", _vec3("center", self.center))

@@ -124,6 +124,14 @@ class MaterialTable:
     seed: Tensor  # (M,) long
     photo: Tensor  # (M,) long, index into PHOTO_NAMES (0 when unused)
 
+    @property
+    def packed(self) -> Tensor:  # (M, 11) floats gathered once per shaded point
+        return torch.cat([self.cos_sin, self.scale[:, None], self.offset, self.color_a, self.color_b], 1)
+
+    @property
+    def ints(self) -> Tensor:  # (M, 3) kind, seed, photo
+        return torch.stack([self.kind, self.seed, self.photo], 1)
+
     @staticmethod
     def build(materials: tuple[Material, ...]) -> "MaterialTable":
         f32 = torch.float32
@@ -144,7 +152,8 @@ class MaterialTable:
 
 
 def _hash01(ix: Tensor, iy: Tensor, seed: Tensor) -> Tensor:
-    """Deterministic integer hash of lattice points to [0, 1) (int64 arithmetic, no RNG)."""
+    """Deterministic integer hash of lattice points to [0, 1): int32 arithmetic that wraps on
+    overflow (about twice as fast as int64 on CPU), no RNG."""
     h = ix * 73856093 + iy * 19349663 + seed * 83492791
     h = (h ^ (h >> 13)) * 1274126177
     h = h ^ (h >> 16)
@@ -155,7 +164,7 @@ def _value_noise(u: Tensor, v: Tensor, seed: Tensor) -> Tensor:
     fu, fv = torch.floor(u), torch.floor(v)
     tu, tv = u - fu, v - fv
     tu, tv = tu * tu * (3 - 2 * tu), tv * tv * (3 - 2 * tv)  # smoothstep
-    iu, iv = fu.long(), fv.long()
+    iu, iv = fu.int(), fv.int()
     n00, n10 = _hash01(iu, iv, seed), _hash01(iu + 1, iv, seed)
     n01, n11 = _hash01(iu, iv + 1, seed), _hash01(iu + 1, iv + 1, seed)
     return torch.lerp(torch.lerp(n00, n10, tu), torch.lerp(n01, n11, tu), tv)
@@ -167,50 +176,74 @@ def _mix(a: Tensor, b: Tensor, w: Tensor) -> Tensor:
 
 def evaluate_albedo(
     uv: Tensor,  # (N, 2) surface UV in world units
-    material: Tensor,  # (N,) long, row of ``table``
-    table: MaterialTable,
+    params: Tensor,  # (N, 11) rows of MaterialTable.packed, one per point
+    ints: Tensor,  # (N, 3) rows of MaterialTable.ints, one per point
 ) -> Tensor:  # (N, 3) albedo in [0, 1]
     """Albedo of N surface points, each with its own material. Loops over kinds, not points."""
-    out = torch.empty(uv.shape[0], 3, dtype=torch.float32)
-    kind = table.kind[material]
+    N = uv.shape[0]
+    cos, sin, scale = params[:, 0], params[:, 1], params[:, 2]
+    u = (cos * uv[:, 0] - sin * uv[:, 1]) * scale + params[:, 3]  # rotated, scaled UV
+    v = (sin * uv[:, 0] + cos * uv[:, 1]) * scale + params[:, 4]
+    work = torch.cat([u[:, None], v[:, None], params[:, 5:11]], 1)  # (N, 8): u, v, a, b
+    kind = ints[:, 0]
+    present = torch.bincount(kind, minlength=len(TEXTURE_KINDS)).tolist()
+    out = torch.empty(N, 3, dtype=torch.float32)
     for k, name in enumerate(TEXTURE_KINDS):
-        sel = (kind == k).nonzero().squeeze(1)
-        if sel.numel() == 0:
+        if present[k] == 0:
             continue
-        m = material[sel]
-        cs = table.cos_sin[m]
-        u0, v0 = uv[sel, 0], uv[sel, 1]
-        s = table.scale[m]
-        u = (cs[:, 0] * u0 - cs[:, 1] * v0) * s + table.offset[m, 0]  # rotated, scaled UV
-        v = (cs[:, 1] * u0 + cs[:, 0] * v0) * s + table.offset[m, 1]
-        a, b = table.color_a[m], table.color_b[m]
-        if name == "checker":
-            w = ((torch.floor(u) + torch.floor(v)).remainder(2.0))
-            out[sel] = _mix(a, b, w)
-        elif name == "stripes":
-            out[sel] = _mix(a, b, 0.5 + 0.5 * torch.sin(2 * math.pi * u))
-        elif name == "tiles":
-            row = torch.floor(v)
-            uu = u + 0.5 * row.remainder(2.0)  # running bond: odd rows shift by half a tile
-            col = torch.floor(uu)
-            fu, fv = uu - col, v - row
-            jitter = 0.8 + 0.4 * _hash01(col.long(), row.long(), table.seed[m])
-            grout = (fu < 0.06) | (fv < 0.1)
-            tile = (a * jitter[:, None]).clamp(0.0, 1.0)
-            out[sel] = torch.where(grout[:, None], b, tile)
-        elif name == "noise":
-            seed = table.seed[m]
-            n = 0.65 * _value_noise(u, v, seed) + 0.35 * _value_noise(2.7 * u, 2.7 * v, seed + 1)
-            out[sel] = _mix(a, b, n)
-        elif name == "gradient":
-            frac = u - torch.floor(u)
-            out[sel] = _mix(a, b, (2.0 * frac - 1.0).abs())
-        else:  # photo
-            photos, gray = load_photos()
-            p = table.photo[m]
-            iu = ((u - torch.floor(u)) * PHOTO_SIZE).long().clamp_(0, PHOTO_SIZE - 1)
-            iv = ((v - torch.floor(v)) * PHOTO_SIZE).long().clamp_(0, PHOTO_SIZE - 1)
-            texel = photos.reshape(-1, 3)[(p * PHOTO_SIZE + iv) * PHOTO_SIZE + iu]  # (n, 3)
-            tinted = _mix(b, a, texel[:, 0])
-            out[sel] = torch.where(gray[p][:, None], tinted, texel)
+        if present[k] == N:  # one kind everywhere: no gather / scatter needed
+            sel, w, ii = None, work, ints
+        else:
+            sel = (kind == k).nonzero().squeeze(1)
+            w, ii = work.index_select(0, sel), ints.index_select(0, sel)
+        seed = ii[:, 1].to(torch.int32)
+        out_k = _TEXTURES[name](w[:, 0], w[:, 1], w[:, 2:5], w[:, 5:8], seed, ii[:, 2])
+        if sel is None:
+            return out_k
+        out.index_copy_(0, sel, out_k)
     return out
+
+
+def _checker(u, v, a, b, seed, photo):
+    return _mix(a, b, (torch.floor(u) + torch.floor(v)).remainder(2.0))
+
+
+def _stripes(u, v, a, b, seed, photo):
+    return _mix(a, b, 0.5 + 0.5 * torch.sin(2 * math.pi * u))
+
+
+def _tiles(u, v, a, b, seed, photo):
+    row = torch.floor(v)
+    uu = u + 0.5 * row.remainder(2.0)  # running bond: odd rows shift by half a tile
+    col = torch.floor(uu)
+    fu, fv = uu - col, v - row
+    jitter = 0.8 + 0.4 * _hash01(col.int(), row.int(), seed)
+    grout = (fu < 0.06) | (fv < 0.1)
+    return torch.where(grout[:, None], b, (a * jitter[:, None]).clamp(0.0, 1.0))
+
+
+def _noise(u, v, a, b, seed, photo):
+    n = 0.65 * _value_noise(u, v, seed) + 0.35 * _value_noise(2.7 * u, 2.7 * v, seed + 1)
+    return _mix(a, b, n)
+
+
+def _gradient(u, v, a, b, seed, photo):
+    return _mix(a, b, (2.0 * (u - torch.floor(u)) - 1.0).abs())
+
+
+def _photo(u, v, a, b, seed, photo):
+    photos, gray = load_photos()
+    iu = ((u - torch.floor(u)) * PHOTO_SIZE).long().clamp_(0, PHOTO_SIZE - 1)
+    iv = ((v - torch.floor(v)) * PHOTO_SIZE).long().clamp_(0, PHOTO_SIZE - 1)
+    texel = photos.reshape(-1, 3).index_select(0, (photo * PHOTO_SIZE + iv) * PHOTO_SIZE + iu)  # (n, 3)
+    return torch.where(gray.index_select(0, photo)[:, None], _mix(b, a, texel[:, 0]), texel)
+
+
+_TEXTURES = {
+    "checker": _checker,
+    "stripes": _stripes,
+    "tiles": _tiles,
+    "noise": _noise,
+    "gradient": _gradient,
+    "photo": _photo,
+}

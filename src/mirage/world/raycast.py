@@ -15,7 +15,6 @@ direction alone: a blend from ``sky_horizon`` to ``sky_zenith`` with elevation.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -30,7 +29,8 @@ from mirage.world.textures import MaterialTable, evaluate_albedo
 
 __all__ = ["RenderOutput", "RayHits", "render", "trace_rays", "RAY_BLOCK", "FAR"]
 
-RAY_BLOCK = 32768  # rays per block (frames are grouped when a frame has fewer rays)
+RAY_BLOCK = 16384  # rays per intersection block (frames are grouped when a frame has fewer)
+SHADE_BLOCK = 65536  # rays per shading block (tuned on 2 cores; see benchmarks/world.py)
 FAR = 1000.0  # hits farther than this (world units of the ray parameter) count as sky
 _EPS = 1e-4  # minimum ray parameter of a hit
 _PLANE, _BOX, _SPHERE, _CYL = range(4)
@@ -79,8 +79,8 @@ class _Compiled:
     half: Tensor  # (P, 3) box half size; (r, r, r) sphere; (r, h, r) cylinder
     normal: Tensor  # (P, 3) plane normals (zero otherwise)
     offset: Tensor  # (P,) plane offsets
-    tangent_u: Tensor  # (P, 3) plane UV axes
-    tangent_v: Tensor  # (P, 3)
+    packed: Tensor  # (P, 27) centre, half, normal, t_u, t_v, kind (as float), material params
+    material_ints: Tensor  # (P, 3) texture kind, seed, photo
     start: tuple[int, ...]  # first global index of each kind
     count: tuple[int, ...]  # primitives of each kind
     motions: tuple  # ((global index, Motion), ...)
@@ -125,6 +125,9 @@ def _compile(scene: Scene) -> _Compiled:
     counts = (len(scene.planes), len(scene.boxes), len(scene.spheres), len(scene.cylinders))
     starts = tuple(sum(counts[:i]) for i in range(4))
     f32 = torch.float32
+    table = MaterialTable.build(tuple(p.material for p in prims))  # row i = primitive i
+    geometry = [torch.tensor(x, dtype=f32) for x in (center, half, normal, tus, tvs)]
+    packed = torch.cat(geometry + [torch.tensor(kinds, dtype=f32)[:, None], table.packed], 1)
     return _Compiled(
         kind=torch.tensor(kinds),
         object_id=torch.tensor([p.object_id for p in prims]),
@@ -133,12 +136,12 @@ def _compile(scene: Scene) -> _Compiled:
         half=torch.tensor(half, dtype=f32),
         normal=torch.tensor(normal, dtype=f32),
         offset=torch.tensor(offset, dtype=f32),
-        tangent_u=torch.tensor(tus, dtype=f32),
-        tangent_v=torch.tensor(tvs, dtype=f32),
+        packed=packed,
+        material_ints=table.ints,
         start=starts,
         count=counts,
         motions=tuple((i, p.motion) for i, p in enumerate(prims) if getattr(p, "motion", None)),
-        table=MaterialTable.build(tuple(p.material for p in prims)),
+        table=table,
         light=torch.tensor(scene.light_dir, dtype=f32),
         ambient=float(scene.ambient),
         sky_horizon=torch.tensor(scene.sky_horizon, dtype=f32),
@@ -153,126 +156,146 @@ def _centers(c: _Compiled, times: Tensor) -> Tensor:  # (T,) -> (T, P, 3)
     return centers
 
 
-def _nearest(t: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-ray min over the last (primitive) axis, invalid hits counting as inf."""
-    return torch.where(valid, t, math.inf).min(dim=-1)
+def _step(x: Tensor) -> Tensor:
+    """1.0 where x > 0, else 0.0, with arithmetic only: comparisons, ``torch.where`` and any
+    NaN-producing op cost several times more than plain arithmetic on CPU. ``x`` is finite."""
+    return x.sign().clamp_min_(0.0)
 
 
 def _intersect(c: _Compiled, centers: Tensor, o: Tensor, d: Tensor) -> tuple[Tensor, Tensor]:
-    """Nearest hit of rays o (B, 3) + t·d (B, R, 3): t (B, R) and global index (B, R), -1 on miss."""
-    B, R, _ = d.shape
-    best_t = torch.full((B, R), math.inf)
-    best_i = torch.full((B, R), -1, dtype=torch.long)
+    """Nearest hit of rays o (B, 3) + t·d (B, R, 3): t (B, R) and global index (B, R), -1 on miss.
 
-    def keep(t: Tensor, i: Tensor, start: int) -> None:
-        closer = t < best_t
-        best_t.copy_(torch.where(closer, t, best_t))
-        best_i.copy_(torch.where(closer, i + start, best_i))
+    Every primitive gets an *inverse* ray parameter s = 1/t, zero when the ray misses it or
+    hits it behind the origin, so that misses need no masking: s = max over primitives and
+    t = 1/s (1/0 = inf on a miss). Tensors are laid out (B, P, R) so the reduction over
+    primitives vectorises over rays. Ray origins must lie outside every solid.
+    """
+    B, R, _ = d.shape
+    dT = d.transpose(1, 2)  # (B, 3, R)
+    inv_t = torch.empty(B, c.kind.shape[0], R)  # (B, P, R) inverse ray parameters
 
     s, n = c.start[_PLANE], c.count[_PLANE]
-    if n:  # one-sided planes: hit only when travelling against the normal
+    if n:  # one-sided: hit only travelling against the normal, from the front side
         normal = c.normal[s : s + n]  # (Pp, 3)
-        denom = d @ normal.T  # (B, R, Pp)
-        num = c.offset[s : s + n] - o @ normal.T  # (B, Pp)
-        t = num[:, None, :] / denom
-        keep(*_nearest(t, (denom < -1e-12) & (t > _EPS)), s)
+        denom = normal @ dT  # (B, Pp, R)
+        num = c.offset[s : s + n] - o @ normal.T  # (B, Pp): < 0 when the origin is in front
+        inv_num = torch.where(num < 0, 1.0 / num, torch.zeros_like(num))
+        inv_t[:, s : s + n] = (denom * inv_num[..., None]).clamp_min_(0.0)
     s, n = c.start[_BOX], c.count[_BOX]
-    if n:  # slab test; origins are outside every box
+    if n:  # slab test
         cen, half = centers[:, s : s + n], c.half[s : s + n]
         lo, hi = cen - half - o[:, None], cen + half - o[:, None]  # (B, Pb, 3)
-        inv = 1.0 / torch.where(d.abs() < 1e-12, torch.full_like(d, 1e-12), d)  # (B, R, 3)
-        t1 = lo[:, None] * inv[:, :, None]  # (B, R, Pb, 3)
-        t2 = hi[:, None] * inv[:, :, None]
-        t_near = torch.minimum(t1, t2).amax(-1)  # (B, R, Pb)
-        t_far = torch.maximum(t1, t2).amin(-1)
-        keep(*_nearest(t_near, (t_near <= t_far) & (t_near > _EPS)), s)
+        # An origin exactly on a slab plane would give 0·inf = NaN below: nudge it.
+        lo = torch.where(lo == 0, torch.full_like(lo, -1e-9), lo)
+        hi = torch.where(hi == 0, torch.full_like(hi, 1e-9), hi)
+        inv = 1.0 / torch.where(dT.abs() < 1e-12, torch.full_like(dT, 1e-12), dT)  # (B, 3, R)
+        t_near = t_far = None
+        for k in range(3):
+            t1 = lo[..., k, None] * inv[:, None, k]  # (B, Pb, R)
+            t2 = hi[..., k, None] * inv[:, None, k]
+            near, far = torch.minimum(t1, t2), torch.maximum(t1, t2)
+            t_near = near if t_near is None else torch.maximum(t_near, near)
+            t_far = far if t_far is None else torch.minimum(t_far, far)
+        inv_t[:, s : s + n] = (1.0 / t_near).clamp_min_(0.0) * _step(t_far - t_near)
     s, n = c.start[_SPHERE], c.count[_SPHERE]
     if n:
         oc = o[:, None] - centers[:, s : s + n]  # (B, Ps, 3)
-        a = (d * d).sum(-1, keepdim=True)  # (B, R, 1)
-        b = d @ oc.transpose(1, 2)  # (B, R, Ps)
-        cc = (oc * oc).sum(-1) - c.half[s : s + n, 0] ** 2  # (B, Ps)
-        disc = b * b - a * cc[:, None]
-        t = (-b - disc.clamp_min(0).sqrt()) / a
-        keep(*_nearest(t, (disc > 0) & (t > _EPS)), s)
+        a = (dT * dT).sum(1, keepdim=True)  # (B, 1, R)
+        b = oc @ dT  # (B, Ps, R)
+        cc = (oc * oc).sum(-1, keepdim=True) - c.half[s : s + n, :1] ** 2  # (B, Ps, 1)
+        disc = b * b - a * cc
+        root = -b - disc.clamp_min(0.0).sqrt()  # a·t of the near hit
+        inv_t[:, s : s + n] = (a / root.clamp_min(1e-20)) * _step(disc) * _step(root)
     s, n = c.start[_CYL], c.count[_CYL]
     if n:
         oc = o[:, None] - centers[:, s : s + n]  # (B, Pc, 3)
-        r, h = c.half[s : s + n, 0], c.half[s : s + n, 1]
-        dx, dy, dz = d[..., 0:1], d[..., 1:2], d[..., 2:3]  # (B, R, 1)
-        a = dx * dx + dz * dz
-        b = d[..., 0::2] @ oc[..., 0::2].transpose(1, 2)  # (B, R, Pc)
-        cc = oc[..., 0] ** 2 + oc[..., 2] ** 2 - r * r  # (B, Pc)
-        disc = b * b - a * cc[:, None]
-        t_side = (-b - disc.clamp_min(0).sqrt()) / a.clamp_min(1e-20)
-        y = oc[:, None, :, 1] + t_side * dy
-        side_ok = (disc > 0) & (t_side > _EPS) & (y.abs() <= h)
-        cap_y = torch.where(oc[..., 1] < 0, -h, h)  # (B, Pc): the cap facing the origin
-        dy_safe = torch.where(dy.abs() < 1e-12, torch.full_like(dy, 1e-12), dy)
-        t_cap = (cap_y - oc[..., 1])[:, None] / dy_safe  # (B, R, Pc)
-        px = oc[:, None, :, 0] + t_cap * dx
-        pz = oc[:, None, :, 2] + t_cap * dz
-        cap_ok = (oc[..., 1].abs() > h)[:, None] & (t_cap > _EPS) & (px * px + pz * pz <= r * r)
-        t = torch.minimum(torch.where(side_ok, t_side, math.inf), torch.where(cap_ok, t_cap, math.inf))
-        keep(*_nearest(t, torch.isfinite(t)), s)
-    miss = best_t > FAR
-    best_t[miss] = math.inf
-    best_i[miss] = -1
-    return best_t, best_i
+        r, h = c.half[s : s + n, 0, None], c.half[s : s + n, 1, None]  # (Pc, 1)
+        dx, dy, dz = dT[:, None, 0], dT[:, None, 1], dT[:, None, 2]  # (B, 1, R)
+        ox, oy, oz = oc[..., 0, None], oc[..., 1, None], oc[..., 2, None]  # (B, Pc, 1)
+        a = (dx * dx + dz * dz).clamp_min(1e-20)
+        b = ox * dx + oz * dz  # (B, Pc, R)
+        disc = b * b - a * (ox * ox + oz * oz - r * r)
+        root = -b - disc.clamp_min(0.0).sqrt()  # a·t of the side hit
+        y = oy + dy * (root / a)  # height of the side hit relative to the centre
+        side = (a / root.clamp_min(1e-20)) * _step(disc) * _step(root) * _step(h - y.abs())
+        cap_y = torch.where(oy < 0, -h, h)  # (B, Pc, 1): the cap facing the origin
+        facing = (oy.abs() > h).to(d.dtype)  # the origin is above or below the cylinder
+        dy_safe = torch.where(dy == 0, torch.full_like(dy, 1e-20), dy)
+        t_cap = (cap_y - oy) / dy_safe  # (B, Pc, R)
+        px, pz = ox + t_cap * dx, oz + t_cap * dz
+        cap = facing / t_cap.clamp_min(1e-20) * _step(t_cap) * _step(r * r - (px * px + pz * pz))
+        inv_t[:, s : s + n] = torch.maximum(side, cap)
+    best, index = inv_t.max(dim=1)  # (B, R)
+    miss = best < 1.0 / FAR
+    return 1.0 / best.masked_fill(miss, 0.0), index.masked_fill(miss, -1)
 
 
 def _shade(c: _Compiled, centers: Tensor, o: Tensor, d: Tensor, t: Tensor, g: Tensor) -> Tensor:
-    """Colour (B, R, 3) in [0, 1] of rays with nearest hit t / global index g (-1 = sky)."""
+    """Colour (B, R, 3) in [0, 1] of rays with nearest hit t / global index g (-1 = sky).
+
+    Surface frames per kind (q = hit point − primitive centre, r/h its radius/half height):
+    plane: n fixed, UV = (q·t_u, q·t_v) on two world axes; box: n = ±(axis of largest
+    |q|/half), UV = the other two coordinates of q; sphere: n = q/r, UV = (r·atan2(q_z, q_x),
+    q_y); cylinder: side like the sphere with n horizontal, caps n = ±y, UV = (q_x, q_z).
+    """
     B, R, _ = d.shape
-    rgb = torch.empty(B * R, 3)
+    P = c.kind.shape[0]
     g = g.reshape(-1)
-    hit = g >= 0
     d_flat = d.reshape(-1, 3)
-    sky = (~hit).nonzero().squeeze(1)
-    if sky.numel():
-        dn = d_flat[sky] / d_flat[sky].norm(dim=-1, keepdim=True)
-        elev = (-dn[:, 1]).clamp(0.0, 1.0).sqrt()  # world up is -y
+    hit = g >= 0
+    if bool(hit.all()):  # rooms: every ray hits, so skip the gathers
+        idx, gi, tt, dd = None, g, t.reshape(-1), d_flat
+        p = (o[:, None] + t[..., None] * d).reshape(-1, 3)  # (N, 3) world hit points
+        frame = None
+    else:
+        rgb = torch.empty(B * R, 3)
+        sky = (~hit).nonzero().squeeze(1)
+        ds = d_flat.index_select(0, sky)
+        elev = (-ds[:, 1] / ds.norm(dim=-1)).clamp(0.0, 1.0).sqrt()  # world up is -y
         rgb[sky] = torch.lerp(c.sky_horizon.expand(len(sky), 3), c.sky_zenith.expand(len(sky), 3), elev[:, None])
-    idx = hit.nonzero().squeeze(1)
-    if idx.numel() == 0:
-        return rgb.reshape(B, R, 3)
-    gi = g[idx]
-    frame = idx // R
-    p = o[frame] + t.reshape(-1)[idx, None] * d_flat[idx]  # (N, 3) world hit points
-    q = p - centers[frame, gi]  # (N, 3) relative to the primitive's current centre
-    kind, half = c.kind[gi], c.half[gi]
-    normal = torch.zeros_like(p)
-    uv = torch.zeros(p.shape[0], 2)
-    m = kind == _PLANE
-    if m.any():
-        normal[m] = c.normal[gi[m]]
-        uv[m] = torch.stack([(p[m] * c.tangent_u[gi[m]]).sum(-1), (p[m] * c.tangent_v[gi[m]]).sum(-1)], -1)
-    m = kind == _BOX
-    if m.any():
-        rel = q[m] / half[m]
-        axis = rel.abs().argmax(-1)
-        nb = torch.zeros_like(rel)
-        nb.scatter_(1, axis[:, None], torch.sign(rel.gather(1, axis[:, None])))
-        normal[m] = nb
-        uv[m] = q[m].gather(1, _BOX_UV_AXES[axis])
-    m = kind == _SPHERE
-    if m.any():
-        qs, r = q[m], half[m, 0]
-        normal[m] = qs / r[:, None]
-        uv[m] = torch.stack([r * torch.atan2(qs[:, 2], qs[:, 0]), qs[:, 1]], -1)
-    m = kind == _CYL
-    if m.any():
-        qc, r, h = q[m], half[m, 0], half[m, 1]
-        radial = torch.sqrt(qc[:, 0] ** 2 + qc[:, 2] ** 2)
-        cap = (qc[:, 1].abs() >= h - 1e-4) & (radial < r - 1e-4)
-        side_n = torch.stack([qc[:, 0], torch.zeros_like(radial), qc[:, 2]], -1) / radial.clamp_min(1e-12)[:, None]
-        cap_n = torch.stack([torch.zeros_like(radial), torch.sign(qc[:, 1]), torch.zeros_like(radial)], -1)
-        normal[m] = torch.where(cap[:, None], cap_n, side_n)
-        side_uv = torch.stack([r * torch.atan2(qc[:, 2], qc[:, 0]), qc[:, 1]], -1)
-        uv[m] = torch.where(cap[:, None], qc[:, 0::2], side_uv)
-    albedo = evaluate_albedo(uv, gi, c.table)  # material row == global primitive index
+        idx = hit.nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return rgb.reshape(B, R, 3)
+        gi, tt, dd, frame = g.index_select(0, idx), t.reshape(-1).index_select(0, idx), d_flat.index_select(0, idx), idx // R
+        p = o.index_select(0, frame) + tt[:, None] * dd
+    prim = c.packed.index_select(0, gi)  # (N, 27): see _Compiled.packed
+    q = p - prim[:, 0:3]  # (N, 3) relative to the static centre
+    if c.motions:  # moving primitives: use each frame's centre instead
+        if frame is None:
+            frame = torch.arange(B).repeat_interleave(R)
+        q = p - centers.reshape(-1, 3).index_select(0, frame * P + gi)
+    half, kind = prim[:, 3:6], prim[:, 15]
+    is_plane, is_box = kind == _PLANE, kind == _BOX
+    is_sphere, is_cyl = kind == _SPHERE, kind == _CYL
+    # Planar UV frames: planes carry theirs, boxes use the face axis, cylinder caps use x/z.
+    rel = q / half
+    axis = rel.abs().argmax(-1)  # (N,) box face axis
+    box_n = torch.zeros_like(q).scatter_(1, axis[:, None], torch.sign(rel.gather(1, axis[:, None])))
+    uv_axes = _BOX_UV_AXES.index_select(0, torch.where(is_box, axis, 1))
+    uv = q.gather(1, uv_axes)  # boxes and caps
+    if bool(is_plane.any()):
+        plane_uv = torch.stack([(q * prim[:, 9:12]).sum(-1), (q * prim[:, 12:15]).sum(-1)], -1)
+        uv = torch.where(is_plane[:, None], plane_uv, uv)
+    normal = torch.where(is_plane[:, None], prim[:, 6:9], box_n)
+    if bool((is_sphere | is_cyl).any()):
+        r = half[:, 0]
+        radial = torch.sqrt(q[:, 0] ** 2 + q[:, 2] ** 2)
+        cap = is_cyl & (q[:, 1].abs() >= half[:, 1] - 1e-4) & (radial < r - 1e-4)
+        side = is_cyl & ~cap
+        round_uv = torch.stack([r * torch.atan2(q[:, 2], q[:, 0]), q[:, 1]], -1)
+        uv = torch.where((is_sphere | side)[:, None], round_uv, uv)
+        side_n = q * torch.tensor([1.0, 0.0, 1.0]) / radial.clamp_min(1e-12)[:, None]
+        cap_n = torch.zeros_like(q)
+        cap_n[:, 1] = torch.sign(q[:, 1])
+        normal = torch.where(is_sphere[:, None], q / r[:, None], normal)
+        normal = torch.where(side[:, None], side_n, normal)
+        normal = torch.where(cap[:, None], cap_n, normal)
+    albedo = evaluate_albedo(uv, prim[:, 16:27], c.material_ints.index_select(0, gi))
     lambert = c.ambient + (1.0 - c.ambient) * (normal @ c.light).clamp_min(0.0)
-    rgb[idx] = (albedo * lambert[:, None]).clamp(0.0, 1.0)
+    colour = (albedo * lambert[:, None]).clamp(0.0, 1.0)
+    if idx is None:
+        return colour.reshape(B, R, 3)
+    rgb[idx] = colour
     return rgb.reshape(B, R, 3)
 
 
@@ -323,6 +346,16 @@ def _camera_rays(cameras: Camera) -> tuple[Tensor, Tensor]:
     return cam.cam2world[:, :3, 3].contiguous(), d_cam @ R.transpose(1, 2)
 
 
+def _blocks(frames: int, rays: int, block: int):
+    """(f0, f1, r0, r1) blocks of about ``block`` rays: whole frames grouped when a frame is
+    smaller than a block, else slices of one frame."""
+    per = max(1, block // rays)  # frames per block
+    step = min(rays, block)  # rays per block
+    for f0 in range(0, frames, per):
+        for r0 in range(0, rays, step):
+            yield f0, min(frames, f0 + per), r0, min(rays, r0 + step)
+
+
 def _render_geometry_and_colour(scene: Scene, cameras: Camera, times: Tensor, shade: bool):
     c = _compile(scene)
     T, H, W = len(cameras), cameras.height, cameras.width
@@ -331,17 +364,18 @@ def _render_geometry_and_colour(scene: Scene, cameras: Camera, times: Tensor, sh
     t_all = torch.empty(T, H * W)
     g_all = torch.empty(T, H * W, dtype=torch.long)
     rgb_all = torch.empty(T, H * W, 3) if shade else None
-    per = max(1, RAY_BLOCK // (H * W))  # frames per block
-    step = min(H * W, RAY_BLOCK)  # rays per block
-    for f0 in range(0, T, per):
-        f1 = min(T, f0 + per)
-        for r0 in range(0, H * W, step):
-            r1 = min(H * W, r0 + step)
-            o, d, cen = origins[f0:f1], dirs[f0:f1, r0:r1], centers[f0:f1]
-            t, g = _intersect(c, cen, o, d)
-            t_all[f0:f1, r0:r1], g_all[f0:f1, r0:r1] = t, g
-            if shade:
-                rgb_all[f0:f1, r0:r1] = _shade(c, cen, o, d, t, g)
+    # Intersection makes (rays x primitives) temporaries, so it runs in cache-sized blocks;
+    # shading is per ray only and runs on larger blocks, right after their intersection while
+    # the rays are still in cache, to amortise per-op overhead.
+    for f0, f1, r0, r1 in _blocks(T, H * W, SHADE_BLOCK if shade else RAY_BLOCK):
+        o, d, cen = origins[f0:f1], dirs[f0:f1, r0:r1], centers[f0:f1]
+        for g0, g1, q0, q1 in _blocks(f1 - f0, r1 - r0, RAY_BLOCK):
+            t, g = _intersect(c, cen[g0:g1], o[g0:g1], d[g0:g1, q0:q1])
+            t_all[f0 + g0 : f0 + g1, r0 + q0 : r0 + q1] = t
+            g_all[f0 + g0 : f0 + g1, r0 + q0 : r0 + q1] = g
+        if shade:
+            t, g = t_all[f0:f1, r0:r1], g_all[f0:f1, r0:r1]
+            rgb_all[f0:f1, r0:r1] = _shade(c, cen, o, d, t, g)
     return t_all.reshape(T, H, W), g_all.reshape(T, H, W), rgb_all
 
 

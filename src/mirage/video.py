@@ -1,0 +1,65 @@
+"""Writing videos: ``write_mp4`` (H.264, yuv420p) through imageio-ffmpeg, atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from mirage.errors import ConfigError, ShapeError
+
+__all__ = ["write_mp4"]
+
+
+def write_mp4(
+    path: str | os.PathLike,
+    frames: np.ndarray,  # (F, H, W, 3) uint8
+    fps: float = 16.0,
+    *,
+    quality: float = 8.0,
+) -> None:
+    """Encode ``frames`` as an H.264 MP4 at ``path``.
+
+    yuv420p needs even sizes, so an odd height or width is padded by repeating the last row or
+    column (the file is then one pixel larger there). The video is written to a temporary file
+    in the same folder and renamed onto ``path`` only once complete, so an interrupted write
+    never leaves a truncated ``path``. ``quality`` is imageio's 0–10 scale (10 = best).
+    """
+    import imageio.v2 as imageio  # imported here: only video writers pay for it
+
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
+        raise ShapeError(f"`frames` must have shape (F, H, W, 3) with F ≥ 1 but has shape {frames.shape}")
+    if frames.dtype != np.uint8:
+        raise ShapeError(f"`frames` must be uint8 but is {frames.dtype}")
+    if not (fps > 0):
+        raise ConfigError(f"`fps` must be > 0 but is {fps}")
+    _, H, W, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the video is an ordinary output file
+    try:
+        writer = imageio.get_writer(
+            tmp,
+            format="FFMPEG",
+            fps=fps,
+            codec="libx264",
+            pixelformat="yuv420p",
+            macro_block_size=1,
+            quality=quality,
+            ffmpeg_log_level="error",
+        )
+        try:
+            for frame in frames:
+                writer.append_data(frame)
+        finally:
+            writer.close()
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -1,0 +1,339 @@
+"""Readers and writers for scenes, trajectories and geometry archives.
+
+Formats:
+
+- **Scene JSON** (``scene.json``): :func:`~mirage.world.scene.scene_to_json`.
+- **Trajectory JSON** (ours): ``{"format": "mirage-trajectory", "version": 1, "height": H,
+  "width": W, "fps": f | null, "frames": [{"K": 3x3, "cam2world": 4x4}, ...]}`` in OpenCV axes
+  and DESIGN §2 pixel convention.
+- **NeRF ``transforms.json``**: OpenGL camera axes (x right, y up, z backward), converted with
+  ``cam2world_cv = cam2world_gl · diag(1, −1, −1, 1)``. Intrinsics come from ``fl_x``/``fl_y``/
+  ``cx``/``cy`` (top level or per frame) or else ``camera_angle_x``; the file's principal point
+  uses the nerfstudio / instant-ngp pixel-*edge* convention, so ``cx_ours = cx_file − 0.5``.
+- **``geometry.npz``** (the reference implementation's layout): ``frames`` uint8 (F, H, W, 3),
+  ``depths`` float32 (F, H, W) z-depth (inf = sky), ``intrinsics`` float32 (F, 3, 3),
+  ``poses_c2w`` float32 (F, 4, 4), optional ``masks`` bool (F, H, W) (we store the dynamic
+  mask). We add optional ``sky_masks`` bool, ``object_ids`` int32 and ``times`` float64 (F,).
+
+Every writer writes atomically: to a temporary file in the same folder, then ``os.replace``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mirage.errors import FileFormatError, MirageError
+from mirage.geometry import Camera
+from mirage.world.scene import Scene, scene_from_json, scene_to_json
+
+__all__ = [
+    "GeometryArchive",
+    "atomic_path",
+    "save_scene",
+    "load_scene",
+    "save_trajectory_json",
+    "load_trajectory_json",
+    "save_transforms_json",
+    "load_transforms_json",
+    "save_geometry_npz",
+    "load_geometry_npz",
+    "load_trajectory",
+]
+
+TRAJECTORY_FORMAT_VERSION = 1
+_GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary output file
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_text(path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def _read_json(path) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError as err:
+        raise FileFormatError(f"trajectory/scene file {str(path)!r} does not exist") from err
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise FileFormatError(f"{str(path)!r} is not valid JSON: {err}") from err
+
+
+def _matrix(name: str, value, shape: tuple[int, int], where: str) -> torch.Tensor:
+    try:
+        m = torch.tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError) as err:
+        raise FileFormatError(f"{where}: `{name}` must be a {shape[0]}x{shape[1]} matrix of numbers") from err
+    if tuple(m.shape) != shape:
+        raise FileFormatError(f"{where}: `{name}` must have shape {shape} but has {tuple(m.shape)}")
+    return m
+
+
+def _camera(K, cam2world, height, width, where: str) -> Camera:
+    try:
+        return Camera(K.to(torch.float32), cam2world.to(torch.float32), int(height), int(width))
+    except MirageError as err:
+        raise FileFormatError(f"{where}: {err}") from err
+
+
+# -- scene ---------------------------------------------------------------------------------
+def save_scene(path, scene: Scene) -> None:
+    """Write ``scene`` as JSON to ``path`` (atomically)."""
+    _write_text(path, scene_to_json(scene))
+
+
+def load_scene(path) -> Scene:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError as err:
+        raise FileFormatError(f"scene file {str(path)!r} does not exist") from err
+    return scene_from_json(text)
+
+
+# -- our trajectory JSON ---------------------------------------------------------------------
+def save_trajectory_json(path, cameras: Camera, fps: float | None = None) -> None:
+    """Write cameras (OpenCV, DESIGN §2 pixels) as our trajectory JSON."""
+    data = {
+        "format": "mirage-trajectory",
+        "version": TRAJECTORY_FORMAT_VERSION,
+        "height": cameras.height,
+        "width": cameras.width,
+        "fps": fps,
+        "frames": [
+            {"K": K.tolist(), "cam2world": c2w.tolist()}
+            for K, c2w in zip(cameras.K.double(), cameras.cam2world.double())
+        ],
+    }
+    _write_text(path, json.dumps(data, indent=1))
+
+
+def load_trajectory_json(path) -> Camera:
+    where = str(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or data.get("format") != "mirage-trajectory":
+        raise FileFormatError(f"{where}: expected an object with \"format\": \"mirage-trajectory\"")
+    if data.get("version") != TRAJECTORY_FORMAT_VERSION:
+        raise FileFormatError(f"{where}: `version` must be {TRAJECTORY_FORMAT_VERSION} but is {data.get('version')!r}")
+    frames = data.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise FileFormatError(f"{where}: `frames` must be a non-empty list")
+    try:
+        Ks = torch.stack([_matrix("K", f["K"], (3, 3), where) for f in frames])
+        c2w = torch.stack([_matrix("cam2world", f["cam2world"], (4, 4), where) for f in frames])
+        return _camera(Ks, c2w, data["height"], data["width"], where)
+    except (KeyError, TypeError) as err:
+        raise FileFormatError(f"{where}: a frame or the header lacks {err}") from err
+
+
+# -- NeRF transforms.json ------------------------------------------------------------------
+def save_transforms_json(path, cameras: Camera, file_paths: list[str] | None = None) -> None:
+    """Write cameras as a NeRF ``transforms.json`` (OpenGL axes, pixel-edge principal point).
+
+    Shared intrinsics go in the header; per-frame ones are written when they differ.
+    """
+    K = cameras.K.double()
+    shared = bool((K == K[0]).all())
+    c2w_gl = cameras.cam2world.double() @ _GL_TO_CV  # the conversion is its own inverse
+
+    def intr(k) -> dict:
+        return {"fl_x": float(k[0, 0]), "fl_y": float(k[1, 1]), "cx": float(k[0, 2]) + 0.5, "cy": float(k[1, 2]) + 0.5}
+
+    data: dict = {"w": cameras.width, "h": cameras.height}
+    if shared:
+        data.update(intr(K[0]))
+        data["camera_angle_x"] = float(2 * torch.atan(0.5 * cameras.width / K[0, 0, 0]))
+    frames = []
+    for i in range(len(cameras)):
+        frame = {"file_path": file_paths[i] if file_paths else f"frame_{i:05d}", "transform_matrix": c2w_gl[i].tolist()}
+        if not shared:
+            frame.update(intr(K[i]))
+        frames.append(frame)
+    data["frames"] = frames
+    _write_text(path, json.dumps(data, indent=1))
+
+
+def load_transforms_json(path) -> Camera:
+    """Read a NeRF ``transforms.json`` into OpenCV cameras (see the module docstring)."""
+    where = str(path)
+    data = _read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("frames"), list) or not data["frames"]:
+        raise FileFormatError(f"{where}: a transforms.json needs a non-empty `frames` list")
+    try:
+        height, width = int(data["h"]), int(data["w"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise FileFormatError(f"{where}: `h` and `w` (image size) must be given as ints") from err
+    Ks, poses = [], []
+    for i, frame in enumerate(data["frames"]):
+        src = {**data, **frame}
+        if "fl_x" in src:
+            fx = float(src["fl_x"])
+            fy = float(src.get("fl_y", fx))
+        elif "camera_angle_x" in src:
+            fx = 0.5 * width / float(np.tan(0.5 * float(src["camera_angle_x"])))
+            fy = fx
+        else:
+            raise FileFormatError(f"{where}: frame {i} has neither `fl_x` nor `camera_angle_x`")
+        cx = float(src.get("cx", width / 2)) - 0.5
+        cy = float(src.get("cy", height / 2)) - 0.5
+        Ks.append(torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], dtype=torch.float64))
+        if "transform_matrix" not in frame:
+            raise FileFormatError(f"{where}: frame {i} lacks `transform_matrix`")
+        poses.append(_matrix("transform_matrix", frame["transform_matrix"], (4, 4), where) @ _GL_TO_CV)
+    return _camera(torch.stack(Ks), torch.stack(poses), height, width, where)
+
+
+# -- geometry.npz --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GeometryArchive:
+    """Contents of a ``geometry.npz``: frames (F, H, W, 3) uint8, depths (F, H, W) float32,
+    cameras (F views), and the optional masks (dynamic), sky masks, object ids and times."""
+
+    frames: np.ndarray
+    depths: np.ndarray
+    cameras: Camera
+    masks: np.ndarray | None = None
+    sky_masks: np.ndarray | None = None
+    object_ids: np.ndarray | None = None
+    times: np.ndarray | None = None
+
+
+def save_geometry_npz(
+    path,
+    frames: np.ndarray,  # (F, H, W, 3) uint8
+    depths: np.ndarray,  # (F, H, W) z-depth
+    cameras: Camera,  # F views of (H, W)
+    *,
+    masks: np.ndarray | None = None,  # (F, H, W) bool, dynamic
+    sky_masks: np.ndarray | None = None,
+    object_ids: np.ndarray | None = None,
+    times: np.ndarray | None = None,
+) -> None:
+    """Write the reference ``geometry.npz`` layout (atomically, uncompressed)."""
+    F, H, W = len(cameras), cameras.height, cameras.width
+    frames = np.asarray(frames)
+    if frames.shape != (F, H, W, 3) or frames.dtype != np.uint8:
+        raise FileFormatError(f"`frames` must be uint8 {(F, H, W, 3)} but is {frames.dtype} {frames.shape}")
+    arrays = {
+        "frames": frames,
+        "depths": np.asarray(depths, dtype=np.float32),
+        "intrinsics": cameras.K.to(torch.float32).numpy(),
+        "poses_c2w": cameras.cam2world.to(torch.float32).numpy(),
+    }
+    extras = {"masks": (masks, bool), "sky_masks": (sky_masks, bool), "object_ids": (object_ids, np.int32)}
+    for key, (value, dtype) in extras.items():
+        if value is not None:
+            arrays[key] = np.asarray(value, dtype=dtype)
+    if times is not None:
+        arrays["times"] = np.asarray(times, dtype=np.float64)
+    for key in ("depths", "masks", "sky_masks", "object_ids"):
+        if key in arrays and arrays[key].shape != (F, H, W):
+            raise FileFormatError(f"`{key}` must have shape {(F, H, W)} but has {arrays[key].shape}")
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_geometry_npz(path) -> GeometryArchive:
+    """Read a ``geometry.npz``; raises ``FileFormatError`` naming what is missing or wrong."""
+    where = str(path)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except FileNotFoundError as err:
+        raise FileFormatError(f"geometry archive {where!r} does not exist") from err
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        raise FileFormatError(f"{where}: not a readable .npz archive ({err})") from err
+    missing = [k for k in ("frames", "depths", "intrinsics", "poses_c2w") if k not in data]
+    if missing:
+        raise FileFormatError(f"{where}: geometry.npz lacks {missing}")
+    frames = data["frames"]
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise FileFormatError(f"{where}: `frames` must be (F, H, W, 3) but is {frames.shape}")
+    F, H, W, _ = frames.shape
+    for key, shape in (("depths", (F, H, W)), ("intrinsics", (F, 3, 3)), ("poses_c2w", (F, 4, 4))):
+        if data[key].shape != shape:
+            raise FileFormatError(f"{where}: `{key}` must have shape {shape} but has {data[key].shape}")
+    cameras = _camera(torch.from_numpy(data["intrinsics"]), torch.from_numpy(data["poses_c2w"]), H, W, where)
+    return GeometryArchive(
+        frames=frames,
+        depths=data["depths"],
+        cameras=cameras,
+        masks=data.get("masks"),
+        sky_masks=data.get("sky_masks"),
+        object_ids=data.get("object_ids"),
+        times=data.get("times"),
+    )
+
+
+# -- any trajectory ------------------------------------------------------------------------
+def load_trajectory(
+    spec: str | os.PathLike,
+    *,
+    scene: Scene | None = None,
+    frames: int | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    **kwargs,
+) -> Camera:
+    """Cameras from a preset name or a trajectory file.
+
+    - A preset name (``PRESETS``) needs ``scene``, ``height`` and ``width``; ``frames``
+      defaults to ``DEFAULT_FRAMES``, ``kwargs`` go to the preset.
+    - A file: ``*.npz`` is a geometry archive, ``*.json`` is our trajectory JSON or a NeRF
+      ``transforms.json`` (told apart by content). Its intrinsics are rescaled (DESIGN §2) to
+      ``(height, width)`` when given. ``frames`` must then be ``None`` or the file's count.
+    """
+    from mirage.errors import ConfigError
+    from mirage.world.trajectories import DEFAULT_FRAMES, PRESETS, make_trajectory
+
+    name = os.fspath(spec)
+    if name in PRESETS:
+        if scene is None or height is None or width is None:
+            raise ConfigError(f"preset {name!r} needs `scene`, `height` and `width`")
+        return make_trajectory(name, scene, DEFAULT_FRAMES if frames is None else frames, height, width, **kwargs)
+    path = Path(name)
+    if not path.exists():
+        raise ConfigError(
+            f"`trajectory` must be a preset {sorted(PRESETS)} or an existing file but is {name!r}"
+        )
+    if path.suffix == ".npz":
+        cameras = load_geometry_npz(path).cameras
+    elif path.suffix == ".json":
+        data = _read_json(path)
+        if isinstance(data, dict) and data.get("format") == "mirage-trajectory":
+            cameras = load_trajectory_json(path)
+        elif isinstance(data, dict) and "frames" in data:
+            cameras = load_transforms_json(path)
+        else:
+            raise FileFormatError(f"{name}: neither a mirage trajectory nor a transforms.json")
+    else:
+        raise FileFormatError(f"{name}: trajectory files must end in .json or .npz")
+    if frames is not None and frames != len(cameras):
+        raise ConfigError(f"`frames` must be None or {len(cameras)} (the file's count) for {name!r} but is {frames}")
+    if height is not None and width is not None and (height, width) != cameras.hw:
+        cameras = cameras.scaled(height, width)
+    return cameras
