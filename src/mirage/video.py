@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from mirage.errors import ConfigError, ShapeError
+from mirage.files import atomic_path
 
 __all__ = ["write_mp4"]
 
@@ -38,12 +37,7 @@ def write_mp4(
         raise ConfigError(f"`fps` must be > 0 but is {fps}")
     _, H, W, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp.mp4", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the video is an ordinary output file
-    try:
+    with atomic_path(path, suffix=".mp4") as tmp:
         writer = imageio.get_writer(
             tmp,
             format="FFMPEG",
@@ -59,7 +53,3 @@ def write_mp4(
                 writer.append_data(frame)
         finally:
             writer.close()
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

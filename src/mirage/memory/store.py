@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
+from mirage.files import atomic_path
 from mirage.geometry import Camera, backproject_depth
 from mirage.memory.splat import Splat, splat_zbuffer
 
@@ -322,10 +323,8 @@ class PointStore:
             "uids": self.uids, "table_ids": self.table_ids, "table_K": self.table_K,
             "table_cam2world": self.table_cam2world,
         }
-        path = Path(path)
-        tmp = path.with_name(path.name + ".partial")
-        save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata)
-        tmp.replace(path)  # atomic: a reader never sees a half-written memory
+        with atomic_path(path) as tmp:  # a reader never sees a half-written memory
+            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata)
 
     @classmethod
     def load(cls, path, *, device=None):

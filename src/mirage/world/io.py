@@ -20,10 +20,8 @@ Every writer writes atomically: to a temporary file in the same folder, then ``o
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +30,7 @@ import numpy as np
 import torch
 
 from mirage.errors import FileFormatError, MirageError
+from mirage.files import atomic_path
 from mirage.geometry import Camera
 from mirage.world.scene import Scene, scene_from_json, scene_to_json
 
@@ -51,22 +50,6 @@ __all__ = [
 
 TRAJECTORY_FORMAT_VERSION = 1
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary output file
-    try:
-        yield Path(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _write_text(path, text: str) -> None:
