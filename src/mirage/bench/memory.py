@@ -51,7 +51,7 @@ class MemoryBenchConfig:
     rgb: bool = True  # run the RGB baseline (cache, render, VAE encode)
     vae: bool = True  # time the RGB path's VAE encode (diffusers needed)
     vae_chunks: int = 0  # encode on the first N chunks only (0 = every chunk)
-    repeats: int = 3  # reads are timed as the median of this many runs
+    repeats: int = 5  # reads are timed as the best of this many interleaved runs
     device: str = "cpu"
     seed: int = 0
 
@@ -125,19 +125,26 @@ def read_sort_per_view(
     return out.view(-1, features.shape[1], h, w), index.view(-1, h, w)
 
 
-def _timed(fn, repeats: int, device: str):
+def _timed(*fns, repeats: int, device: str):
+    """Best-of-``repeats`` seconds for each function, runs interleaved (A B A B ...).
+
+    Interleaving puts every side under the same background load; the minimum is the least
+    disturbed run. Returns ([seconds per fn], [last result per fn]).
+    """
     def sync():
         if device.startswith("cuda"):
             torch.cuda.synchronize()
 
-    times, result = [], None
+    best = [float("inf")] * len(fns)
+    results = [None] * len(fns)
     for _ in range(repeats):
-        sync()
-        start = time.perf_counter()
-        result = fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for i, fn in enumerate(fns):
+            sync()
+            start = time.perf_counter()
+            results[i] = fn()
+            sync()
+            best[i] = min(best[i], time.perf_counter() - start)
+    return best, results
 
 
 def run_memory_bench(config: MemoryBenchConfig, progress: bool = True) -> dict:
@@ -177,25 +184,29 @@ def run_memory_bench(config: MemoryBenchConfig, progress: bool = True) -> dict:
         targets = cams_latent[k * span: k * span + LATENT_FRAMES]
         targets_pixel = cams_pixel[k * span * TEMPORAL_STRIDE: (k * span + span) * TEMPORAL_STRIDE + 1]
         row = {"chunk": k, "views": len(targets), "pixel_frames": len(targets_pixel)}
-        row["latent_read_s"], read = _timed(lambda: voxel.read(targets, (h, w)), config.repeats, dev)
-        row["latent_coverage"] = float(read.mask.float().mean())
-        # ours vs the sort-per-view reference, on the same (largest) point set
+        # ours (on the fused and on the append memory) vs the sort-per-view reference, on the
+        # same (largest) point set
         small = targets.scaled(h, w)
         row["points_append"] = append.num_points
-        row["kernel_read_s"], ours = _timed(lambda: append.read(targets, (h, w)), config.repeats, dev)
-        row["sort_read_s"], (ref_features, ref_index) = _timed(
+        (row["latent_read_s"], row["kernel_read_s"], row["sort_read_s"]), (read, _, ref) = _timed(
+            lambda: voxel.read(targets, (h, w)),
+            lambda: append.read(targets, (h, w)),
             lambda: read_sort_per_view(append.points, append.features, small.K, small.world2cam,
-                                       (h, w)), config.repeats, dev)
+                                       (h, w)),
+            repeats=config.repeats, device=dev)
+        row["latent_coverage"] = float(read.mask.float().mean())
+        ref_index = ref[1]
         ours_index = splat_zbuffer(append.points, small.K, small.world2cam, (h, w)).index
         row["kernel_matches_sort"] = bool(torch.equal(ours_index, ref_index))
         if rgb is not None:  # the RGB baseline's read path: render every pixel frame, encode
-            row["rgb_render_s"], render = _timed(lambda: rgb.render(targets_pixel, (H, W)), 1, dev)
+            (row["rgb_render_s"],), (render,) = _timed(
+                lambda: rgb.render(targets_pixel, (H, W)), repeats=1, device=dev)
             row["rgb_coverage"] = float(render.mask.float().mean())
             if vae is not None and (config.vae_chunks == 0 or k < config.vae_chunks):
                 video = render.features.permute(1, 0, 2, 3)[None].to(next(vae.parameters()).dtype)
                 with torch.no_grad():
-                    row["vae_encode_s"], z = _timed(
-                        lambda: vae.encode(video).latent_dist.mode(), 1, dev)
+                    (row["vae_encode_s"],), (z,) = _timed(
+                        lambda: vae.encode(video).latent_dist.mode(), repeats=1, device=dev)
                 assert z.shape[2:] == (LATENT_FRAMES, h, w), z.shape
         write(slice(1 if k == 0 else k * span + 1, k * span + LATENT_FRAMES))
         row.update(bytes_latent_append=append.nbytes, bytes_latent_voxel=voxel.nbytes,
