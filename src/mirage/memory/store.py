@@ -139,13 +139,12 @@ class PointStore:
         frame_ids: Sequence[int] | None,
     ) -> int:
         T, C, h, w = features.shape
-        if self.grid_hw is None:
-            self.grid_hw = (h, w)
-        elif self.grid_hw != (h, w):
+        if self.grid_hw not in (None, (h, w)):
             raise ShapeError(
                 f"this memory holds frames of grid size {self.grid_hw} but a write has {(h, w)}"
             )
         frame_ids = self._resolve_frame_ids(frame_ids, T)
+        self.grid_hw = (h, w)
         cameras = cameras.to(device=self.device, dtype=torch.float32)
         depth = depth.to(device=self.device, dtype=torch.float32)
         safe_depth = torch.where(valid, depth, torch.ones_like(depth))
