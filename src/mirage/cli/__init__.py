@@ -12,6 +12,8 @@ from mirage.errors import MirageError
 COMMANDS = {
     "bench": "mirage.cli.bench",
     "world": "mirage.cli.world",
+    "generate": "mirage.cli.generate",
+    "train": "mirage.cli.train",
 }
 
 

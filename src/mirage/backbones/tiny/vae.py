@@ -1,0 +1,99 @@
+"""The tiny VAE: spatial stride 4 or 8, temporal stride τ with *keyframe* latents.
+
+Latent frame k is an encoding of pixel frame τk alone (its keyframe; latent 0 = frame 0), and
+has the keyframe's pose. The decoder turns the pair (latent k−1, latent k) into pixel frames
+τk−τ+1..τk: the in-between frames are interpolated from the two keyframes around them.
+
+Why not stack the τ frames into the encoder (as a plain Wan-style grouping would)? Then a latent
+also encodes the direction of motion through its group, and a memory token re-read on a revisit
+(which often moves the other way, e.g. the return swing of a pan) decodes to wrong in-between
+frames. A keyframe latent is a picture of one pose, which is exactly what a memory indexed by
+that pose can store and give back.
+
+It is a deterministic autoencoder with a small latent penalty and noise injection while training
+(so the decoder tolerates imperfect generated latents). ``latent_mean``/``latent_std`` normalise
+latents to unit scale for the denoiser; they are fitted after training.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from mirage.backbones.tiny.config import TinyConfig
+
+__all__ = ["TinyVAE", "ResBlock"]
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(min(8, channels), channels)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.norm2 = nn.GroupNorm(min(8, channels), channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.conv1(F.silu(self.norm1(x)))
+        return x + self.conv2(F.silu(self.norm2(y)))
+
+
+class TinyVAE(nn.Module):
+    """Frames ↔ latents: keyframes (N, 3, H, W) → (N, C, H/s, W/s); latent pairs → τ frames."""
+
+    def __init__(self, config: TinyConfig) -> None:
+        super().__init__()
+        self.config = config
+        tau, C = config.temporal_stride, config.latent_channels
+        w = config.vae_widths
+        # Stride-2 convs straight from the input: the full-resolution level is the costly one
+        # on a CPU, so it only holds the decoder's last two convolutions.
+        n = {4: 2, 8: 3}[config.spatial_stride]  # stride-2 stages
+        enc: list[nn.Module] = [nn.Conv2d(3, w[1], 4, stride=2, padding=1), ResBlock(w[1])]
+        for i in range(1, n):
+            enc += [nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1), ResBlock(w[i + 1])]
+        enc += [nn.GroupNorm(8, w[n]), nn.SiLU(), nn.Conv2d(w[n], C, 1)]
+        self.enc = nn.Sequential(*enc)
+        self.dec_in = nn.Conv2d(2 * C, w[n], 3, padding=1)
+        dec: list[nn.Module] = [ResBlock(w[n])]
+        for i in range(n, 1, -1):
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], w[i - 1], 3, padding=1),
+                    ResBlock(w[i - 1])]
+        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[1], w[0], 3, padding=1),
+                nn.GroupNorm(min(8, w[0]), w[0]), nn.SiLU(), nn.Conv2d(w[0], 3 * tau, 3, padding=1)]
+        self.dec = nn.Sequential(*dec)
+        self.register_buffer("latent_mean", torch.zeros(C))
+        self.register_buffer("latent_std", torch.ones(C))
+
+    # -- raw (unnormalised) groups --------------------------------------------------------
+    def encode_keyframes(self, frames: Tensor) -> Tensor:  # (N, 3, H, W) → (N, C, h, w)
+        return self.enc(frames)
+
+    def decode_groups(self, prev: Tensor, cur: Tensor) -> Tensor:  # 2 × (N, C, h, w) → (N, 3τ, H, W)
+        return self.dec(self.dec_in(torch.cat([prev, cur], dim=1)))
+
+    def normalize(self, z: Tensor) -> Tensor:  # (..., C, h, w) along dim −3
+        return (z - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+
+    def denormalize(self, z: Tensor) -> Tensor:
+        return z * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    # -- videos ---------------------------------------------------------------------------
+    def encode_video(self, video: Tensor) -> Tensor:  # (B, 3, F, H, W) → (B, C, T, h, w)
+        B, _, Fr, H, W = video.shape
+        keyframes = video[:, :, :: self.config.temporal_stride]  # (B, 3, T, H, W)
+        T = keyframes.shape[2]
+        z = self.normalize(self.encode_keyframes(keyframes.permute(0, 2, 1, 3, 4).reshape(B * T, 3, H, W)))
+        return z.reshape(B, T, *z.shape[1:]).permute(0, 2, 1, 3, 4)
+
+    def decode_video(self, latents: Tensor) -> Tensor:  # (B, C, T, h, w) → (B, 3, F, H, W)
+        B, C, T, h, w = latents.shape
+        tau = self.config.temporal_stride
+        z = self.denormalize(latents.permute(0, 2, 1, 3, 4))  # (B, T, C, h, w)
+        prev = torch.cat([z[:, :1], z[:, :-1]], dim=1)  # latent 0 is its own predecessor
+        out = self.decode_groups(prev.reshape(B * T, C, h, w), z.reshape(B * T, C, h, w))
+        H, W = out.shape[-2:]
+        out = out.reshape(B, T, tau, 3, H, W)  # (B, T, τ, 3, H, W)
+        frames = torch.cat([out[:, 0, -1:], out[:, 1:].reshape(B, (T - 1) * tau, 3, H, W)], dim=1)
+        return frames.permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)

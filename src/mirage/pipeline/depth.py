@@ -1,0 +1,64 @@
+"""Depth estimators for the memory update (DESIGN §5): ``tiny`` (the backbone's) and ``oracle``.
+
+A :class:`DepthEstimator` maps images (T, 3, H, W) in [−1, 1] at known cameras to z-depth
+(T, H, W) and a validity mask (T, H, W); invalid depth is +inf and never written to memory.
+The ``oracle`` hands the pipeline the world's exact depth; it is an ablation and is labelled as
+such in every report, because it gives the model the true geometry of content it may not have
+generated.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ConfigError
+from mirage.geometry import Camera
+
+__all__ = ["DepthEstimator", "TinyDepthEstimator", "OracleDepthEstimator", "DEPTH_ESTIMATORS"]
+
+DEPTH_ESTIMATORS = ("tiny", "oracle")
+
+
+class DepthEstimator(Protocol):
+    name: str
+
+    def __call__(self, images: Tensor, cameras: Camera, frame_indices: list[int]) -> tuple[Tensor, Tensor]:
+        """images (T, 3, H, W), T cameras, pixel frame indices → depth (T, H, W), valid (T, H, W)."""
+        ...
+
+
+class TinyDepthEstimator:
+    """The depth network shipped with the tiny backbone (``backbone.estimate_depth``)."""
+
+    name = "tiny"
+
+    def __init__(self, backbone) -> None:
+        if not hasattr(backbone, "estimate_depth"):
+            raise ConfigError(
+                f"depth estimator 'tiny' needs a backbone with `estimate_depth`, but "
+                f"{type(backbone).__name__} has none"
+            )
+        self.backbone = backbone
+
+    def __call__(self, images, cameras, frame_indices):
+        return self.backbone.estimate_depth(images)
+
+
+class OracleDepthEstimator:
+    """The procedural world's exact z-depth at the given cameras and frame times (ablation)."""
+
+    name = "oracle"
+
+    def __init__(self, scene, fps: float) -> None:
+        self.scene, self.fps = scene, fps
+
+    def __call__(self, images, cameras, frame_indices):
+        from mirage.world import render
+
+        times = torch.tensor(frame_indices, dtype=torch.float64) / self.fps
+        out = render(self.scene, cameras, times)
+        valid = ~out.sky & torch.isfinite(out.depth) & (out.depth > 0)
+        return torch.where(valid, out.depth, torch.full_like(out.depth, float("inf"))), valid

@@ -1,0 +1,163 @@
+"""The three memory modes behind one interface, so the pipeline runs the same lifecycle A/B:
+
+- ``latent`` (Mirage): :class:`~mirage.memory.LatentSpatialMemory` of the generated latent tokens,
+  read at latent resolution.
+- ``rgb`` (baseline): :class:`~mirage.memory.RGBPointCloudMemory` of the decoded frames at pixel
+  resolution; every pixel frame of the chunk is rendered at H×W and VAE-encoded into the same
+  conditioning slot.
+- ``none``: an empty read and no references.
+
+Frame ids in memory are global latent frame indices (latent k has the pose of pixel frame τk).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Protocol
+
+import torch
+from torch import Tensor
+
+from mirage.errors import ConfigError
+from mirage.geometry import Camera
+from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
+from mirage.memory.depth_grid import reduce_depth_to_grid
+
+__all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "NoMemory",
+           "make_memory_mode", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
+           "GRID_PLANARITY_TOL"]
+
+MEMORY_MODES = ("latent", "rgb", "none")
+REFERENCE_MIN_IOU = 0.04  # DESIGN §3.5 reference defaults
+REFERENCE_VOXEL = 0.1
+RGB_COVERAGE = 0.5  # a latent cell counts as covered by an RGB render if ≥ this pixel fraction is
+# Depth → latent grid (DESIGN §3.1) uses the memory's planarity rule with a looser tolerance than
+# its default (0.05): updates use *estimated* depth, whose noise would otherwise drop a large
+# share of planar cells; 0.2 still drops blocks that straddle a depth edge.
+GRID_PLANARITY_TOL = 0.2
+
+
+class ModeRead(NamedTuple):
+    """Conditioning for the target latent frames: features (n, C, h, w) and mask (n, h, w)."""
+
+    features: Tensor
+    mask: Tensor
+
+
+class MemoryMode(Protocol):
+    name: str
+    memory: object | None
+
+    def write(self, latents: Tensor, frames: Tensor, depths: Tensor, cameras: Camera,
+              exclude: Tensor | None, frame_ids: list[int]) -> None: ...
+
+    def read(self, chunk_cameras: Camera, temporal_stride: int, latent_hw: tuple[int, int],
+             backbone) -> ModeRead: ...
+
+    def references(self, target_cameras: Camera, k: int, exclude: list[int]) -> list: ...
+
+    def stats(self) -> dict: ...
+
+
+def _target_cameras(chunk_cameras: Camera, tau: int) -> Camera:
+    """Cameras of latent frames 1..T−1 of a chunk whose pixel cameras are ``chunk_cameras``."""
+    idx = list(range(tau, len(chunk_cameras), tau))
+    return Camera(chunk_cameras.K[idx], chunk_cameras.cam2world[idx], *chunk_cameras.hw)
+
+
+class LatentMode:
+    """Mirage: latent tokens at world points, read by one z-buffered splat at latent resolution."""
+
+    name = "latent"
+
+    def __init__(self, channels: int, *, fusion: str = "voxel",
+                 planarity_tol: float = GRID_PLANARITY_TOL) -> None:
+        self.memory = LatentSpatialMemory(channels, fusion=fusion)
+        self.planarity_tol = planarity_tol
+
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
+        """Reduce depth to the latent grid (planarity rule, ``planarity_tol``), then write."""
+        h, w = latents.shape[-2:]
+        grid_depth, ok = reduce_depth_to_grid(depths.float(), (h, w), exclude=exclude,
+                                              planarity_tol=self.planarity_tol)
+        self.memory.write(latents, grid_depth, cameras.scaled(h, w), exclude=~ok, frame_ids=frame_ids)
+
+    def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
+        read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
+        return ModeRead(read.features.float(), read.mask)
+
+    def references(self, target_cameras, k, exclude) -> list:
+        return self.memory.retrieve_references(
+            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
+            exclude_frames=exclude,
+        )
+
+    def stats(self) -> dict:
+        return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
+                "frames": len(self.memory.frames)}
+
+
+class RGBMode:
+    """The explicit baseline: a pixel-resolution coloured point cloud, rendered and re-encoded."""
+
+    name = "rgb"
+
+    def __init__(self, channels: int, *, fusion: str = "append") -> None:
+        self.channels = channels
+        self.memory = RGBPointCloudMemory(fusion=fusion)
+
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
+        self.memory.write(frames, depths, cameras, exclude=exclude, frame_ids=frame_ids)
+
+    def read(self, chunk_cameras, temporal_stride, latent_hw, backbone) -> ModeRead:
+        H, W = chunk_cameras.hw
+        h, w = latent_hw
+        render = self.memory.render(chunk_cameras, (H, W))  # every pixel frame of the chunk
+        video = render.features.permute(1, 0, 2, 3)[None].float()  # (1, 3, F, H, W)
+        latents = backbone.encode(video)[0].permute(1, 0, 2, 3)[1:].cpu()  # (T−1, C, h, w)
+        covered = render.mask[temporal_stride::temporal_stride].float()  # (T−1, H, W)
+        frac = covered.reshape(-1, h, H // h, w, W // w).mean(dim=(2, 4))
+        mask = frac >= RGB_COVERAGE
+        return ModeRead(latents * mask[:, None], mask)
+
+    def references(self, target_cameras, k, exclude) -> list:
+        return self.memory.retrieve_references(
+            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
+            exclude_frames=exclude,
+        )
+
+    def stats(self) -> dict:
+        return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
+                "frames": len(self.memory.frames)}
+
+
+class NoMemory:
+    """No memory: empty reads, no references."""
+
+    name = "none"
+    memory = None
+
+    def __init__(self, channels: int) -> None:
+        self.channels = channels
+
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
+        return None
+
+    def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
+        n = (len(chunk_cameras) - 1) // temporal_stride
+        return ModeRead(torch.zeros(n, self.channels, *latent_hw), torch.zeros(n, *latent_hw, dtype=torch.bool))
+
+    def references(self, target_cameras, k, exclude) -> list:
+        return []
+
+    def stats(self) -> dict:
+        return {"points": 0, "bytes": 0, "frames": 0}
+
+
+def make_memory_mode(name: str, channels: int) -> MemoryMode:
+    if name == "latent":
+        return LatentMode(channels)
+    if name == "rgb":
+        return RGBMode(channels)
+    if name == "none":
+        return NoMemory(channels)
+    raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {name!r}")

@@ -1,0 +1,78 @@
+"""The chunk plan (DESIGN §3): how a video of F frames is cut into overlapping chunks.
+
+The first chunk has up to ``max_frames`` pixel frames; each later chunk overlaps the previous one
+by one frame (its first frame is the previous chunk's last) and adds up to ``max_frames − 1``
+new frames. Every count is of the form τ·k+1, so chunk boundaries fall on latent frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from mirage.errors import ConfigError
+
+__all__ = ["Chunk", "chunk_plan", "valid_frame_counts", "check_frame_count"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One chunk: pixel frames [start_frame, end_frame] inclusive, latent frames likewise.
+
+    ``start_frame`` is the overlap frame (already generated, except in chunk 0 where it is the
+    input image); the chunk generates latent frames ``start_latent + 1 .. end_latent``.
+    """
+
+    index: int
+    start_frame: int
+    end_frame: int
+    start_latent: int
+    end_latent: int
+
+    @property
+    def num_frames(self) -> int:
+        return self.end_frame - self.start_frame + 1
+
+    @property
+    def num_latents(self) -> int:
+        return self.end_latent - self.start_latent + 1
+
+    @property
+    def target_latents(self) -> list[int]:
+        return list(range(self.start_latent + 1, self.end_latent + 1))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def valid_frame_counts(temporal_stride: int, limit: int = 8) -> list[int]:
+    """The first ``limit`` valid frame counts τ·k+1 (k ≥ 1)."""
+    return [temporal_stride * k + 1 for k in range(1, limit + 1)]
+
+
+def check_frame_count(frames: int, temporal_stride: int, name: str = "frames") -> None:
+    """Raise :class:`ConfigError` unless ``frames`` = τ·k+1 with k ≥ 1; the message lists valid counts."""
+    if isinstance(frames, bool) or not isinstance(frames, int) or frames < temporal_stride + 1 or (
+        (frames - 1) % temporal_stride
+    ):
+        counts = ", ".join(str(c) for c in valid_frame_counts(temporal_stride))
+        raise ConfigError(
+            f"`{name}` must be of the form {temporal_stride}·k+1 with k ≥ 1 ({counts}, …) "
+            f"but is {frames!r}"
+        )
+
+
+def chunk_plan(frames: int, temporal_stride: int, max_frames: int) -> list[Chunk]:
+    """Cut ``frames`` pixel frames into chunks of at most ``max_frames`` overlapping by one.
+
+    Both counts must be τ·k+1. The last chunk may be shorter. Example (τ=4, max 17):
+    33 frames → [0..16], [16..32]; 25 frames → [0..16], [16..24].
+    """
+    check_frame_count(max_frames, temporal_stride, "max_frames")
+    check_frame_count(frames, temporal_stride, "frames")
+    step = max_frames - 1
+    chunks, start = [], 0
+    while start < frames - 1:
+        end = min(start + step, frames - 1)
+        chunks.append(Chunk(len(chunks), start, end, start // temporal_stride, end // temporal_stride))
+        start = end
+    return chunks

@@ -1,0 +1,80 @@
+"""The tiny backbone's MODEL_CARD.md, written from the training report (and evaluation, if any)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+__all__ = ["write_model_card"]
+
+
+def _fmt_minutes(seconds) -> str:
+    return f"{float(seconds) / 60:.1f} min"
+
+
+def write_model_card(path, metadata: dict, evaluation: str | None = None) -> None:
+    """Write a markdown model card. ``metadata`` is the weights' metadata (config + train
+    report); ``evaluation`` an optional markdown table of held-out results."""
+    train = metadata.get("train", {})
+    cfg = metadata.get("config", {})
+    data = cfg.get("data", {})
+    model = cfg.get("model", {})
+    stages = train.get("stage_seconds", {})
+    lines = [
+        "# mirage tiny backbone",
+        "",
+        "The embedded world model of `mirage`: a small VAE (spatial stride 8, temporal stride 4, "
+        "Wan-style grouping), a memory-conditioned flow-matching denoiser (a small transformer, "
+        "x₀-prediction, Euler sampling) and a small depth estimator. Trained from scratch on a "
+        "CPU with `mirage train tiny`. It is a test-bed model for the memory lifecycle, not a "
+        "general video generator: it only knows the procedural world's look.",
+        "",
+        "## Data",
+        "",
+        f"- {data.get('clips', '?')} clips of {data.get('frames', '?')} frames at "
+        f"{data.get('height', '?')}×{data.get('width', '?')}, rendered by `mirage.world` "
+        f"(families {', '.join(data.get('families', []))}; presets pan-return, orbit, loop, "
+        "forward-back, random-walk with randomised parameters; static scenes).",
+        f"- Scene seeds {data.get('first_seed', '?')}…{data.get('first_seed', 0) + data.get('clips', 0) - 1}. "
+        "Evaluation uses scene seeds < 100, which training never saw.",
+        "- Denoiser samples are built as at inference: the memory read of a chunk's targets comes "
+        "from `LatentSpatialMemory` holding the clean latents of every earlier latent frame (frame "
+        "0 with exact depth, later frames with this model's estimated depth); preceding and "
+        "reference frames are chosen by the pipeline's own rules; each target frame gets its own "
+        "noise level; memory (with references) is dropped for "
+        f"{cfg.get('p_drop_memory', '?')} of samples so `--memory none` works.",
+        "",
+        "## Model",
+        "",
+        f"- Size {model.get('height', '?')}×{model.get('width', '?')} (latent "
+        f"{model.get('latent_channels', '?')}×{model.get('height', 0) // model.get('spatial_stride', 8)}×{model.get('width', 0) // model.get('spatial_stride', 8)}), "
+        f"chunks of {model.get('max_frames', '?')} frames, {model.get('steps', '?')} sampling steps.",
+        f"- Denoiser: {model.get('layers', '?')} layers, width {model.get('dim', '?')}, "
+        f"{model.get('preceding', '?')} preceding + up to {model.get('references', '?')} reference frames.",
+        "",
+        "## Training",
+        "",
+        "| stage | steps | wall time | final |",
+        "|---|---|---|---|",
+    ]
+    for stage in ("data", "vae", "depth", "samples", "denoiser"):
+        st = train.get(stage, {}) if isinstance(train.get(stage), dict) else {}
+        last = st.get("last", {})
+        final = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) if last else ""
+        steps = st.get("step", "")
+        if st.get("stopped_early"):
+            steps = f"{steps} (time budget)"
+        lines.append(f"| {stage} | {steps} | {_fmt_minutes(stages.get(stage, 0))} | {final} |")
+    total = sum(stages.values()) if stages else 0
+    lines += [
+        "",
+        f"Total: {_fmt_minutes(total)} on a shared 2-core CPU (1 torch thread), seed "
+        f"{cfg.get('seed', 0)}. Reproduce: `mirage train tiny --out runs/tiny --install`.",
+    ]
+    if "unfinished" in train:
+        u = train["unfinished"]
+        lines += ["", f"**Unfinished run**: installed from the `{u['stage']}` checkpoint at step {u['step']}."]
+    if evaluation:
+        lines += ["", "## Held-out evaluation", "", evaluation]
+    lines += ["", "## Raw config", "", "```json", json.dumps(cfg, indent=1, default=str), "```", ""]
+    Path(path).write_text("\n".join(lines))

@@ -1,0 +1,24 @@
+"""Tiny random backbones shared by the backbone, pipeline and training tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mirage.backbones.tiny import TinyBackbone, TinyConfig
+
+SMALL = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32, spatial_stride=8, patch=1,
+                   layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2)
+
+
+def small_backbone(seed: int = 0) -> TinyBackbone:
+    torch.manual_seed(seed)
+    model = TinyBackbone(SMALL)
+    # The output layer starts at zero (a pure memory copy); give it weights so samples vary.
+    torch.nn.init.normal_(model.denoiser.out.weight, std=0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def backbone() -> TinyBackbone:
+    return small_backbone()

@@ -1,0 +1,162 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mirage.backbones import Backbone, ChunkConditioning, load_backbone
+from mirage.backbones.tiny import TinyBackbone, TinyConfig
+from mirage.backbones.tiny.flow import add_noise, sample_euler, sampling_times
+from mirage.errors import ConfigError, MemoryFormatError, ShapeError
+from mirage.geometry import Camera
+
+from .conftest import SMALL, small_backbone
+
+
+def cams(n: int, hw=(32, 32)) -> Camera:
+    c2w = torch.eye(4).repeat(n, 1, 1)
+    c2w[:, 0, 3] = torch.arange(n, dtype=torch.float32) * 0.1
+    return Camera.from_fov(c2w, *hw)
+
+
+def conditioning(backbone, n=2, P=1, R=1, steps=2, covered=False) -> ChunkConditioning:
+    C = backbone.latent_channels
+    g = torch.Generator().manual_seed(1)
+    return ChunkConditioning(
+        first_latent=torch.randn(C, 4, 4, generator=g),
+        memory_features=torch.randn(n, C, 4, 4, generator=g),
+        memory_mask=torch.full((n, 4, 4), covered),
+        preceding=torch.randn(P, C, 4, 4, generator=g),
+        references=torch.randn(R, C, 4, 4, generator=g),
+        first_camera=cams(1),
+        target_cameras=cams(n),
+        preceding_cameras=cams(P) if P else None,
+        reference_cameras=cams(R) if R else None,
+        steps=steps,
+    )
+
+
+def test_protocol_and_shapes(backbone):
+    assert isinstance(backbone, Backbone)
+    video = torch.rand(2, 3, 9, 32, 32) * 2 - 1
+    z = backbone.encode(video)
+    assert z.shape == (2, SMALL.latent_channels, 3, 4, 4)
+    assert backbone.decode(z).shape == (2, 3, 9, 32, 32)
+    with pytest.raises(ShapeError, match="4·k\\+1"):
+        backbone.encode(torch.zeros(1, 3, 8, 32, 32))
+
+
+def test_latent_k_encodes_its_keyframe_only(backbone):
+    """Keyframe latents: latent k depends on pixel frame τk alone; the decoder fills in between."""
+    video = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    changed = video.clone()
+    changed[:, :, [1, 2, 3, 5, 6, 7]] = 0.0  # every in-between frame
+    torch.testing.assert_close(backbone.encode(video), backbone.encode(changed))
+    changed[:, :, 4] = 0.0  # the keyframe of latent 1
+    a, b = backbone.encode(video), backbone.encode(changed)
+    torch.testing.assert_close(a[:, :, [0, 2]], b[:, :, [0, 2]])
+    assert not torch.allclose(a[:, :, 1], b[:, :, 1])
+
+
+def test_sample_keeps_first_latent_and_is_deterministic(backbone):
+    cond = conditioning(backbone)
+    a = backbone.sample(cond, torch.Generator().manual_seed(0))
+    b = backbone.sample(cond, torch.Generator().manual_seed(0))
+    c = backbone.sample(cond, torch.Generator().manual_seed(1))
+    assert a.shape == (1, SMALL.latent_channels, 3, 4, 4)
+    torch.testing.assert_close(a[0, :, 0], cond.first_latent)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
+
+
+def test_untrained_denoiser_copies_a_full_memory_read():
+    """The x₀ prediction is a residual on the memory read; with a zero output layer it is a copy."""
+    model = TinyBackbone(SMALL)  # output layer initialised to zero
+    cond = conditioning(model, covered=True)
+    out = model.sample(cond, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out[0, :, 1:].permute(1, 0, 2, 3), cond.memory_features)
+
+
+def test_padding_slots_do_not_change_valid_outputs(backbone):
+    den = backbone.denoiser
+    g = torch.Generator().manual_seed(0)
+    B, S, C = 1, 3, SMALL.latent_channels
+    args = dict(x=torch.randn(B, S, C, 4, 4, generator=g), memory=torch.randn(B, S, C, 4, 4, generator=g),
+                mask=torch.rand(B, S, 4, 4, generator=g) > 0.5, t=torch.rand(B, S, generator=g),
+                pose=torch.randn(B, S, 12, generator=g), slot=torch.tensor([[1, 0, 0]]),
+                valid=torch.ones(B, S, dtype=torch.bool))
+    with torch.no_grad():
+        ref = den(**args)
+        padded = {k: torch.cat([v, v[:, :1]], dim=1) for k, v in args.items()}
+        padded["valid"][:, -1] = False
+        out = den(**padded)
+    torch.testing.assert_close(out[:, :S], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_conditioning_validates_shapes(backbone):
+    cond = conditioning(backbone)
+    with pytest.raises(ShapeError, match="target_cameras"):
+        ChunkConditioning(**{**vars(cond), "target_cameras": cams(3)})
+    with pytest.raises(ShapeError, match="memory_mask"):
+        ChunkConditioning(**{**vars(cond), "memory_mask": torch.zeros(2, 5, 4, dtype=torch.bool)})
+
+
+def test_flow_sampler_lands_on_prediction():
+    times = sampling_times(4)
+    assert times[0] == 1 and times[-1] == 0 and (times[1:] < times[:-1]).all()
+    x0 = torch.randn(3, 5)
+    noise = torch.randn(3, 5)
+    torch.testing.assert_close(add_noise(x0, noise, torch.zeros(3)), x0)
+    torch.testing.assert_close(add_noise(x0, noise, torch.ones(3)), noise)
+    out = sample_euler(lambda x, t: x0, noise, times)  # a perfect denoiser
+    torch.testing.assert_close(out, x0)
+
+
+def test_save_load_roundtrip(tmp_path, backbone):
+    path = tmp_path / "tiny.safetensors"
+    backbone.save(path, {"note": "test"})
+    loaded = load_backbone("tiny", path)
+    assert loaded.config == backbone.config and loaded.metadata == {"note": "test"}
+    for (k, a), (_, b) in zip(backbone.state_dict().items(), loaded.state_dict().items()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=k)
+    (tmp_path / "bad.safetensors").write_bytes(b"not a file")
+    with pytest.raises(MemoryFormatError):
+        TinyBackbone.load(tmp_path / "bad.safetensors")
+    with pytest.raises(ConfigError, match="do not exist"):
+        TinyBackbone.load(tmp_path / "missing.safetensors")
+    with pytest.raises(ConfigError, match="backbone"):
+        load_backbone("wan99")
+
+
+def test_config_validation():
+    with pytest.raises(ConfigError, match="max_frames"):
+        TinyConfig(max_frames=16)
+    with pytest.raises(ConfigError, match="divisible by spatial_stride·patch = 8"):
+        TinyConfig(height=60)
+    with pytest.raises(ConfigError, match="spatial_stride"):
+        TinyConfig(spatial_stride=16)
+    assert TinyConfig.from_json(SMALL.to_json()) == SMALL
+
+
+def test_depth_estimate_shapes(backbone):
+    depth, valid = backbone.estimate_depth(torch.zeros(2, 3, 32, 32))
+    assert depth.shape == valid.shape == (2, 32, 32)
+    assert torch.isinf(depth[~valid]).all() and (depth[valid] > 0).all()
+
+
+def test_stride4_patch2_model_shapes_and_copy():
+    cfg = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
+                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2)
+    model = TinyBackbone(cfg)
+    z = model.encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1)
+    assert z.shape == (1, 4, 3, 8, 8)
+    assert model.decode(z).shape == (1, 3, 9, 32, 32)
+    g = torch.Generator().manual_seed(0)
+    cond = ChunkConditioning(
+        first_latent=torch.randn(4, 8, 8, generator=g), memory_features=torch.randn(2, 4, 8, 8, generator=g),
+        memory_mask=torch.rand(2, 8, 8, generator=g) > 0.5, preceding=torch.zeros(0, 4, 8, 8),
+        references=torch.zeros(0, 4, 8, 8), first_camera=cams(1), target_cameras=cams(2))
+    out = model.sample(cond, torch.Generator().manual_seed(0))[0, :, 1:].permute(1, 0, 2, 3)
+    m = cond.memory_mask[:, None].expand_as(out)
+    # zero-initialised output layer: covered cells copy the read exactly, patch by patch
+    torch.testing.assert_close(out[m], cond.memory_features[m])
+    assert (out[~m] == 0).all()

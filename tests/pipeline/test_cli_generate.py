@@ -1,0 +1,110 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from mirage.cli import main
+
+from .conftest import small_backbone
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    small_backbone().save(path)
+    return path
+
+
+def cli(weights, out, *extra):
+    return main(["generate", "--weights", str(weights), "--size", "32x32", "--out", str(out),
+                 "--no-progress", "--steps", "1", *extra])
+
+
+def test_scene_run_writes_everything(tmp_path, weights, capsys):
+    out = tmp_path / "run"
+    assert cli(weights, out, "--frames", "25", "--scene", "2", "--family", "courtyard") == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["memory.safetensors", "run.json", "side_by_side.mp4", "video.mp4"]
+    run = json.loads((out / "run.json").read_text())
+    assert [(c["start_frame"], c["end_frame"]) for c in run["plan"]] == [(0, 16), (16, 24)]
+    assert set(run["timings"]["chunks"][0]) == {"read", "denoise", "decode", "depth", "update"}
+    assert run["config"]["update_depth"] == "tiny" and run["config"]["first_frame_depth"] == "given"
+    assert len(run["references"]) == 2 and run["metrics"]["revisit_frames"]
+    assert "revisit PSNR" in capsys.readouterr().out
+
+
+def test_none_mode_writes_no_memory(tmp_path, weights):
+    out = tmp_path / "none"
+    assert cli(weights, out, "--frames", "9", "--memory", "none") == 0
+    assert not (out / "memory.safetensors").exists() and (out / "run.json").exists()
+
+
+def test_image_with_depth_and_trajectory_file(tmp_path, weights):
+    from PIL import Image
+
+    from mirage.world import generate_scene, make_trajectory
+    from mirage.world.io import save_trajectory_json
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    np.save(tmp_path / "d.npy", np.full((48, 40), 2.0, dtype=np.float32))
+    cams = make_trajectory("orbit", generate_scene("room", 1), 9, 48, 40)
+    save_trajectory_json(tmp_path / "traj.json", cams)
+    out = tmp_path / "img"
+    assert cli(weights, out, "--image", str(tmp_path / "a.png"), "--depth", str(tmp_path / "d.npy"),
+               "--trajectory", str(tmp_path / "traj.json")) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["frames"] == 9 and run["metrics"] is None
+    out2 = tmp_path / "img2"  # no depth: estimated; a preset path around the image
+    assert cli(weights, out2, "--image", str(tmp_path / "a.png"), "--frames", "9", "--intrinsics", "40,40,20,24") == 0
+    assert json.loads((out2 / "run.json").read_text())["config"]["first_frame_depth"] == "tiny estimator"
+
+
+def bad_inputs(tmp_path):
+    (tmp_path / "bad.png").write_text("not an image")
+    (tmp_path / "bad.json").write_text(json.dumps({"hello": 1}))
+    (tmp_path / "ok.png").write_bytes(b"")
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(tmp_path / "ok.png")
+    depth = np.ones((32, 32), dtype=np.float32)
+    depth[3, 4] = np.nan
+    np.save(tmp_path / "nan.npy", depth)
+    return {
+        "unreadable image": (["--image", str(tmp_path / "bad.png")], "not a readable image"),
+        "missing image": (["--image", str(tmp_path / "nope.png")], "does not exist"),
+        "trajectory format": (["--trajectory", str(tmp_path / "bad.json")], "neither a mirage trajectory"),
+        "frame count": (["--frames", "32"], r"4·k\+1.*5, 9, 13"),
+        "nan depth": (["--image", str(tmp_path / "ok.png"), "--depth", str(tmp_path / "nan.npy")], "NaN"),
+        "memory mode": (["--memory", "voxel"], "--memory"),
+        "oracle without scene": (["--image", str(tmp_path / "ok.png"), "--depth-estimator", "oracle"], "--scene"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "unreadable image", "missing image", "trajectory format", "frame count", "nan depth", "memory mode",
+    "oracle without scene"])
+def test_bad_input_clear_error_and_no_output(tmp_path, weights, capsys, case):
+    args, message = bad_inputs(tmp_path)[case]
+    out = tmp_path / "out"
+    assert cli(weights, out, *args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirage: error:")
+    import re
+
+    assert re.search(message, err), err
+    assert not out.exists()  # nothing written, not even the folder
+
+
+def test_interrupted_run_leaves_marker(tmp_path, weights, monkeypatch):
+    import mirage.pipeline
+
+    def boom(*a, **k):
+        raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(mirage.pipeline, "generate", boom)
+    out = tmp_path / "crash"
+    with pytest.raises(RuntimeError):
+        cli(weights, out, "--frames", "9")
+    assert (out / "INCOMPLETE").exists() and not (out / "run.json").exists()

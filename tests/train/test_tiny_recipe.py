@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mirage.backbones.tiny import TinyConfig
+from mirage.geometry import Camera
+from mirage.memory import LatentSpatialMemory
+from mirage.pipeline.memory_modes import LatentMode
+from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
+from mirage.train.tiny_data import DataConfig, build_memory_samples, clip_spec
+
+from .conftest import SMALL
+
+
+def test_samples_are_built_like_inference():
+    """Each sample's read equals a fresh memory that holds exactly latents 0..s, read the same way."""
+    from mirage.world import generate_scene, make_trajectory, render
+
+    scene = generate_scene("room", 1001)
+    cams = make_trajectory("pan-return", scene, 17, 32, 32, angle_deg=50.0)
+    idx = list(range(0, 17, 4))
+    cams = Camera(cams.K[idx], cams.cam2world[idx], 32, 32)
+    gt = render(scene, cams)
+    depth = torch.where(gt.sky, torch.inf, gt.depth)
+    g = torch.Generator().manual_seed(0)
+    latents = torch.randn(5, 4, 4, 4, generator=g)
+    samples = build_memory_samples(latents, depth, gt.sky, cams, targets=2, preceding=1, references=1)
+    assert [s["start"] for s in samples] == [0, 1, 2, 3]
+    assert samples[3]["targets"] == [4] and samples[0]["targets"] == [1, 2]
+    for s in samples:
+        mode = LatentMode(4)
+        for k in range(s["start"] + 1):
+            mode.write(latents[k:k + 1], None, depth[k:k + 1], cams[k], gt.sky[k:k + 1], [k])
+        t = s["targets"]
+        read = mode.memory.read(Camera(cams.K[t], cams.cam2world[t], 32, 32), (4, 4))
+        torch.testing.assert_close(s["features"], read.features)
+        assert torch.equal(s["mask"], read.mask)
+        assert s["preceding"] == list(range(max(0, s["start"] - 1), s["start"]))
+        assert s["start"] not in s["references"] and not set(s["preceding"]) & set(s["references"])
+    assert samples[0]["mask"].any()
+
+
+def test_clip_specs_use_training_seeds():
+    cfg = DataConfig()
+    specs = [clip_spec(i, cfg) for i in range(50)]
+    assert all(seed >= 1000 for _, seed, _, _ in specs)
+    assert {fam for fam, _, _, _ in specs} == {"room", "courtyard"}
+    assert len({preset for _, _, preset, _ in specs}) >= 4
+
+
+STRIDE4 = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
+                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2)
+
+
+@pytest.mark.parametrize("model", [SMALL, STRIDE4], ids=["stride8", "stride4-patch2"])
+def test_recipe_runs_resumes_and_installs(tmp_path, monkeypatch, model):
+    cfg = TinyTrainConfig(data=DataConfig(clips=2, frames=17, height=32, width=32), model=model,
+                          vae_steps=2, depth_steps=2, denoiser_steps=2, vae_batch=1, depth_batch=2,
+                          denoiser_batch=2, minutes=5)
+    trained = train_tiny(tmp_path / "run", cfg, progress=False, log=lambda s: None)
+    report = trained.metadata["train"]
+    assert report["vae"]["step"] == 2 and report["denoiser"]["step"] == 2
+    assert (tmp_path / "run" / "tiny.safetensors").exists()
+    assert float(trained.vae.latent_std.min()) > 0  # latent normalisation fitted
+    again = train_tiny(tmp_path / "run", cfg, progress=False, log=lambda s: None)  # all stages done
+    for a, b in zip(trained.parameters(), again.parameters()):
+        torch.testing.assert_close(a, b)
+    import mirage.backbones.tiny.model as tiny_model
+
+    target = tmp_path / "pkg" / "tiny.safetensors"
+    monkeypatch.setattr(tiny_model, "SHIPPED_WEIGHTS", target)
+    assert install_weights(tmp_path / "run") == target
+    assert target.exists() and (target.parent / "MODEL_CARD.md").exists()
