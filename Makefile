@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP_FLAGS := -c constraints-cpu.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo install clean
+.PHONY: test demo bench install clean
 
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,12 @@ install: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
+# The embedded default: the tiny backbone, a built-in scene and a pan-return path → out/generate/
 demo: $(STAMP)
-	$(PY) -m mirage bench memory --size 64x128 --chunks 10 --vae-chunks 2 --out demo-bench
+	$(PY) -m mirage generate
+
+bench: $(STAMP)
+	$(PY) -m mirage bench memory --size 64x128 --chunks 10 --vae-chunks 2 --out out/bench
 
 clean:
-	rm -rf $(VENV) demo-bench
+	rm -rf $(VENV) out

@@ -22,9 +22,11 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the result is an ordinary output file
     try:
         yield Path(tmp)
+        # mkstemp makes 0600 (and some writers re-create the file); the result is an ordinary
+        # output file
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
