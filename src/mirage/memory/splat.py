@@ -82,38 +82,42 @@ def splat_zbuffer(
 
     # 1) project block by block; keep landed (cell, z, point) triples; scatter-min the depth
     step = max(1, block_entries // V)
+    buffers = torch.empty(4, V, min(step, N), dtype=dtype, device=device)  # reused per block
     cells, depths, point_ids = [], [], []
     for n0 in range(0, N, step):
         x, y, zw = points_world[n0:n0 + step].unbind(dim=1)  # (n,) each
+        n = x.shape[0]
+        u, v, z, tmp = buffers[:, :, :n].unbind(0)  # (V, n) each
 
-        # Elementwise products and sums, not a matrix product: BLAS may round a point
-        # differently depending on where it sits in the array, and then storage order would
-        # decide depth ties.
-        def homogeneous(k: int) -> Tensor:  # (V, n): P[:, k] · (x, y, z, 1)
-            out = P[k][0] * x
-            out += P[k][1] * y
-            out += P[k][2] * zw
-            out += P[k][3]
-            return out
+        # Elementwise products and sums, not a matrix product (nor a fused multiply-add): BLAS
+        # may round a point differently depending on where it sits in the array, and then
+        # storage order would decide depth ties.
+        def homogeneous(k: int, out: Tensor) -> Tensor:  # (V, n): P[:, k] · (x, y, z, 1)
+            torch.mul(P[k][0], x, out=out)
+            out.add_(torch.mul(P[k][1], y, out=tmp))
+            out.add_(torch.mul(P[k][2], zw, out=tmp))
+            return out.add_(P[k][3])
 
-        z = homogeneous(2)
-        col = homogeneous(0).div_(z).add_(0.5).floor_()
-        row = homogeneous(1).div_(z).add_(0.5).floor_()
+        homogeneous(2, z)
+        col = homogeneous(0, u).div_(z).add_(0.5).floor_()
+        row = homogeneous(1, v).div_(z).add_(0.5).floor_()
         landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        view_id, point_id = landed.nonzero(as_tuple=True)
-        cell = (row[view_id, point_id] * w + col[view_id, point_id]).long() + view_id * (h * w)
-        z = z[view_id, point_id]
-        depth.scatter_reduce_(0, cell, z, reduce="amin")  # order-independent minimum
-        cells.append(cell), depths.append(z), point_ids.append(point_id + n0)
+        row.mul_(w).add_(col)  # the cell within its view, exact in float for any real image
+        flat = landed.view(-1).nonzero().squeeze(1)  # (M,) into (V·n,)
+        view_id = flat // n
+        cell = row.reshape(-1).index_select(0, flat).long() + view_id * (h * w)
+        z_landed = z.reshape(-1).index_select(0, flat)
+        depth.scatter_reduce_(0, cell, z_landed, reduce="amin")  # order-independent minimum
+        cells.append(cell), depths.append(z_landed), point_ids.append(flat - view_id * n + n0)
     cell, z, point_id = torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
 
     # 2) among the points at their cell's minimum depth, the smallest priority wins
-    nearest = z == depth[cell]
-    cell, point_id = cell[nearest], point_id[nearest]
-    prio = point_id if priority is None else priority.to(device)[point_id]
+    nearest = (z == depth.index_select(0, cell)).nonzero().squeeze(1)
+    cell, point_id = cell.index_select(0, nearest), point_id.index_select(0, nearest)
+    prio = point_id if priority is None else priority.to(device).index_select(0, point_id)
     best = torch.full((V * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=device)
     best.scatter_reduce_(0, cell, prio, reduce="amin")
-    wins = prio == best[cell]
+    wins = prio == best.index_select(0, cell)
     # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
     index[cell[wins]] = point_id[wins]
     return Splat(index.view(V, h, w), depth.view(V, h, w))
