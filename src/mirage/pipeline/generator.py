@@ -129,8 +129,7 @@ class PipelineOutput:
 
 
 def _cams(cameras: Camera, idx) -> Camera:
-    idx = list(idx)
-    return Camera(cameras.K[idx], cameras.cam2world[idx], *cameras.hw)
+    return cameras[list(idx)]
 
 
 def generate(

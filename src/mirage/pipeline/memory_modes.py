@@ -60,11 +60,26 @@ class MemoryMode(Protocol):
 
 def _target_cameras(chunk_cameras: Camera, tau: int) -> Camera:
     """Cameras of latent frames 1..T−1 of a chunk whose pixel cameras are ``chunk_cameras``."""
-    idx = list(range(tau, len(chunk_cameras), tau))
-    return Camera(chunk_cameras.K[idx], chunk_cameras.cam2world[idx], *chunk_cameras.hw)
+    return chunk_cameras[tau::tau]
 
 
-class LatentMode:
+class _PointMemoryMode:
+    """References and statistics, shared by the modes backed by a point memory."""
+
+    memory: LatentSpatialMemory | RGBPointCloudMemory
+
+    def references(self, target_cameras, k, exclude) -> list:
+        return self.memory.retrieve_references(
+            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
+            exclude_frames=exclude,
+        )
+
+    def stats(self) -> dict:
+        return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
+                "frames": len(self.memory.frames)}
+
+
+class LatentMode(_PointMemoryMode):
     """Mirage: latent tokens at world points, read by one z-buffered splat at latent resolution."""
 
     name = "latent"
@@ -85,18 +100,8 @@ class LatentMode:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
         return ModeRead(read.features.float(), read.mask)
 
-    def references(self, target_cameras, k, exclude) -> list:
-        return self.memory.retrieve_references(
-            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
-            exclude_frames=exclude,
-        )
 
-    def stats(self) -> dict:
-        return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
-                "frames": len(self.memory.frames)}
-
-
-class RGBMode:
+class RGBMode(_PointMemoryMode):
     """The explicit baseline: a pixel-resolution coloured point cloud, rendered and re-encoded."""
 
     name = "rgb"
@@ -119,15 +124,6 @@ class RGBMode:
         mask = frac >= RGB_COVERAGE
         return ModeRead(latents * mask[:, None], mask)
 
-    def references(self, target_cameras, k, exclude) -> list:
-        return self.memory.retrieve_references(
-            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
-            exclude_frames=exclude,
-        )
-
-    def stats(self) -> dict:
-        return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
-                "frames": len(self.memory.frames)}
 
 
 class NoMemory:
