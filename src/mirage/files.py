@@ -31,3 +31,34 @@ def atomic_path(path: str | os.PathLike, suffix: str = ".tmp"):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str, str]) -> None:
+    """Write ``tensors`` (contiguous CPU copies) with string ``metadata``, atomically. No pickle."""
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata)
+
+
+def load_safetensors(path: str | os.PathLike, what: str) -> tuple[dict, dict[str, str]]:
+    """(tensors, metadata) of a safetensors file; ``what`` names the file kind in errors.
+
+    A missing, truncated or foreign file raises :class:`mirage.errors.MemoryFormatError`.
+    """
+    from safetensors import safe_open
+
+    from mirage.errors import MemoryFormatError
+
+    path = Path(path)
+    if not path.is_file():
+        raise MemoryFormatError(f"{what} {str(path)!r} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+    except Exception as err:  # safetensors raises its own error types for corrupt headers
+        raise MemoryFormatError(
+            f"{str(path)!r} is not a readable safetensors {what} (truncated or corrupt): {err}"
+        ) from None
+    return tensors, metadata

@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
-from mirage.files import atomic_path
+from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import Camera, backproject_depth
 from mirage.memory.splat import Splat, splat_zbuffer
 
@@ -302,8 +302,6 @@ class PointStore:
     # -- persistence ----------------------------------------------------------------------
     def save(self, path) -> None:
         """Write the memory to a safetensors file with JSON metadata (no pickle)."""
-        from safetensors.torch import save_file
-
         metadata = {
             "format": "mirage.memory",
             "kind": self.format_kind,
@@ -322,26 +320,13 @@ class PointStore:
             "uids": self.uids, "table_ids": self.table_ids, "table_K": self.table_K,
             "table_cam2world": self.table_cam2world,
         }
-        with atomic_path(path) as tmp:  # a reader never sees a half-written memory
-            save_file({k: v.contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata)
+        save_safetensors(path, tensors, metadata)  # atomic: never a half-written memory
 
     @classmethod
     def load(cls, path, *, device=None):
         """Load a memory written by :meth:`save`. Refuses truncated, foreign or newer files."""
-        from safetensors import safe_open
-
         path = Path(path)
-        if not path.is_file():
-            raise MemoryFormatError(f"memory file {str(path)!r} does not exist")
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                metadata = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:  # safetensors raises its own error types for corrupt headers
-            raise MemoryFormatError(
-                f"{str(path)!r} is not a readable safetensors memory file (truncated or "
-                f"corrupt): {err}"
-            ) from None
+        tensors, metadata = load_safetensors(path, "memory file")
         if metadata.get("format") != "mirage.memory":
             raise MemoryFormatError(
                 f"{str(path)!r} is not a mirage memory file (format metadata is "

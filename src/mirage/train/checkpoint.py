@@ -8,12 +8,12 @@ param groups and the loop state (step, stage, anything JSON-serialisable).
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from mirage.errors import MemoryFormatError
+from mirage.files import load_safetensors, save_safetensors
 
 __all__ = ["save_checkpoint", "load_checkpoint", "CHECKPOINT_FORMAT"]
 
@@ -23,8 +23,6 @@ CHECKPOINT_VERSION = 1
 
 def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer | None, state: dict) -> None:
     """Write ``model``'s state dict, ``optimizer``'s state and the JSON ``state`` atomically."""
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     groups = []
     if optimizer is not None:
@@ -40,24 +38,12 @@ def save_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer | N
         "param_groups": json.dumps(groups),
         "state": json.dumps(state),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    save_file(tensors, str(tmp), meta)
-    tmp.replace(path)
+    save_safetensors(path, tensors, meta)
 
 
 def load_checkpoint(path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None) -> dict:
     """Restore ``model`` (and ``optimizer``) from :func:`save_checkpoint`; returns the JSON state."""
-    from safetensors import safe_open
-
-    path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:
-        raise MemoryFormatError(f"{str(path)!r} is not a readable checkpoint: {err}") from None
+    tensors, meta = load_safetensors(path, "checkpoint")
     if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != str(CHECKPOINT_VERSION):
         raise MemoryFormatError(f"{str(path)!r} is not a mirage checkpoint of version {CHECKPOINT_VERSION}")
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})

@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from mirage.backbones.tiny import TinyBackbone, TinyConfig, relative_pose
 from mirage.backbones.tiny.denoiser import SLOT_FIRST, SLOT_PRECEDING, SLOT_REFERENCE, SLOT_TARGET
 from mirage.backbones.tiny.flow import add_noise
+from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import Camera
 from mirage.train.loop import LoopConfig, train_loop
 from mirage.train.tiny_data import DataConfig, build_memory_samples, render_clips, to_unit
@@ -236,17 +237,11 @@ def _denoiser_loss(backbone: TinyBackbone, batch: dict) -> tuple[Tensor, dict]:
 
 # -- the recipe -------------------------------------------------------------------------------
 def _save_tensors(path: Path, tensors: dict, meta: dict) -> None:
-    from safetensors.torch import save_file
-
-    tmp = path.with_name(path.name + ".partial")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), {"info": json.dumps(meta)})
-    tmp.replace(path)
+    save_safetensors(path, tensors, {"info": json.dumps(meta)})
 
 
 def _load_tensors(path: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(path))
+    return load_safetensors(path, "training data")[0]
 
 
 def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,

@@ -14,7 +14,6 @@ exclusions the pipeline uses.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 

@@ -21,6 +21,7 @@ from mirage.backbones.tiny.depth import TinyDepthNet
 from mirage.backbones.tiny.flow import sample_euler, sampling_times
 from mirage.backbones.tiny.vae import TinyVAE
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError
+from mirage.files import load_safetensors, save_safetensors
 
 __all__ = ["TinyBackbone", "relative_pose", "WEIGHTS_FORMAT", "WEIGHTS_VERSION", "SHIPPED_WEIGHTS"]
 
@@ -152,25 +153,17 @@ class TinyBackbone(nn.Module):
     # -- persistence ----------------------------------------------------------------------
     def save(self, path, metadata: dict | None = None) -> None:
         """Write every weight and buffer as a safetensors file (atomic)."""
-        from safetensors.torch import save_file
-
-        path = Path(path)
         meta = {
             "format": WEIGHTS_FORMAT,
             "version": str(WEIGHTS_VERSION),
             "config": self.config.to_json(),
             "info": json.dumps(metadata or self.metadata),
         }
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
-        tmp = path.with_name(path.name + ".partial")
-        save_file(tensors, str(tmp), meta)
-        tmp.replace(path)
+        save_safetensors(path, self.state_dict(), meta)
 
     @classmethod
     def load(cls, path=None, *, device=None) -> "TinyBackbone":
         """Load weights written by :meth:`save` (default: the weights shipped in the package)."""
-        from safetensors import safe_open
-
         path = Path(path) if path is not None else SHIPPED_WEIGHTS
         if path.is_dir():
             path = path / "tiny.safetensors"
@@ -179,12 +172,7 @@ class TinyBackbone(nn.Module):
                 f"tiny backbone weights {str(path)!r} do not exist (train them with "
                 f"`mirage train tiny --install`)"
             )
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as err:
-            raise MemoryFormatError(f"{str(path)!r} is not a readable safetensors file: {err}") from None
+        tensors, meta = load_safetensors(path, "tiny backbone weights")
         if meta.get("format") != WEIGHTS_FORMAT or meta.get("version") != str(WEIGHTS_VERSION):
             raise MemoryFormatError(
                 f"{str(path)!r} is not tiny-backbone weights of version {WEIGHTS_VERSION} "
