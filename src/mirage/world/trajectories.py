@@ -73,10 +73,6 @@ def _progress(frames: int) -> list[float]:
     return [0.0] if frames == 1 else [k / (frames - 1) for k in range(frames)]
 
 
-def _center(scene: Scene) -> tuple[float, float, float]:
-    return scene.center
-
-
 def _radius(scene: Scene, value, name: str) -> float:
     r = _PATH_FRACTION * scene.free_radius if value is None else float(value)
     if not 0 <= r <= scene.free_radius:
@@ -88,12 +84,12 @@ def _pan_return(scene: Scene, frames: int, angle_deg: float = 120.0) -> list:
     if not 0 < angle_deg < 360:
         raise ConfigError(f"`angle_deg` must be in (0, 360) but is {angle_deg}")
     a = math.radians(angle_deg)
-    return [level_pose(_center(scene), scene.start_yaw + a * e) for e in _ease(frames)]
+    return [level_pose(scene.center, scene.start_yaw + a * e) for e in _ease(frames)]
 
 
 def _orbit(scene: Scene, frames: int, radius: float | None = None, turns: float = 1.0) -> list:
     r = _radius(scene, radius, "radius")
-    cx, cy, cz = _center(scene)
+    cx, cy, cz = scene.center
     poses = []
     for s in _progress(frames):
         yaw = scene.start_yaw + 2 * math.pi * turns * s  # looking at the centre
@@ -103,7 +99,7 @@ def _orbit(scene: Scene, frames: int, radius: float | None = None, turns: float 
 
 def _forward_back(scene: Scene, frames: int, distance: float | None = None) -> list:
     dist = _radius(scene, distance, "distance")
-    cx, cy, cz = _center(scene)
+    cx, cy, cz = scene.center
     yaw = scene.start_yaw
     fx, fz = math.sin(yaw), math.cos(yaw)
     return [level_pose((cx + dist * e * fx, cy, cz + dist * e * fz), yaw) for e in _ease(frames)]
@@ -111,7 +107,7 @@ def _forward_back(scene: Scene, frames: int, distance: float | None = None) -> l
 
 def _loop(scene: Scene, frames: int, radius: float | None = None, turns: float = 1.0) -> list:
     r = _radius(scene, radius, "radius")
-    cx, cy, cz = _center(scene)
+    cx, cy, cz = scene.center
     poses = []
     for s in _progress(frames):
         yaw = scene.start_yaw + 2 * math.pi * turns * s  # heading along the tangent
@@ -123,7 +119,7 @@ def _random_walk(scene: Scene, frames: int, speed: float = 0.04, seed: int = 0) 
     if not (math.isfinite(speed) and speed > 0):
         raise ConfigError(f"`speed` must be a float > 0 (metres per frame) but is {speed}")
     rng = random.Random(seed * 7919 + scene.seed)
-    cx, cy, cz = _center(scene)
+    cx, cy, cz = scene.center
     limit = _PATH_FRACTION * scene.free_radius
     x, z, yaw, turn = cx, cz, scene.start_yaw, 0.0
     poses = []
