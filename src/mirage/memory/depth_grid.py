@@ -16,6 +16,8 @@ A plain bilinear resize averages the two sides of a depth edge and puts points i
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 from torch import Tensor
 
@@ -31,8 +33,13 @@ def valid_depth(depth: Tensor) -> Tensor:
     return torch.isfinite(depth) & (depth > 0)
 
 
+@lru_cache(maxsize=16)
 def _affine_residual_projector(sy: int, sx: int, dtype, device) -> Tensor:
-    """(sy·sx, sy·sx) matrix I − A(AᵀA)⁻¹Aᵀ with A = [u, v, 1] over the block's pixels."""
+    """(sy·sx, sy·sx) matrix I − A(AᵀA)⁻¹Aᵀ with A = [u, v, 1] over the block's pixels.
+
+    Cached: it depends only on the block size, and a pseudo-inverse per write is a measurable
+    part of a latent-size update. Callers must not modify it.
+    """
     v, u = torch.meshgrid(
         torch.arange(sy, dtype=torch.float64), torch.arange(sx, dtype=torch.float64), indexing="ij"
     )

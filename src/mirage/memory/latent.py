@@ -8,8 +8,8 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError
-from mirage.geometry import Camera, check_finite
-from mirage.memory.depth_grid import reduce_depth_to_grid
+from mirage.geometry import Camera, check_finite, rescale_intrinsics
+from mirage.memory.depth_grid import PLANARITY_TOL, reduce_depth_to_grid
 from mirage.memory.store import MemoryRead, PointStore, check_write_inputs
 
 __all__ = ["LatentSpatialMemory"]
@@ -36,13 +36,16 @@ class LatentSpatialMemory(PointStore):
         cameras: Camera,  # T cameras at (H, W)
         exclude: Tensor | None = None,  # (T, H, W) bool, True = never write
         frame_ids: Sequence[int] | None = None,
+        *,
+        planarity_tol: float = PLANARITY_TOL,
     ) -> int:
         """Back-project latent cell centres with their depth and store the tokens there.
 
         If (H, W) == (h, w) cell (i, j) is back-projected from pixel (u=j, v=i) with
         ``depths[t, i, j]``. Otherwise depth is reduced to the latent grid by
-        :func:`mirage.memory.depth_grid.reduce_depth_to_grid` (cells straddling a depth edge,
-        invalid depth or an excluded pixel are dropped). Frames are fused in order.
+        :func:`mirage.memory.depth_grid.reduce_depth_to_grid` with ``planarity_tol`` (cells
+        straddling a depth edge, invalid depth or an excluded pixel are dropped). Frames are
+        fused in order.
 
         Returns the number of points added or replaced.
         """
@@ -53,8 +56,10 @@ class LatentSpatialMemory(PointStore):
                 f"`latents` must have {self.channels} channels (this memory's C) but has {C}"
             )
         check_finite("latents", latents)
-        depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude)
-        return self._write_grid(latents, depth_grid, valid, cameras.scaled(h, w), frame_ids)
+        depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
+                                                 planarity_tol=planarity_tol)
+        K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
+        return self._write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids)
 
     def read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered read of V target views at grid size ``hw``.

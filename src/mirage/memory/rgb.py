@@ -44,7 +44,7 @@ class RGBPointCloudMemory(PointStore):
             )
         check_finite("images", images)
         depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
-        return self._write_grid(images, depth, valid, cameras, frame_ids)
+        return self._write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids)
 
     def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""

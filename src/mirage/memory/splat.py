@@ -25,7 +25,8 @@ from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
 
-__all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "DEFAULT_NEAR"]
+__all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "project_to_cells",
+           "DEFAULT_NEAR"]
 
 DEFAULT_NEAR = 1e-3  # points at z ≤ near (behind or on the camera plane) never land
 
@@ -52,6 +53,69 @@ def _check_inputs(points_world: Tensor, K: Tensor, world2cam: Tensor, hw, priori
         expect_shape("priority", priority, (points_world.shape[0],))
 
 
+def project_to_cells(
+    points_world: Tensor,  # (N, 3)
+    K: Tensor,  # (V, 3, 3) intrinsics for an image of hw
+    world2cam: Tensor,  # (V, 4, 4)
+    hw: tuple[int, int],
+    *,
+    near: float = DEFAULT_NEAR,
+    block_entries: int = 1 << 20,
+) -> tuple[Tensor, Tensor, Tensor]:  # cell (M,), z (M,), point (M,)
+    """Every (view, point) pair that lands, as flat cells ``view·h·w + row·w + col``.
+
+    Returns (cell, z, point): M landed pairs with the pixel rule of the module contract, the
+    point's z-depth in that view (input dtype) and its index. No z-buffering: one cell may hold
+    many points, and a point lands in at most one cell per view. Inputs are not validated
+    (internal: :func:`splat_zbuffer` and the store's fusion, which validated them already).
+    The set of pairs does not depend on ``block_entries`` (see :func:`_project_blocks`).
+    """
+    blocks = list(_project_blocks(points_world, K, world2cam, hw, near, block_entries))
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks:
+        empty = torch.zeros(0, dtype=torch.long, device=points_world.device)
+        return empty, points_world.new_zeros(0), empty
+    cells, depths, point_ids = zip(*blocks)
+    return torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
+
+
+def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
+    """Yield (cell, z, point) of the landed pairs, block by block of about ``block_entries``
+    (view, point) pairs, so that the temporaries stay in cache."""
+    h, w = hw
+    V, N = K.shape[0], points_world.shape[0]
+    device, dtype = points_world.device, points_world.dtype
+    # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
+    P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
+    P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
+    step = max(1, block_entries // max(V, 1))
+    buffers = torch.empty(4, V, min(step, N), dtype=dtype, device=device)  # reused per block
+    for n0 in range(0, N, step):
+        x, y, zw = points_world[n0:n0 + step].unbind(dim=1)  # (n,) each
+        n = x.shape[0]
+        u, v, z, tmp = buffers[:, :, :n].unbind(0)  # (V, n) each
+
+        # Elementwise products and sums, not a matrix product (nor a fused multiply-add): BLAS
+        # may round a point differently depending on where it sits in the array, and then
+        # storage order would decide depth ties.
+        def homogeneous(k: int, out: Tensor) -> Tensor:  # (V, n): P[:, k] · (x, y, z, 1)
+            torch.mul(P[k][0], x, out=out)
+            out.add_(torch.mul(P[k][1], y, out=tmp))
+            out.add_(torch.mul(P[k][2], zw, out=tmp))
+            return out.add_(P[k][3])
+
+        homogeneous(2, z)
+        col = homogeneous(0, u).div_(z).add_(0.5).floor_()
+        row = homogeneous(1, v).div_(z).add_(0.5).floor_()
+        landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        row.mul_(w).add_(col)  # the cell within its view, exact in float for any real image
+        flat = landed.view(-1).nonzero().squeeze(1)  # (m,) into (V·n,)
+        view_id = flat // n
+        yield (row.reshape(-1).index_select(0, flat).long() + view_id * (h * w),
+               z.reshape(-1).index_select(0, flat), flat - view_id * n + n0)
+
+
 def splat_zbuffer(
     points_world: Tensor,  # (N, 3)
     K: Tensor,  # (V, 3, 3) intrinsics for an image of hw
@@ -76,39 +140,13 @@ def splat_zbuffer(
     depth = torch.full((V * h * w,), float("inf"), dtype=dtype, device=device)
     if N == 0 or V == 0:
         return Splat(index.view(V, h, w), depth.view(V, h, w))
-    # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
-    P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
-    P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
-
     # 1) project block by block; keep landed (cell, z, point) triples; scatter-min the depth
-    step = max(1, block_entries // V)
-    buffers = torch.empty(4, V, min(step, N), dtype=dtype, device=device)  # reused per block
+    # per block (one scatter over all blocks at once is many times slower on a multi-threaded
+    # CPU at millions of points)
     cells, depths, point_ids = [], [], []
-    for n0 in range(0, N, step):
-        x, y, zw = points_world[n0:n0 + step].unbind(dim=1)  # (n,) each
-        n = x.shape[0]
-        u, v, z, tmp = buffers[:, :, :n].unbind(0)  # (V, n) each
-
-        # Elementwise products and sums, not a matrix product (nor a fused multiply-add): BLAS
-        # may round a point differently depending on where it sits in the array, and then
-        # storage order would decide depth ties.
-        def homogeneous(k: int, out: Tensor) -> Tensor:  # (V, n): P[:, k] · (x, y, z, 1)
-            torch.mul(P[k][0], x, out=out)
-            out.add_(torch.mul(P[k][1], y, out=tmp))
-            out.add_(torch.mul(P[k][2], zw, out=tmp))
-            return out.add_(P[k][3])
-
-        homogeneous(2, z)
-        col = homogeneous(0, u).div_(z).add_(0.5).floor_()
-        row = homogeneous(1, v).div_(z).add_(0.5).floor_()
-        landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        row.mul_(w).add_(col)  # the cell within its view, exact in float for any real image
-        flat = landed.view(-1).nonzero().squeeze(1)  # (M,) into (V·n,)
-        view_id = flat // n
-        cell = row.reshape(-1).index_select(0, flat).long() + view_id * (h * w)
-        z_landed = z.reshape(-1).index_select(0, flat)
-        depth.scatter_reduce_(0, cell, z_landed, reduce="amin")  # order-independent minimum
-        cells.append(cell), depths.append(z_landed), point_ids.append(flat - view_id * n + n0)
+    for cell, z, point_id in _project_blocks(points_world, K, world2cam, hw, near, block_entries):
+        depth.scatter_reduce_(0, cell, z, reduce="amin")  # order-independent minimum
+        cells.append(cell), depths.append(z), point_ids.append(point_id)
     cell, z, point_id = torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
 
     # 2) among the points at their cell's minimum depth, the smallest priority wins

@@ -21,7 +21,8 @@ So revisiting a seen place replaces points instead of adding them, and the store
 the observed surface, not with time. Unlike a world-aligned voxel grid at the footprint size,
 this never merges two cells of one view (no holes in the read) and it tolerates depth jitter on
 a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as the reference
-implementation does.
+implementation does. The rule, its fast kernel (all frames of a write in one projection) and
+its slow reference twin live in :mod:`mirage.memory.fusion`.
 
 Points carry a unique, increasing ``uid``; it is the z-buffer's tie-break priority, so reads do
 not depend on storage order.
@@ -39,14 +40,13 @@ from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
 from mirage.files import load_safetensors, save_safetensors
-from mirage.geometry import Camera, backproject_depth
+from mirage.geometry import Camera, backproject_depth, rescale_intrinsics
+from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
 from mirage.memory.splat import Splat, splat_zbuffer
 
 __all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND"]
 
 FUSION_MODES = ("voxel", "append")
-DEPTH_BAND = 0.05  # relative depth half-extent of a frustum voxel at voxel_scale = 1
-MAX_CARVE_ROUNDS = 4  # carve, then look again behind the carved point, at most this often
 FORMAT_VERSION = 1
 
 
@@ -75,6 +75,8 @@ class PointStore:
     """Storage, fusion, reading, retrieval and persistence shared by the memories."""
 
     format_kind = "points"  # overridden by subclasses; guards against loading the wrong kind
+    # The fusion kernel; tests swap in mirage.memory.fusion.fuse_write_reference.
+    _fusion_kernel = staticmethod(fuse_write)
 
     def __init__(
         self,
@@ -135,7 +137,8 @@ class PointStore:
         features: Tensor,  # (T, C, h, w)
         depth: Tensor,  # (T, h, w) z-depth on the grid, already reduced
         valid: Tensor,  # (T, h, w) bool
-        cameras: Camera,  # T cameras at (h, w)
+        K: Tensor,  # (T, 3, 3) intrinsics at the grid size (h, w)
+        cam2world: Tensor,  # (T, 4, 4)
         frame_ids: Sequence[int] | None,
     ) -> int:
         T, C, h, w = features.shape
@@ -145,60 +148,55 @@ class PointStore:
             )
         frame_ids = self._resolve_frame_ids(frame_ids, T)
         self.grid_hw = (h, w)
-        cameras = cameras.to(device=self.device, dtype=torch.float32)
+        # Raw tensors, not Camera objects: the cameras were validated when built, and building
+        # (and validating) one per frame costs more than the fusion itself at latent size.
+        K = K.to(device=self.device, dtype=torch.float32)
+        cam2world = cam2world.to(device=self.device, dtype=torch.float32)
         depth = depth.to(device=self.device, dtype=torch.float32)
+        valid = valid.to(self.device)
         safe_depth = torch.where(valid, depth, torch.ones_like(depth))
-        points_world = backproject_depth(safe_depth, cameras.K, cameras.cam2world)  # (T, h, w, 3)
+        points_world = backproject_depth(safe_depth, K, cam2world)  # (T, h, w, 3)
         features = features.to(device=self.device, dtype=self.dtype).permute(0, 2, 3, 1)
-        changed = 0
-        for t in range(T):  # frames in order: a later frame may replace an earlier one's points
-            cells = valid[t].flatten().nonzero(as_tuple=True)[0].to(self.device)  # (M,)
-            new_points = points_world[t].reshape(-1, 3)[cells]
-            new_features = features[t].reshape(-1, C)[cells]
-            new_z = depth[t].flatten()[cells]
-            changed += self._fuse(new_points, new_features, new_z, cells, cameras[t], frame_ids[t])
-            self._register_frame(frame_ids[t], cameras[t])
-        return changed
-
-    def _fuse(self, points, features, z_new, cells, camera: Camera, frame_id: int) -> int:
-        M = points.shape[0]
-        if M == 0:
-            return 0
+        cells = valid.flatten().nonzero(as_tuple=True)[0]  # (M,) into (T·h·w,), frame by frame
+        new_frame = cells // (h * w)  # (M,) ascending
+        new_points = points_world.reshape(-1, 3)[cells]
+        new_features = features.reshape(-1, C)[cells]
+        new_frame_ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)[new_frame]
+        M = int(cells.numel())
         uids = torch.arange(self._next_uid, self._next_uid + M, device=self.device)
         self._next_uid += M
-        append = torch.ones(M, dtype=torch.bool, device=self.device)
         if self.fusion == "voxel":
-            world2cam = camera.world2cam
-            pending = torch.arange(M, device=self.device)  # new cells still to be decided
-            for _ in range(MAX_CARVE_ROUNDS):
-                if self.num_points == 0 or pending.numel() == 0:
-                    break
-                splat = self._splat(camera.K, world2cam, self.grid_hw)
-                owner = splat.index.flatten()[cells[pending]]  # memory point winning each cell
-                z_mem = splat.depth.flatten()[cells[pending]]
-                z = z_new[pending]
-                band = self.voxel_scale * DEPTH_BAND * z
-                same = (owner >= 0) & ((z_mem - z).abs() <= band)
-                carve = (owner >= 0) & (z_mem < z - band)
-                # Each memory point wins at most one cell, so `owner[same]` has no duplicates.
+            # Frames in order (a later frame may replace an earlier one's points), all in one
+            # kernel call: see mirage.memory.fusion.
+            N = self.num_points
+            plan = self._fusion_kernel(
+                self.points, self.uids, K, _world2cam(cam2world), (h, w), new_points, new_frame,
+                cells - new_frame * (h * w), depth.flatten()[cells], uids,
+                voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
+            )
+            carrier = plan.carrier[:N]
+            hit = (carrier >= 0).nonzero(as_tuple=True)[0]
+            if hit.numel():
                 # The token is replaced; the anchor position is kept, so the point keeps
                 # covering the cells of the earlier views it was written from.
-                hit, new = owner[same], pending[same]
-                self.features[hit] = features[new]
-                self.frame_ids[hit] = frame_id
-                self.uids[hit] = uids[new]
-                append[new] = False
-                if not carve.any():
-                    break
-                keep = torch.ones(self.num_points, dtype=torch.bool, device=self.device)
-                keep[owner[carve]] = False
-                self._select(keep)
-                pending = pending[carve]  # look again behind the carved points
-        fid = torch.full((M,), frame_id, dtype=torch.long, device=self.device)
-        self.points = torch.cat([self.points, points[append]])
-        self.features = torch.cat([self.features, features[append]])
-        self.frame_ids = torch.cat([self.frame_ids, fid[append]])
-        self.uids = torch.cat([self.uids, uids[append]])
+                by = carrier[hit]
+                self.features[hit] = new_features[by]
+                self.frame_ids[hit] = new_frame_ids[by]
+                self.uids[hit] = uids[by]
+            keep_old = plan.keep[:N]
+            if not bool(keep_old.all()):
+                self._select(keep_old)
+            # Appended points carry their own token unless a later frame of this write replaced it.
+            kept = plan.keep[N:].nonzero(as_tuple=True)[0]
+            by = plan.carrier[N:][kept]
+            new_points, new_features = new_points[kept], new_features[by]
+            new_frame_ids, uids = new_frame_ids[by], uids[by]
+        self.points = torch.cat([self.points, new_points])
+        self.features = torch.cat([self.features, new_features])
+        self.frame_ids = torch.cat([self.frame_ids, new_frame_ids])
+        self.uids = torch.cat([self.uids, uids])
+        for t in range(T):
+            self._register_frame(frame_ids[t], K[t:t + 1], cam2world[t:t + 1])
         return M
 
     def _select(self, keep: Tensor) -> None:
@@ -214,26 +212,37 @@ class PointStore:
             raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
         return frame_ids
 
-    def _register_frame(self, frame_id: int, camera: Camera) -> None:
+    def _register_frame(self, frame_id: int, K: Tensor, cam2world: Tensor) -> None:
+        """Record frame ``frame_id``'s grid camera: K (1, 3, 3), cam2world (1, 4, 4)."""
         hit = (self.table_ids == frame_id).nonzero(as_tuple=True)[0]
         if hit.numel():  # a frame written again (the overlap frame of two chunks): new pose wins
-            self.table_K[hit] = camera.K
-            self.table_cam2world[hit] = camera.cam2world
+            self.table_K[hit] = K
+            self.table_cam2world[hit] = cam2world
             return
         self.table_ids = torch.cat([self.table_ids, self.table_ids.new_tensor([frame_id])])
-        self.table_K = torch.cat([self.table_K, camera.K])
-        self.table_cam2world = torch.cat([self.table_cam2world, camera.cam2world])
+        self.table_K = torch.cat([self.table_K, K])
+        self.table_cam2world = torch.cat([self.table_cam2world, cam2world])
 
     # -- reading --------------------------------------------------------------------------
     def _splat(self, K: Tensor, world2cam: Tensor, hw: tuple[int, int]) -> Splat:
         return splat_zbuffer(self.points, K, world2cam, hw, priority=self.uids)
 
+    def _camera_tensors(self, cameras: Camera, hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """K (V, 3, 3) rescaled to ``hw`` and world2cam (V, 4, 4), float32 on this device.
+
+        The same values as ``cameras.scaled(*hw).to(...)``, without building (and validating
+        again) Camera objects.
+        """
+        K = rescale_intrinsics(cameras.K, cameras.hw, hw)
+        K = K.to(device=self.device, dtype=torch.float32)
+        return K, _world2cam(cameras.cam2world.to(device=self.device, dtype=torch.float32))
+
     def _read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         h, w = _check_hw(hw)
-        cams = cameras.scaled(h, w).to(device=self.device, dtype=torch.float32)
-        splat = self._splat(cams.K, cams.world2cam, (h, w))
+        K, world2cam = self._camera_tensors(cameras, (h, w))
+        splat = self._splat(K, world2cam, (h, w))
         mask = splat.index >= 0  # (V, h, w)
-        gathered = self.features.new_zeros(len(cams), h, w, self.channels)
+        gathered = self.features.new_zeros(len(cameras), h, w, self.channels)
         gathered[mask] = self.features[splat.index[mask]]
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth)
 
@@ -245,8 +254,7 @@ class PointStore:
         """
         if self.grid_hw is None:
             return Splat(torch.zeros(0, 0, 0, dtype=torch.long), torch.zeros(0, 0, 0))
-        world2cam = Camera(self.table_K, self.table_cam2world, *self.grid_hw).world2cam
-        return self._splat(self.table_K, world2cam, self.grid_hw)
+        return self._splat(self.table_K, _world2cam(self.table_cam2world), self.grid_hw)
 
     def retrieve_references(
         self,
@@ -266,8 +274,13 @@ class PointStore:
             raise ConfigError(f"`k` must be ≥ 0 and `voxel_size` > 0 but are {k} and {voxel_size}")
         if self.num_points == 0 or k == 0:
             return []
-        target = self._read_index(target_cameras)  # (V, h, w)
-        past = self.frame_visibility().index  # (F, h, w)
+        # One splat for the target views and every written frame (views are independent).
+        V = len(target_cameras)
+        K, world2cam = self._camera_tensors(target_cameras, self.grid_hw)
+        both = self._splat(torch.cat([K, self.table_K]),
+                           torch.cat([world2cam, _world2cam(self.table_cam2world)]),
+                           self.grid_hw).index
+        target, past = both[:V], both[V:]  # (V, h, w), (F, h, w)
         F = past.shape[0]
         # Pairs (set id, point): set F is the target union, sets 0..F-1 the past frames.
         set_ids = torch.cat([
@@ -276,7 +289,7 @@ class PointStore:
         ])
         point_ids = torch.cat([past[past >= 0], target[target >= 0]])
         keys = torch.floor(self.points[point_ids] / voxel_size).long()  # (P, 3)
-        _, voxel = torch.unique(keys, dim=0, return_inverse=True)  # (P,) voxel rank
+        voxel = _voxel_rank(keys)  # (P,)
         num_voxels = int(voxel.max()) + 1 if voxel.numel() else 0
         pairs = torch.unique(set_ids * num_voxels + voxel)  # distinct (set, voxel)
         pair_set, pair_voxel = pairs // num_voxels, pairs % num_voxels
@@ -293,11 +306,6 @@ class PointStore:
         ]
         candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
         return candidates[:k]
-
-    def _read_index(self, cameras: Camera) -> Tensor:
-        h, w = self.grid_hw
-        cams = cameras.scaled(h, w).to(device=self.device, dtype=torch.float32)
-        return self._splat(cams.K, cams.world2cam, (h, w)).index
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path) -> None:
@@ -367,6 +375,32 @@ class PointStore:
     @classmethod
     def _from_config(cls, config: dict, device):
         raise NotImplementedError
+
+
+def _world2cam(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
+    """Closed-form rigid inverse, the same arithmetic as :attr:`Camera.world2cam`."""
+    R = cam2world[:, :3, :3]
+    t = cam2world[:, :3, 3:]
+    out = torch.zeros_like(cam2world)
+    out[:, :3, :3] = R.transpose(-1, -2)
+    out[:, :3, 3:] = -R.transpose(-1, -2) @ t
+    out[:, 3, 3] = 1.0
+    return out
+
+
+def _voxel_rank(keys: Tensor) -> Tensor:  # (P, 3) long → (P,) long
+    """Rank of each row among the distinct rows, in lexicographic order: the inverse of
+    ``torch.unique(keys, dim=0)``, computed on one int64 per row (row-major linear index in the
+    keys' bounding box), which is several times faster than a row-wise unique."""
+    if keys.shape[0] == 0:
+        return keys.new_zeros(0)
+    lo = keys.amin(dim=0)
+    span = (keys.amax(dim=0) - lo + 1).tolist()
+    if span[0] * span[1] * span[2] >= 2 ** 62:  # cannot linearise exactly: row-wise unique
+        return torch.unique(keys, dim=0, return_inverse=True)[1]
+    k = keys - lo
+    linear = (k[:, 0] * span[1] + k[:, 1]) * span[2] + k[:, 2]
+    return torch.unique(linear, return_inverse=True)[1]
 
 
 def _check_hw(hw) -> tuple[int, int]:

@@ -1,0 +1,242 @@
+"""Voxel fusion of new frames into a point memory: which points are replaced, carved, added.
+
+The rule (see :mod:`mirage.memory.store` for why): each new grid cell, with its z-depth
+``z_new``, is compared with the memory point that wins that cell in the frame's camera, i.e.
+the nearest point, exact depth ties going to the smallest priority. With
+``band = voxel_scale · DEPTH_BAND · z_new``:
+
+- ``|z_mem − z_new| ≤ band``: the same voxel; the memory point is *replaced* by the new cell;
+- ``z_mem < z_new − band``: the memory point floats in front of the surface now seen; it is
+  *carved* (removed) and the cell is decided again against the point now winning it, at most
+  ``max_rounds`` times in all;
+- otherwise (empty cell, or the winner lies behind the new surface, or ``max_rounds`` carves):
+  the new cell is *appended*.
+
+A write fuses its T frames in order: frame t sees the memory as frames < t left it (their
+appended points included, their carved points gone). Implementations with one contract:
+
+- :func:`voxel_fusion_reference` is the plain loop for one frame: z-buffer splat of the live
+  points, decide, carve, splat again, replaced points taking their new priorities as it goes;
+  :func:`fuse_write_reference` runs it frame after frame.
+- :func:`fuse_write` projects the memory and every new point of the write into all T views
+  once, then, frame by frame, orders each cell's live candidates front to back by
+  (z, priority): round r of the loop is rank r within a cell, so every round is decided at
+  once. This is exact because a point lands in at most one cell of a view: carving a cell's
+  winner only changes that cell, and a replaced point's new priority only matters in a cell
+  that is already decided. New points are projected before it is known which of them will be
+  appended; the ones that are not stay dead and never take part.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from mirage.memory.splat import project_to_cells, splat_zbuffer
+
+__all__ = ["FusionPlan", "WritePlan", "fuse_write", "fuse_write_reference",
+           "voxel_fusion_reference", "DEPTH_BAND", "MAX_CARVE_ROUNDS"]
+
+DEPTH_BAND = 0.05  # relative depth half-extent of a frustum voxel at voxel_scale = 1
+MAX_CARVE_ROUNDS = 4  # carve, then look again behind the carved point, at most this often
+
+
+class FusionPlan(NamedTuple):
+    """What fusing one frame does to a memory of N points with M new cells.
+
+    replaced: (R,) long, memory points whose token (and priority) the new cells replace.
+    replaced_by: (R,) long, the new cell (index into the M new cells) replacing each one.
+    carved: (Q,) long, memory points to remove.
+    append: (M,) bool, new cells that become new points.
+    """
+
+    replaced: Tensor
+    replaced_by: Tensor
+    carved: Tensor
+    append: Tensor
+
+
+class WritePlan(NamedTuple):
+    """What fusing the frames of one write does, over N old points followed by M new points.
+
+    keep: (N + M,) bool, the points in the memory after the write, each at its own position.
+    carrier: (N + M,) long, the new point whose token, priority and frame each point carries
+        after the write; −1 for an old point that keeps its own.
+    """
+
+    keep: Tensor
+    carrier: Tensor
+
+
+def _initial_state(N: int, priority: Tensor, new_priority: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    M, device = new_priority.shape[0], new_priority.device
+    alive = torch.cat([torch.ones(N, dtype=torch.bool, device=device),
+                       torch.zeros(M, dtype=torch.bool, device=device)])
+    carrier = torch.cat([torch.full((N,), -1, dtype=torch.long, device=device),
+                         torch.arange(M, device=device)])
+    return alive, carrier, torch.cat([priority, new_priority])
+
+
+def fuse_write(
+    points_world: Tensor,  # (N, 3) memory points before the write
+    priority: Tensor,  # (N,) long, unique: the z-buffer tie-break
+    K: Tensor,  # (T, 3, 3) the frames' cameras at the grid size hw
+    world2cam: Tensor,  # (T, 4, 4)
+    hw: tuple[int, int],
+    new_points: Tensor,  # (M, 3) world points of the new cells, frame by frame
+    new_frame: Tensor,  # (M,) long, the frame 0..T−1 of each new cell, ascending
+    new_cells: Tensor,  # (M,) long, flat cell row·w + col, distinct within a frame
+    new_z: Tensor,  # (M,) z-depth of each new cell in its frame's camera
+    new_priority: Tensor,  # (M,) long, unique and above every ``priority``
+    *,
+    voxel_scale: float = 1.0,
+    max_rounds: int = MAX_CARVE_ROUNDS,
+) -> WritePlan:
+    """Fast fusion of one write's frames, in order (module contract): one projection."""
+    h, w = hw
+    T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
+    device = new_priority.device
+    alive, carrier, prio = _initial_state(N, priority, new_priority)
+    if M == 0:
+        return WritePlan(alive, carrier)
+    ends = torch.bincount(new_frame, minlength=T).cumsum(0).tolist()  # per frame
+    bounds = list(zip([0] + ends[:-1], ends))  # frame t's new points: [m0, m1)
+    if N == 0 and T == 1 or max_rounds < 1:  # nothing to fuse against
+        alive[N:] = True
+        return WritePlan(alive, carrier)
+    # Every (view, point) that lands, for old and new points alike; keep the pairs whose cell
+    # receives a new point of that view's frame, grouped by that new point (a view's pairs are
+    # then one contiguous run, since new points are ordered by frame).
+    cell, z, gid = project_to_cells(torch.cat([points_world, new_points]), K, world2cam, hw)
+    slot = torch.full((T * h * w,), -1, dtype=torch.long, device=device)
+    slot[new_frame * (h * w) + new_cells] = torch.arange(M, device=device)
+    s = slot.index_select(0, cell)
+    hit = (s >= 0).nonzero().squeeze(1)
+    s, z, gid = s.index_select(0, hit), z.index_select(0, hit), gid.index_select(0, hit)
+    order = torch.argsort(s, stable=True)
+    s, z, gid = s.index_select(0, order), z.index_select(0, order), gid.index_select(0, order)
+    runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
+    for t, (m0, m1) in enumerate(bounds):
+        append = torch.ones(m1 - m0, dtype=torch.bool, device=device)
+        ts, tz, tg = s[runs[t]:runs[t + 1]], z[runs[t]:runs[t + 1]], gid[runs[t]:runs[t + 1]]
+        live = alive.index_select(0, tg).nonzero().squeeze(1)  # candidates in memory right now
+        if live.numel():
+            ts = ts.index_select(0, live) - m0  # the new point of each cell, within the frame
+            tz, tg = tz.index_select(0, live), tg.index_select(0, live)
+            # Each cell's candidates front to back, by (cell, z, priority): stable sorts, least
+            # significant key first. Priorities are unique, so the order is total.
+            o = torch.argsort(prio.index_select(0, tg), stable=True)
+            o = o.index_select(0, torch.argsort(tz.index_select(0, o), stable=True))
+            o = o.index_select(0, torch.argsort(ts.index_select(0, o), stable=True))
+            ts, tz, tg = ts.index_select(0, o), tz.index_select(0, o), tg.index_select(0, o)
+            counts = torch.bincount(ts, minlength=m1 - m0)
+            starts = (counts.cumsum(0) - counts).index_select(0, ts)
+            rank = torch.arange(ts.shape[0], device=device) - starts  # depth order in its cell
+            top = (rank < max_rounds).nonzero().squeeze(1)  # the loop looks at most this deep
+            ts, tz, tg, rank = (x.index_select(0, top) for x in (ts, tz, tg, rank))
+            zn = new_z[m0:m1].index_select(0, ts)
+            band = voxel_scale * DEPTH_BAND * zn
+            same = (tz - zn).abs() <= band
+            carve = tz < zn - band
+            # The round that decides a cell: its first candidate not carved (else max_rounds).
+            first = torch.full((m1 - m0,), max_rounds, dtype=torch.long, device=device)
+            first.scatter_reduce_(0, ts[~carve], rank[~carve], reduce="amin")
+            decided = first.index_select(0, ts)
+            replace = (rank == decided) & same
+            by = ts[replace] + m0
+            carrier[tg[replace]] = by
+            prio[tg[replace]] = new_priority.index_select(0, by)
+            alive[tg[rank < decided]] = False
+            append[ts[replace]] = False
+        alive[N + m0:N + m1] = append
+    return WritePlan(alive, carrier)
+
+
+def fuse_write_reference(
+    points_world: Tensor,  # (N, 3)
+    priority: Tensor,  # (N,)
+    K: Tensor,  # (T, 3, 3)
+    world2cam: Tensor,  # (T, 4, 4)
+    hw: tuple[int, int],
+    new_points: Tensor,  # (M, 3)
+    new_frame: Tensor,  # (M,)
+    new_cells: Tensor,  # (M,)
+    new_z: Tensor,  # (M,)
+    new_priority: Tensor,  # (M,)
+    *,
+    voxel_scale: float = 1.0,
+    max_rounds: int = MAX_CARVE_ROUNDS,
+) -> WritePlan:
+    """Slow twin of :func:`fuse_write`: :func:`voxel_fusion_reference` frame after frame, each
+    on the points alive at that moment. For tests."""
+    N = points_world.shape[0]
+    alive, carrier, prio = _initial_state(N, priority, new_priority)
+    everything = torch.cat([points_world, new_points])
+    for t in range(K.shape[0]):
+        js = (new_frame == t).nonzero().squeeze(1)  # this frame's new points
+        live = alive.nonzero().squeeze(1)
+        plan = voxel_fusion_reference(everything[live], prio[live], K[t:t + 1], world2cam[t:t + 1],
+                                      hw, new_cells[js], new_z[js], new_priority[js],
+                                      voxel_scale=voxel_scale, max_rounds=max_rounds)
+        g, by = live[plan.replaced], js[plan.replaced_by]
+        carrier[g], prio[g] = by, new_priority[by]
+        alive[live[plan.carved]] = False
+        alive[N + js[plan.append]] = True
+    return WritePlan(alive, carrier)
+
+
+def voxel_fusion_reference(
+    points_world: Tensor,  # (N, 3)
+    priority: Tensor,  # (N,) long, unique
+    K: Tensor,  # (1, 3, 3)
+    world2cam: Tensor,  # (1, 4, 4)
+    hw: tuple[int, int],
+    cells: Tensor,  # (M,) long, distinct
+    z_new: Tensor,  # (M,)
+    new_priority: Tensor | None = None,  # (M,) priorities the replacing cells bring
+    *,
+    voxel_scale: float = 1.0,
+    max_rounds: int = MAX_CARVE_ROUNDS,
+) -> FusionPlan:
+    """The fusion rule for one frame (module contract), as the round-by-round loop: one full
+    z-buffer splat of the live points per round. ``cells`` must be distinct.
+
+    For tests. Replaced points take ``new_priority`` before the next round (default: above
+    every priority), as the store's uids do.
+    """
+    M, device = cells.shape[0], cells.device
+    N = points_world.shape[0]
+    if new_priority is None:
+        new_priority = torch.arange(M, device=device) + (int(priority.max()) + 1 if N else 0)
+    alive = torch.ones(N, dtype=torch.bool, device=device)
+    prio = priority.clone()
+    append = torch.ones(M, dtype=torch.bool, device=device)
+    replaced, replaced_by, carved = [], [], []
+    pending = torch.arange(M, device=device)  # new cells still to be decided
+    for _ in range(max_rounds):
+        live = alive.nonzero().squeeze(1)
+        if live.numel() == 0 or pending.numel() == 0:
+            break
+        splat = splat_zbuffer(points_world[live], K, world2cam, hw, priority=prio[live])
+        index = splat.index.flatten()[cells[pending]]
+        owner = torch.where(index >= 0, live[index.clamp_min(0)], -1)  # memory point per cell
+        z_mem = splat.depth.flatten()[cells[pending]]
+        z = z_new[pending]
+        band = voxel_scale * DEPTH_BAND * z
+        same = (owner >= 0) & ((z_mem - z).abs() <= band)
+        carve = (owner >= 0) & (z_mem < z - band)
+        replaced.append(owner[same]), replaced_by.append(pending[same])
+        prio[owner[same]] = new_priority[pending[same]]
+        append[pending[same]] = False
+        if not carve.any():
+            break
+        alive[owner[carve]] = False
+        carved.append(owner[carve])
+        pending = pending[carve]  # look again behind the carved points
+
+    def cat(parts):
+        return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=device)
+
+    return FusionPlan(cat(replaced), cat(replaced_by), cat(carved), append)
