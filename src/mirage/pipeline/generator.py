@@ -91,6 +91,9 @@ class PipelineOutput:
     memory: the final memory object (None for ``none``).
     memory_reads: (F, 3, H, W) decoded memory reads (frame 0 is the first frame) when
         ``decode_reads``; else None.
+    read_latents: (C, T, h, w) the memory read each target latent frame was conditioned on
+        (latent 0, the first frame, has none: zeros); aligned with ``latents``.
+    read_mask: (T, h, w) bool coverage of ``read_latents`` (False for latent 0).
     depth_source / masker: labels of what the updates used.
     """
 
@@ -107,6 +110,8 @@ class PipelineOutput:
     masker: str = ""
     config: dict = field(default_factory=dict)
     init_write_seconds: float = 0.0
+    read_latents: Tensor | None = None
+    read_mask: Tensor | None = None
 
     @property
     def seconds(self) -> float:
@@ -189,6 +194,9 @@ def generate(
     latents = [z0]  # latent k
     frames: list[Tensor] = []
     reads: list[Tensor] = [first_frame[None]] if config.decode_reads else []
+    # the read each target latent frame was conditioned on (latent 0 has none), for evaluation
+    kept_reads = [torch.zeros_like(z0, dtype=torch.float32)]
+    kept_masks = [torch.zeros(z0.shape[1:], dtype=torch.bool)]
     timings, stats, references = [], [], []
     chunks = tqdm(plan, desc=f"chunks ({config.memory_mode})", disable=not config.progress, leave=False)
     for chunk in chunks:
@@ -248,6 +256,8 @@ def generate(
         timing.update = time.perf_counter() - t
 
         latents.extend(new_latents.unbind(0))
+        kept_reads.extend(read.features.float().cpu().unbind(0))
+        kept_masks.extend(read.mask.bool().cpu().unbind(0))
         timings.append(timing)
         stats.append({**mode.stats(), "read_coverage": float(read.mask.float().mean()),
                       "excluded": float(exclude.float().mean())})
@@ -270,4 +280,6 @@ def generate(
         depth_source=getattr(depth_estimator, "name", type(depth_estimator).__name__),
         masker=getattr(masker, "name", type(masker).__name__),
         config=asdict(config),
+        read_latents=torch.stack(kept_reads, dim=1),
+        read_mask=torch.stack(kept_masks),
     )

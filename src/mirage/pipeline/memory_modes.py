@@ -20,7 +20,6 @@ from torch import Tensor
 from mirage.errors import ConfigError
 from mirage.geometry import Camera
 from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
-from mirage.memory.depth_grid import reduce_depth_to_grid
 
 __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "NoMemory",
            "make_memory_mode", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
@@ -91,10 +90,8 @@ class LatentMode(_PointMemoryMode):
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
         """Reduce depth to the latent grid (planarity rule, ``planarity_tol``), then write."""
-        h, w = latents.shape[-2:]
-        grid_depth, ok = reduce_depth_to_grid(depths.float(), (h, w), exclude=exclude,
-                                              planarity_tol=self.planarity_tol)
-        self.memory.write(latents, grid_depth, cameras.scaled(h, w), exclude=~ok, frame_ids=frame_ids)
+        self.memory.write(latents, depths.float(), cameras, exclude=exclude, frame_ids=frame_ids,
+                          planarity_tol=self.planarity_tol)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)

@@ -1,0 +1,120 @@
+"""What an evaluation suite runs: scenes × trajectory presets × memory modes × seeds.
+
+Scenes are held out: the tiny backbone trained on scene seeds ≥ 1000, so suites use seeds
+< ``HELD_OUT_LIMIT``. Both families (room, courtyard) are always included. ``seeds`` are the
+sampling seeds of the pipeline; every report figure is a mean ± std over them (each seed's
+value is first averaged over the scenes and presets).
+
+- ``quick``: 3 scenes per family, pan-return / loop / orbit, 33 frames, 3 seeds: 162 runs
+  (about 3 minutes on a shared 2-core CPU; the budget is 10).
+- ``full``: 8 scenes per family, all five presets, 49 frames, 5 seeds, plus the
+  oracle-update-depth ablation; resumable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
+
+from mirage.errors import ConfigError
+
+__all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT", "mode_label"]
+
+MODES = ("latent", "rgb", "none")
+HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
+ORACLE_LABEL = "latent+oracle-depth"
+
+
+def mode_label(mode: str, depth: str) -> str:
+    """The report's name for a memory mode with an update-depth source."""
+    return mode if depth == "tiny" else ORACLE_LABEL
+
+
+@dataclass(frozen=True)
+class SuiteConfig:
+    """One evaluation suite.
+
+    name: a label. families: world families (both by default). scenes_per_family: scene seeds
+    ``first_scene`` … ``first_scene + scenes_per_family − 1`` of each family (all < 100).
+    presets: trajectory presets. frames: frames per path (τ·k + 1). seeds: sampling seeds
+    (≥ 2 for a std). steps: sampling steps (None = the backbone's). oracle_ablation: add
+    ``latent`` with the world's exact update depth, labelled as an ablation.
+    proxies: compute the OpenCV proxies (when OpenCV is installed).
+    """
+
+    name: str = "quick"
+    families: tuple[str, ...] = ("room", "courtyard")
+    scenes_per_family: int = 3
+    first_scene: int = 0
+    presets: tuple[str, ...] = ("pan-return", "loop", "orbit")
+    frames: int = 33
+    seeds: tuple[int, ...] = (0, 1, 2)
+    steps: int | None = None
+    oracle_ablation: bool = False
+    proxies: bool = True
+
+    def __post_init__(self) -> None:
+        from mirage.world import FAMILIES, PRESETS
+
+        object.__setattr__(self, "families", tuple(self.families))
+        object.__setattr__(self, "presets", tuple(self.presets))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        bad = [f for f in self.families if f not in FAMILIES]
+        if not self.families or bad:
+            raise ConfigError(f"`families` must be a non-empty subset of {FAMILIES} but is {self.families}")
+        bad = [p for p in self.presets if p not in PRESETS]
+        if not self.presets or bad:
+            raise ConfigError(f"`presets` must be a non-empty subset of {sorted(PRESETS)} but is {self.presets}")
+        if isinstance(self.scenes_per_family, bool) or not isinstance(self.scenes_per_family, int) or self.scenes_per_family < 1:
+            raise ConfigError(f"`scenes_per_family` must be an int ≥ 1 but is {self.scenes_per_family!r}")
+        last = self.first_scene + self.scenes_per_family - 1
+        if self.first_scene < 0 or last >= HELD_OUT_LIMIT:
+            raise ConfigError(
+                f"scene seeds must be held out, in [0, {HELD_OUT_LIMIT}) (training used seeds ≥ 1000), "
+                f"but `first_scene` {self.first_scene} and `scenes_per_family` {self.scenes_per_family} give {self.first_scene}…{last}"
+            )
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ConfigError(f"`seeds` must be distinct ints ≥ 0 (≥ 2 for a std) but are {self.seeds}")
+        if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
+            raise ConfigError(f"`frames` must be an int ≥ 2 but is {self.frames!r}")
+        if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
+            raise ConfigError(f"`steps` must be None or an int ≥ 1 but is {self.steps!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_overrides(self, **changes) -> "SuiteConfig":
+        """A copy with the non-None ``changes`` applied (validated again)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+SUITES: dict[str, SuiteConfig] = {
+    "quick": SuiteConfig(),
+    "full": SuiteConfig(name="full", scenes_per_family=8,
+                        presets=("pan-return", "loop", "orbit", "forward-back", "random-walk"),
+                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True),
+}
+
+
+class Case(NamedTuple):
+    """One path: a scene of a family and a trajectory preset (ground truth is rendered once)."""
+
+    family: str
+    scene: int
+    preset: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.family}{self.scene:02d}-{self.preset}"
+
+
+def suite_cases(config: SuiteConfig) -> list[Case]:
+    """Every (family, scene, preset) of the suite, in run order."""
+    return [Case(f, config.first_scene + i, p) for f in config.families
+            for i in range(config.scenes_per_family) for p in config.presets]
+
+
+def suite_modes(config: SuiteConfig) -> list[tuple[str, str]]:
+    """(memory mode, update depth) pairs: the three modes with the tiny estimator, plus the
+    oracle-depth ablation when asked."""
+    return [(m, "tiny") for m in MODES] + ([("latent", "oracle")] if config.oracle_ablation else [])
