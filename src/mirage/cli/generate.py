@@ -44,8 +44,22 @@ def add_parser(sub) -> None:
     p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
-    p.add_argument("--backbone", default="tiny", help="tiny (default)")
-    p.add_argument("--weights", metavar="PATH", help="weights file or folder (default: shipped)")
+    p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
+    p.add_argument("--weights", metavar="PATH",
+                   help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
+                        "Wan2.2-TI2V-5B directory (transformer/, vae/, optional text_encoder/, tokenizer/, scheduler/)")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available for wan22)")
+    wan = p.add_argument_group("wan22 backbone")
+    wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors (default: zero-init branch)")
+    wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
+    wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
+    wan.add_argument("--negative-prompt", metavar="TEXT", help="unconditional prompt for CFG (default empty)")
+    wan.add_argument("--guidance", type=float, help="CFG scale, 1 = off (default 5; needs a text encoder)")
+    wan.add_argument("--sampler", help="auto (the weights' scheduler/, else unipc) | unipc | euler")
+    wan.add_argument("--shift", type=float, help="timestep shift of the sampler (default: scheduler's, else 5)")
+    wan.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on GPU, float32 on CPU)")
+    wan.add_argument("--offload", help="none | model (text encoder and VAE on the CPU between uses)")
+    wan.add_argument("--vae-tiling", action="store_true", help="tiled VAE encode/decode (less GPU memory)")
     p.add_argument("--depth-estimator", default="tiny",
                    help="update depth: tiny (default) | oracle (ablation, --scene only)")
     p.add_argument("--masker", default="builtin", help="dynamic masker: builtin (default) | oracle (--scene only)")
@@ -68,6 +82,21 @@ def _parse_intrinsics(text):
     if len(values) != 4:
         raise ConfigError(f"`--intrinsics` must be four numbers FX,FY,CX,CY but is {text!r}")
     return values
+
+
+WAN_OPTIONS = {"memory_branch": "--memory-branch", "lora": "--lora", "negative_prompt": "--negative-prompt",
+               "guidance": "--guidance", "sampler": "--sampler", "shift": "--shift", "dtype": "--dtype",
+               "offload": "--offload", "vae_tiling": "--vae-tiling"}
+
+
+def backbone_options(args) -> dict:
+    """The wan22-only options that were given, as ``load_backbone`` keywords."""
+    given = {k: getattr(args, k) for k in WAN_OPTIONS if getattr(args, k, None) not in (None, False)}
+    if args.backbone != "wan22":
+        flags = [WAN_OPTIONS[k] for k in given] + (["--prompt"] if args.prompt is not None else [])
+        if flags:
+            raise ConfigError(f"{', '.join(flags)} need `--backbone wan22` but `--backbone` is {args.backbone!r}")
+    return given
 
 
 def prepare(args):
@@ -99,10 +128,10 @@ def prepare(args):
         raise ConfigError(f"`--scene` must be a seed ≥ 0 but is {args.scene}")
     if not args.fps > 0:
         raise ConfigError(f"`--fps` must be > 0 but is {args.fps}")
-    backbone = load_backbone(args.backbone, args.weights)
+    backbone = load_backbone(args.backbone, args.weights, device=args.device, **backbone_options(args))
     tau = backbone.temporal_stride
     size = parse_size(args.size) if args.size else (backbone.config.height, backbone.config.width)
-    stride = backbone.spatial_stride
+    stride = getattr(backbone, "size_multiple", backbone.spatial_stride)
     if size[0] % stride or size[1] % stride:
         raise ConfigError(f"`--size` must be divisible by {stride} but is {size[0]}x{size[1]}")
     is_preset = args.trajectory in PRESETS
@@ -153,7 +182,7 @@ def run(args) -> int:
         (out / name).unlink(missing_ok=True)
 
     result = generate(backbone, start.image, start.cameras, config, depth_estimator=depth_estimator,
-                      masker=masker, first_depth=start.depth, first_exclude=start.exclude)
+                      masker=masker, first_depth=start.depth, first_exclude=start.exclude, text=args.prompt)
 
     def to_uint8(video):  # (F, 3, H, W) in [-1, 1] → (F, H, W, 3)
         return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -185,6 +214,8 @@ def run(args) -> int:
             "first_frame_depth": "given" if start.depth is not None else "tiny estimator",
             "update_depth": result.depth_source + (" (ABLATION: true geometry)" if result.depth_source == "oracle" else ""),
             "masker": result.masker, "fps": args.fps, **result.config,
+            "prompt": args.prompt,
+            **({"backbone_info": backbone.run_info()} if hasattr(backbone, "run_info") else {}),
         },
         "plan": [c.to_dict() for c in result.plan],
         "timings": {"init_s": result.init_seconds,
