@@ -14,6 +14,9 @@ COMMANDS = {
     "world": "mirage.cli.world",
     "generate": "mirage.cli.generate",
     "train": "mirage.cli.train",
+    "eval": "mirage.cli.eval",
+    "data": "mirage.cli.data",
+    "wan": "mirage.cli.wan",
 }
 
 

@@ -1,4 +1,6 @@
-"""`mirage train tiny`: train the embedded tiny backbone (resumable, checkpointed, seeded).
+"""`mirage train tiny | wan`: train the embedded tiny backbone, or the Wan2.2 memory stages.
+
+`mirage train tiny` (resumable, checkpointed, seeded):
 
 Writes into ``--out``: ``data.safetensors`` (rendered clips), one checkpoint per stage,
 ``train_report.json`` and, at the end, ``tiny.safetensors``. ``--install`` copies that file and
@@ -29,6 +31,57 @@ def add_parser(sub) -> None:
     p.add_argument("--install-only", action="store_true",
                    help="only install: copy --out's newest weights (or denoiser checkpoint) into the package")
     p.set_defaults(func=run_tiny)
+    add_wan_parser(group)
+
+
+def add_wan_parser(group) -> None:
+    """`mirage train wan`: the Wan2.2 memory branch (stage 1) or LoRA (stage 2), on accelerate.
+
+    Launch on one device as is, or on many with ``accelerate launch [--config_file
+    configs/accelerate/ddp.yaml | fsdp_wan22_5b.yaml] -m mirage train wan …`` or
+    ``torchrun --nproc_per_node N -m mirage train wan …``.
+    """
+    w = group.add_parser("wan", help="train the Wan2.2 memory branch (stage 1) or its LoRA (stage 2)")
+    w.add_argument("--weights", required=True, metavar="DIR", help="Wan2.2 diffusers weights directory")
+    w.add_argument("--data", required=True, metavar="DIR", help="a `mirage data build` output folder")
+    w.add_argument("--stage", required=True, choices=("branch", "lora"))
+    w.add_argument("--resume", metavar="DIR",
+                   help="a stage-1 run folder whose memory_branch.safetensors to start from (required for lora)")
+    w.add_argument("--max-steps", type=int, required=True, metavar="N")
+    w.add_argument("--out", required=True, metavar="DIR",
+                   help="run folder; rerunning with the same --out continues from its checkpoint")
+    w.add_argument("--lr", type=float, default=1e-5, help="AdamW learning rate (default 1e-5)")
+    w.add_argument("--warmup", type=int, default=0, help="linear warm-up steps (default 0)")
+    w.add_argument("--batch-size", type=int, default=1, help="samples per process per step (default 1)")
+    w.add_argument("--checkpoint-every", type=int, default=100)
+    w.add_argument("--lora-rank", type=int, default=64)
+    w.add_argument("--lora-alpha", type=float, default=64.0)
+    w.add_argument("--mixed-precision", default="auto", help="auto (bf16 on GPU) | no | bf16 | fp16")
+    w.add_argument("--dtype", default=None,
+                   help="weights dtype (default float32: trainable weights stay fp32 under mixed precision)")
+    w.add_argument("--no-gradient-checkpointing", action="store_true")
+    w.add_argument("--logger", default="jsonl", help="jsonl (OUT/log.jsonl, default) | tensorboard")
+    w.add_argument("--seed", type=int, default=0)
+    w.add_argument("--no-progress", action="store_true")
+    w.set_defaults(func=run_wan)
+
+
+def run_wan(args) -> int:
+    from mirage.backbones.wan22 import load_wan22
+    from mirage.train.distributed import AccelerateEngine, make_accelerator
+    from mirage.train.wan import WanTrainConfig, train_wan
+
+    config = WanTrainConfig(
+        stage=args.stage, max_steps=args.max_steps, lr=args.lr, warmup=args.warmup,
+        batch_size=args.batch_size, checkpoint_every=args.checkpoint_every,
+        gradient_checkpointing=not args.no_gradient_checkpointing,
+        mixed_precision=args.mixed_precision, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+        seed=args.seed, logger=args.logger)
+    engine = AccelerateEngine(make_accelerator(config.mixed_precision))
+    backbone = load_wan22(args.weights, device=str(engine.device), dtype=args.dtype or "float32")
+    train_wan(args.out, args.data, backbone, config, resume_from=args.resume, engine=engine,
+              progress=not args.no_progress, log=print if engine.is_main else None)
+    return 0
 
 
 def run_tiny(args) -> int:

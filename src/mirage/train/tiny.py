@@ -326,8 +326,9 @@ def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,
 
 def install_weights(out) -> Path:
     """Copy ``out/tiny.safetensors`` into the package (or, for an unfinished run, the newest
-    stage checkpoint's model) and write the model card next to it, with ``out/eval.md`` (the
-    held-out evaluation table) when present. Returns the installed path."""
+    stage checkpoint's model) and write the model card next to it, with the held-out evaluation
+    table when present: ``out/eval.md``, or the ``summary.md`` of ``mirage eval --out out/eval``.
+    Returns the installed path."""
     from mirage.backbones.tiny.model import SHIPPED_WEIGHTS
     from mirage.train.checkpoint import load_checkpoint
     from mirage.train.model_card import write_model_card
@@ -352,6 +353,7 @@ def install_weights(out) -> Path:
             raise FileNotFoundError(f"{str(out)!r} holds no weights or checkpoints")
     SHIPPED_WEIGHTS.parent.mkdir(parents=True, exist_ok=True)
     backbone.save(SHIPPED_WEIGHTS, backbone.metadata)
-    evaluation = (out / "eval.md").read_text() if (out / "eval.md").exists() else None
+    table = next((p for p in (out / "eval.md", out / "eval" / "summary.md") if p.exists()), None)
+    evaluation = table.read_text() if table else None
     write_model_card(SHIPPED_WEIGHTS.parent / "MODEL_CARD.md", backbone.metadata, evaluation)
     return SHIPPED_WEIGHTS
