@@ -13,7 +13,8 @@ own reconstruction (the ceiling):
 - ``decoded read, oracle update depth``: the same with the world's exact depth for the updates;
 - ``GT memory (frames 0..end of chunk 1)``: a memory written with the VAE latents of the
   *ground-truth* latent frames of the first chunk and exact depth, read at the revisit frames
-  and decoded (what the read would give if the first chunk had been generated perfectly);
+  and decoded, the generated latent where the read is empty, as for ``decoded read`` (what the
+  read would give if the first chunk had been generated perfectly);
 - ``GT memory (frame 0 only)``: the same with the first frame alone;
 - ``none``: the no-memory pipeline;
 - ``ceiling``: decode(encode(ground truth)).
@@ -89,7 +90,7 @@ def measure_case(backbone, case, frames: int) -> dict[str, list[float]] | None:
         mask = torch.zeros(gt.latents.shape[1:], dtype=torch.bool)
         for i, k in enumerate(keys):
             full[:, k // tau], mask[k // tau] = read.features[i], read.mask[i]
-        out[name] = psnr(_decode_mixed(backbone, gt.latents, full, mask))
+        out[name] = psnr(_decode_mixed(backbone, latent.latents, full, mask))  # empty cells: generated
     return out
 
 
