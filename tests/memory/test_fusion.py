@@ -153,8 +153,9 @@ def test_reference_rule_matches_a_python_walk():
     assert replaced and carved and any(append)
 
 
-def _noisy_room_writes(memory, seed):
-    """Three chunks over a pan that comes back, with depth noise (carving and replacing)."""
+def _noisy_room_writes(memory, seed, trust_first=False):
+    """Three chunks over a pan that comes back, with depth noise (carving and replacing);
+    ``trust_first``: frame 0 at confidence 1, the chunks at 0.5."""
     room = BoxRoom()
     gen = torch.Generator().manual_seed(seed)
     cams = pan_path(13, 32, 64, passes=2, degrees=90.0)
@@ -164,20 +165,22 @@ def _noisy_room_writes(memory, seed):
     depth[3, :, 40:] = depth[3, :, 40:] * 0.6  # a wrong, too-near surface, seen through later
     latents = torch.randn(13, 3, 8, 16, generator=gen)
     for a, b in ((0, 1), (1, 5), (5, 9), (9, 13)):  # chunks overlap: frame 1, 5, 9 written twice
-        memory.write(latents[a:b], depth[a:b], cams[a:b], frame_ids=range(a, b))
+        confidence = 0.5 if trust_first and a > 0 else 1.0
+        memory.write(latents[a:b], depth[a:b], cams[a:b], frame_ids=range(a, b), confidence=confidence)
     return memory
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_store_fast_fusion_equals_the_reference_store(seed):
-    fast = _noisy_room_writes(LatentSpatialMemory(3), seed)
+@pytest.mark.parametrize("trust_first", [False, True])
+def test_store_fast_fusion_equals_the_reference_store(seed, trust_first):
+    fast = _noisy_room_writes(LatentSpatialMemory(3), seed, trust_first)
     slow = LatentSpatialMemory(3)
     slow._fusion_kernel = fuse_write_reference
-    _noisy_room_writes(slow, seed)
-    for name in ("points", "features", "frame_ids", "uids", "table_ids", "table_K",
+    _noisy_room_writes(slow, seed, trust_first)
+    for name in ("points", "features", "frame_ids", "uids", "confidences", "table_ids", "table_K",
                  "table_cam2world"):
         assert torch.equal(getattr(fast, name), getattr(slow, name)), name
-    append = _noisy_room_writes(LatentSpatialMemory(3, fusion="append"), seed)
+    append = _noisy_room_writes(LatentSpatialMemory(3, fusion="append"), seed, trust_first)
     assert fast.num_points < append.num_points  # the writes did fuse
 
 
@@ -220,3 +223,138 @@ def test_project_to_cells_is_what_the_splat_keeps():
         again = project_to_cells(points, K, world2cam, hw, block_entries=block)
         key = lambda c, p: sorted(zip(c.tolist(), p.tolist()))
         assert key(again[0], again[2]) == key(cell, pid)
+
+
+# -- confidence: a write never overrides a more trusted point ------------------------------------
+def _confidences(args, seed):
+    """Random confidences from {0.5, 1} for the old and the new points of a crowded write."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    N, M = args[0].shape[0], args[5].shape[0]
+    levels = torch.tensor([0.5, 1.0])
+    return (levels[torch.randint(0, 2, (N,), generator=gen)],
+            levels[torch.randint(0, 2, (M,), generator=gen)])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 100_000), frames=st.integers(1, 4),
+       max_rounds=st.sampled_from([1, 2, MAX_CARVE_ROUNDS]))
+def test_fast_fusion_with_confidences_matches_the_reference_loop(seed, frames, max_rounds):
+    args = crowded_write(seed, frames)
+    old, new = _confidences(args, seed)
+    fast = fuse_write(*args, max_rounds=max_rounds, confidence=old, new_confidence=new)
+    slow = fuse_write_reference(*args, max_rounds=max_rounds, confidence=old, new_confidence=new)
+    assert torch.equal(fast.keep, slow.keep)
+    assert torch.equal(fast.carrier, slow.carrier)
+
+
+def test_crowded_writes_with_confidences_drop_and_still_replace():
+    N = crowded_write(0)[0].shape[0]
+    dropped = replaced = 0
+    for seed in range(10):
+        args = crowded_write(seed)
+        old, new = _confidences(args, seed)
+        plan = fuse_write(*args, confidence=old, new_confidence=new)
+        equal = fuse_write(*args)
+        replaced += int((plan.carrier[:N] >= 0).sum())
+        dropped += int((~plan.keep[N:] & (plan.carrier[N:] == torch.arange(args[5].shape[0]))).sum()
+                       - (~equal.keep[N:] & (equal.carrier[N:] == torch.arange(args[5].shape[0]))).sum())
+        # no old point of confidence 1 is replaced by a cell of confidence 0.5
+        replacer = plan.carrier[:N].clamp_min(0)
+        trusted_old = old == 1.0
+        assert not bool(((plan.carrier[:N] >= 0) & trusted_old & (new[replacer] < 1.0)).any())
+        # and when every new cell has confidence 0.5, none is carved or replaced at all
+        low = fuse_write(*args, confidence=old, new_confidence=torch.full_like(new, 0.5))
+        assert bool(low.keep[:N][trusted_old].all())
+        assert not bool((low.carrier[:N][trusted_old] >= 0).any())
+    assert replaced > 5 and dropped > 5, (replaced, dropped)
+
+
+@pytest.mark.parametrize("kernel", [fuse_write, fuse_write_reference])
+def test_the_confidence_rule_on_one_cell(kernel):
+    band = DEPTH_BAND * 2.0
+    def run(z_stack, conf_stack, conf_new):
+        return kernel(*_one_cell_memory(z_stack, 2.0), confidence=torch.tensor(conf_stack),
+                      new_confidence=torch.tensor([conf_new]))
+
+    # a trusted point in the same voxel is not replaced; the new cell is dropped
+    plan = run([2.0 + 0.5 * band], [1.0], 0.5)
+    assert plan.keep.tolist() == [True, False] and plan.carrier.tolist() == [-1, 0]
+    # a trusted point in front is not carved; the new cell is dropped
+    plan = run([1.0, 5.0], [1.0, 0.5], 0.5)
+    assert plan.keep.tolist() == [True, True, False]
+    # a trusted point behind: the new cell is dropped too (it would hide the trusted point)
+    plan = run([3.0], [1.0], 0.5)
+    assert plan.keep.tolist() == [True, False]
+    # carving stops at the first trusted point: the less trusted one in front is carved
+    plan = run([1.0, 1.5, 2.0], [0.5, 1.0, 0.5], 0.5)
+    assert plan.keep.tolist() == [False, True, True, False]
+    # a more trusted cell replaces and carves as before, and equal confidences change nothing
+    for conf_stack, conf_new in (([0.5, 0.5], 1.0), ([1.0, 1.0], 1.0), ([0.5, 0.5], 0.5)):
+        plan = run([1.0, 2.0 - 0.5 * band], conf_stack, conf_new)
+        assert plan.keep.tolist() == [False, True, False] and plan.carrier.tolist() == [-1, 0, 0]
+
+
+def test_store_keeps_the_trusted_first_frame_through_generated_revisits():
+    # Frame 0 written at confidence 1, then a pan that comes back written at 0.5 with noisy
+    # depth and its own tokens: frame 0's points survive unchanged, and a read at frame 0's
+    # camera gives back frame 0's tokens in more cells than with equal confidences. (Not in
+    # every cell: the rule is judged in the writing frame's view, so a less trusted point that
+    # no trusted point contested there may still land in front of one in another view.)
+    room = BoxRoom()
+    gen = torch.Generator().manual_seed(5)
+    cams = pan_path(13, 32, 64, passes=2, degrees=90.0)
+    noise = 1.0 + 0.2 * (torch.rand(13, 8, 16, generator=gen) - 0.5)
+    depth = room.depth(cams) * noise.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    depth[0] = room.depth(cams[0])[0]
+    latents = torch.randn(13, 3, 8, 16, generator=gen)
+    memory = LatentSpatialMemory(3)
+    memory.write(latents[:1], depth[:1], cams[0], frame_ids=[0], confidence=1.0)
+    first = {name: getattr(memory, name).clone() for name in ("points", "features", "uids")}
+    first_read = memory.read(cams[0], (8, 16))
+    for a, b in ((1, 5), (5, 9), (9, 13)):
+        memory.write(latents[a:b], depth[a:b], cams[a:b], frame_ids=range(a, b), confidence=0.5)
+    kept = memory.frame_ids == 0
+    assert int(kept.sum()) == first["points"].shape[0]
+    assert torch.equal(memory.points[kept], first["points"])
+    assert torch.equal(memory.features[kept], first["features"])
+    assert torch.equal(memory.confidences[kept], torch.ones(int(kept.sum())))
+
+    def cells_giving_frame_0(mem):
+        read = mem.read(cams[0], (8, 16))
+        return int((read.features == first_read.features).all(dim=1)[first_read.mask].sum())
+
+    # the same writes at equal confidence replace and hide frame 0's tokens
+    same = LatentSpatialMemory(3)
+    same.write(latents[:1], depth[:1], cams[0], frame_ids=[0])
+    for a, b in ((1, 5), (5, 9), (9, 13)):
+        same.write(latents[a:b], depth[a:b], cams[a:b], frame_ids=range(a, b))
+    assert int((same.frame_ids == 0).sum()) < first["points"].shape[0]
+    written = int(first_read.mask.sum())
+    trusted, equal = cells_giving_frame_0(memory), cells_giving_frame_0(same)
+    print(f"frame-0 cells read back: {trusted}/{written} with confidences, {equal} without")
+    assert trusted > equal and trusted >= 0.9 * written
+
+
+def test_confidences_are_checked_saved_and_loaded(tmp_path):
+    from mirage.errors import ConfigError
+    from mirage.files import load_safetensors, save_safetensors
+
+    room = BoxRoom()
+    cams = pan_path(3, 32, 64, passes=1, degrees=20.0)
+    depth = room.depth(cams)
+    memory = LatentSpatialMemory(3)
+    memory.write(torch.randn(3, 3, 8, 16), depth, cams, confidence=[1.0, 0.5, 0.25])
+    assert set(memory.confidences.tolist()) <= {1.0, 0.5, 0.25} and memory.num_points > 0
+    for bad in ([1.0, 0.5], float("nan"), "high", [[1.0, 2.0, 3.0, 4.0]]):
+        with pytest.raises(ConfigError, match="confidence"):
+            memory.write(torch.randn(3, 3, 8, 16), depth, cams, confidence=bad)
+    memory.save(tmp_path / "m.safetensors")
+    again = LatentSpatialMemory.load(tmp_path / "m.safetensors")
+    assert torch.equal(again.confidences, memory.confidences)
+    # a version-1 file (no confidences) loads with every point at confidence 1
+    tensors, meta = load_safetensors(tmp_path / "m.safetensors", "memory")
+    del tensors["confidences"]
+    save_safetensors(tmp_path / "v1.safetensors", tensors, {**meta, "version": "1"})
+    old = LatentSpatialMemory.load(tmp_path / "v1.safetensors")
+    assert torch.equal(old.confidences, torch.ones(memory.num_points))
+    assert torch.equal(old.points, memory.points)

@@ -6,7 +6,7 @@ import torch
 from mirage.backbones.tiny import TinyConfig
 from mirage.geometry import Camera
 from mirage.memory import LatentSpatialMemory
-from mirage.pipeline.memory_modes import LatentMode
+from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, LatentMode
 from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
 from mirage.train.tiny_data import DataConfig, build_memory_samples, clip_spec
 
@@ -14,7 +14,8 @@ from .conftest import SMALL
 
 
 def test_samples_are_built_like_inference():
-    """Each sample's read equals a fresh memory that holds exactly latents 0..s, read the same way."""
+    """Each sample's read equals a fresh memory that holds exactly latents 0..s, written at the
+    pipeline's confidences (frame 0 given, later frames generated) and read the same way."""
     from mirage.world import generate_scene, make_trajectory, render
 
     scene = generate_scene("room", 1001)
@@ -31,7 +32,8 @@ def test_samples_are_built_like_inference():
     for s in samples:
         mode = LatentMode(4)
         for k in range(s["start"] + 1):
-            mode.write(latents[k:k + 1], None, depth[k:k + 1], cams[k], gt.sky[k:k + 1], [k])
+            mode.write(latents[k:k + 1], None, depth[k:k + 1], cams[k], gt.sky[k:k + 1], [k],
+                       confidence=FIRST_FRAME_CONFIDENCE if k == 0 else GENERATED_CONFIDENCE)
         t = s["targets"]
         read = mode.memory.read(Camera(cams.K[t], cams.cam2world[t], 32, 32), (4, 4))
         torch.testing.assert_close(s["features"], read.features)

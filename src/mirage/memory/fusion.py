@@ -5,12 +5,18 @@ The rule (see :mod:`mirage.memory.store` for why): each new grid cell, with its 
 the nearest point, exact depth ties going to the smallest priority. With
 ``band = voxel_scale · DEPTH_BAND · z_new``:
 
-- ``|z_mem − z_new| ≤ band``: the same voxel; the memory point is *replaced* by the new cell;
+- the memory point has a higher *confidence* than the new cell (e.g. it comes from the given
+  first frame and the cell from a generated one): the point is kept as it is and the new cell
+  is *dropped*, whatever their depths (a less trusted write never overrides a more trusted one);
+- ``|z_mem − z_new| ≤ band``: the same voxel; the memory point is *replaced* by the new cell
+  (it takes the cell's token, priority and confidence, and keeps its position);
 - ``z_mem < z_new − band``: the memory point floats in front of the surface now seen; it is
   *carved* (removed) and the cell is decided again against the point now winning it, at most
   ``max_rounds`` times in all;
 - otherwise (empty cell, or the winner lies behind the new surface, or ``max_rounds`` carves):
   the new cell is *appended*.
+
+With equal confidences everywhere (the default) the first rule never applies.
 
 A write fuses its T frames in order: frame t sees the memory as frames < t left it (their
 appended points included, their carved points gone). Implementations with one contract:
@@ -49,7 +55,7 @@ class FusionPlan(NamedTuple):
     replaced: (R,) long, memory points whose token (and priority) the new cells replace.
     replaced_by: (R,) long, the new cell (index into the M new cells) replacing each one.
     carved: (Q,) long, memory points to remove.
-    append: (M,) bool, new cells that become new points.
+    append: (M,) bool, new cells that become new points (False for replacing and dropped cells).
     """
 
     replaced: Tensor
@@ -62,21 +68,29 @@ class WritePlan(NamedTuple):
     """What fusing the frames of one write does, over N old points followed by M new points.
 
     keep: (N + M,) bool, the points in the memory after the write, each at its own position.
-    carrier: (N + M,) long, the new point whose token, priority and frame each point carries
-        after the write; −1 for an old point that keeps its own.
+    carrier: (N + M,) long, the new point whose token, priority, frame and confidence each point
+        carries after the write; −1 for an old point that keeps its own.
     """
 
     keep: Tensor
     carrier: Tensor
 
 
-def _initial_state(N: int, priority: Tensor, new_priority: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+def _initial_state(N: int, priority: Tensor, new_priority: Tensor):
     M, device = new_priority.shape[0], new_priority.device
     alive = torch.cat([torch.ones(N, dtype=torch.bool, device=device),
                        torch.zeros(M, dtype=torch.bool, device=device)])
     carrier = torch.cat([torch.full((N,), -1, dtype=torch.long, device=device),
                          torch.arange(M, device=device)])
     return alive, carrier, torch.cat([priority, new_priority])
+
+
+def _confidences(confidence: Tensor | None, N: int, new_confidence: Tensor | None, M: int,
+                 device) -> tuple[Tensor, Tensor]:
+    """(N + M,) confidences of the old then new points, and the (M,) new ones; default 0."""
+    old = torch.zeros(N, device=device) if confidence is None else confidence.to(device, torch.float32)
+    new = torch.zeros(M, device=device) if new_confidence is None else new_confidence.to(device, torch.float32)
+    return torch.cat([old, new]), new
 
 
 def fuse_write(
@@ -93,12 +107,15 @@ def fuse_write(
     *,
     voxel_scale: float = 1.0,
     max_rounds: int = MAX_CARVE_ROUNDS,
+    confidence: Tensor | None = None,  # (N,) float; default all equal
+    new_confidence: Tensor | None = None,  # (M,) float; default all equal
 ) -> WritePlan:
     """Fast fusion of one write's frames, in order (module contract): one projection."""
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
     device = new_priority.device
     alive, carrier, prio = _initial_state(N, priority, new_priority)
+    conf, new_conf = _confidences(confidence, N, new_confidence, M, device)
     if M == 0:
         return WritePlan(alive, carrier)
     ends = torch.bincount(new_frame, minlength=T).cumsum(0).tolist()  # per frame
@@ -138,8 +155,9 @@ def fuse_write(
             ts, tz, tg, rank = (x.index_select(0, top) for x in (ts, tz, tg, rank))
             zn = new_z[m0:m1].index_select(0, ts)
             band = voxel_scale * DEPTH_BAND * zn
-            same = (tz - zn).abs() <= band
-            carve = tz < zn - band
+            trusted = conf.index_select(0, tg) > new_conf[m0:m1].index_select(0, ts)
+            same = ((tz - zn).abs() <= band) & ~trusted
+            carve = (tz < zn - band) & ~trusted
             # The round that decides a cell: its first candidate not carved (else max_rounds).
             first = torch.full((m1 - m0,), max_rounds, dtype=torch.long, device=device)
             first.scatter_reduce_(0, ts[~carve], rank[~carve], reduce="amin")
@@ -148,8 +166,10 @@ def fuse_write(
             by = ts[replace] + m0
             carrier[tg[replace]] = by
             prio[tg[replace]] = new_priority.index_select(0, by)
+            conf[tg[replace]] = new_conf.index_select(0, by)
             alive[tg[rank < decided]] = False
             append[ts[replace]] = False
+            append[ts[(rank == decided) & trusted]] = False  # a more trusted point keeps the cell
         alive[N + m0:N + m1] = append
     return WritePlan(alive, carrier)
 
@@ -168,20 +188,24 @@ def fuse_write_reference(
     *,
     voxel_scale: float = 1.0,
     max_rounds: int = MAX_CARVE_ROUNDS,
+    confidence: Tensor | None = None,  # (N,)
+    new_confidence: Tensor | None = None,  # (M,)
 ) -> WritePlan:
     """Slow twin of :func:`fuse_write`: :func:`voxel_fusion_reference` frame after frame, each
     on the points alive at that moment. For tests."""
     N = points_world.shape[0]
     alive, carrier, prio = _initial_state(N, priority, new_priority)
+    conf, new_conf = _confidences(confidence, N, new_confidence, new_priority.shape[0], new_priority.device)
     everything = torch.cat([points_world, new_points])
     for t in range(K.shape[0]):
         js = (new_frame == t).nonzero().squeeze(1)  # this frame's new points
         live = alive.nonzero().squeeze(1)
         plan = voxel_fusion_reference(everything[live], prio[live], K[t:t + 1], world2cam[t:t + 1],
                                       hw, new_cells[js], new_z[js], new_priority[js],
-                                      voxel_scale=voxel_scale, max_rounds=max_rounds)
+                                      voxel_scale=voxel_scale, max_rounds=max_rounds,
+                                      confidence=conf[live], new_confidence=new_conf[js])
         g, by = live[plan.replaced], js[plan.replaced_by]
-        carrier[g], prio[g] = by, new_priority[by]
+        carrier[g], prio[g], conf[g] = by, new_priority[by], new_conf[by]
         alive[live[plan.carved]] = False
         alive[N + js[plan.append]] = True
     return WritePlan(alive, carrier)
@@ -199,17 +223,21 @@ def voxel_fusion_reference(
     *,
     voxel_scale: float = 1.0,
     max_rounds: int = MAX_CARVE_ROUNDS,
+    confidence: Tensor | None = None,  # (N,) float; default all equal
+    new_confidence: Tensor | None = None,  # (M,) float; default all equal
 ) -> FusionPlan:
     """The fusion rule for one frame (module contract), as the round-by-round loop: one full
     z-buffer splat of the live points per round. ``cells`` must be distinct.
 
-    For tests. Replaced points take ``new_priority`` before the next round (default: above
-    every priority), as the store's uids do.
+    For tests. Replaced points take ``new_priority`` and the cell's confidence before the next
+    round (default priority: above every priority), as the store's uids do.
     """
     M, device = cells.shape[0], cells.device
     N = points_world.shape[0]
     if new_priority is None:
         new_priority = torch.arange(M, device=device) + (int(priority.max()) + 1 if N else 0)
+    conf, new_conf = _confidences(confidence, N, new_confidence, M, device)
+    conf = conf[:N].clone()
     alive = torch.ones(N, dtype=torch.bool, device=device)
     prio = priority.clone()
     append = torch.ones(M, dtype=torch.bool, device=device)
@@ -225,11 +253,14 @@ def voxel_fusion_reference(
         z_mem = splat.depth.flatten()[cells[pending]]
         z = z_new[pending]
         band = voxel_scale * DEPTH_BAND * z
-        same = (owner >= 0) & ((z_mem - z).abs() <= band)
-        carve = (owner >= 0) & (z_mem < z - band)
+        trusted = (owner >= 0) & (conf[owner.clamp_min(0)] > new_conf[pending])
+        same = (owner >= 0) & ((z_mem - z).abs() <= band) & ~trusted
+        carve = (owner >= 0) & (z_mem < z - band) & ~trusted
         replaced.append(owner[same]), replaced_by.append(pending[same])
         prio[owner[same]] = new_priority[pending[same]]
+        conf[owner[same]] = new_conf[pending[same]]
         append[pending[same]] = False
+        append[pending[trusted]] = False  # a more trusted point keeps the cell: dropped
         if not carve.any():
             break
         alive[owner[carve]] = False

@@ -38,6 +38,7 @@ class LatentSpatialMemory(PointStore):
         frame_ids: Sequence[int] | None = None,
         *,
         planarity_tol: float = PLANARITY_TOL,
+        confidence=1.0,  # float, or T floats (one per frame); see mirage.memory.store
     ) -> int:
         """Back-project latent cell centres with their depth and store the tokens there.
 
@@ -45,9 +46,10 @@ class LatentSpatialMemory(PointStore):
         ``depths[t, i, j]``. Otherwise depth is reduced to the latent grid by
         :func:`mirage.memory.depth_grid.reduce_depth_to_grid` with ``planarity_tol`` (cells
         straddling a depth edge, invalid depth or an excluded pixel are dropped). Frames are
-        fused in order.
+        fused in order, each at its ``confidence``: a cell never overrides a point of higher
+        confidence (:mod:`mirage.memory.fusion`).
 
-        Returns the number of points added or replaced.
+        Returns the number of valid cells written (added, replaced or dropped by fusion).
         """
         check_write_inputs("latents", latents, depths, cameras, exclude)
         T, C, h, w = latents.shape
@@ -59,7 +61,7 @@ class LatentSpatialMemory(PointStore):
         depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
                                                  planarity_tol=planarity_tol)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
-        return self._write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids)
+        return self._write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids, confidence)
 
     def read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered read of V target views at grid size ``hw``.

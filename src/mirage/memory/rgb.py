@@ -34,8 +34,10 @@ class RGBPointCloudMemory(PointStore):
         cameras: Camera,  # T cameras at (H, W)
         exclude: Tensor | None = None,  # (T, H, W) bool
         frame_ids=None,
+        *,
+        confidence=1.0,  # float, or T floats (one per frame); see mirage.memory.store
     ) -> int:
-        """Store one coloured point per valid, non-excluded pixel. Returns points added/replaced."""
+        """Store one coloured point per valid, non-excluded pixel. Returns the valid pixels written."""
         check_write_inputs("images", images, depths, cameras, exclude)
         if images.shape[1] != 3 or tuple(images.shape[2:]) != tuple(depths.shape[1:]):
             raise ShapeError(
@@ -44,7 +46,7 @@ class RGBPointCloudMemory(PointStore):
             )
         check_finite("images", images)
         depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
-        return self._write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids)
+        return self._write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids, confidence)
 
     def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""

@@ -24,6 +24,12 @@ a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as
 implementation does. The rule, its fast kernel (all frames of a write in one projection) and
 its slow reference twin live in :mod:`mirage.memory.fusion`.
 
+Every point also carries the *confidence* of the write it came from (DESIGN §3.1: point, token,
+frame id, confidence). A new cell never replaces, carves or hides a point of higher confidence:
+the cell is dropped. The pipeline writes the given first frame at a higher confidence than the
+generated frames, so a generated revisit cannot overwrite what the input image showed. Equal
+confidences (the default, 1) give the rule above unchanged.
+
 Points carry a unique, increasing ``uid``; it is the z-buffer's tie-break priority, so reads do
 not depend on storage order.
 """
@@ -47,7 +53,8 @@ from mirage.memory.splat import Splat, splat_zbuffer
 __all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND"]
 
 FUSION_MODES = ("voxel", "append")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added per-point confidences; version 1 files load with confidence 1
+READABLE_VERSIONS = ("1", "2")
 
 
 class MemoryRead(NamedTuple):
@@ -105,6 +112,7 @@ class PointStore:
         self.features = torch.zeros(0, channels, dtype=dtype, device=self.device)  # (N, C)
         self.frame_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
         self.uids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
+        self.confidences = torch.zeros(0, dtype=torch.float32, device=self.device)  # (N,)
         # Frame table: every written frame's grid camera, for per-frame visibility.
         self.grid_hw: tuple[int, int] | None = None
         self.table_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (F,)
@@ -119,7 +127,7 @@ class PointStore:
     @property
     def nbytes(self) -> int:
         """Bytes held by the cache: every per-point tensor plus the frame table."""
-        tensors = (self.points, self.features, self.frame_ids, self.uids,
+        tensors = (self.points, self.features, self.frame_ids, self.uids, self.confidences,
                    self.table_ids, self.table_K, self.table_cam2world)
         return sum(t.numel() * t.element_size() for t in tensors)
 
@@ -140,8 +148,10 @@ class PointStore:
         K: Tensor,  # (T, 3, 3) intrinsics at the grid size (h, w)
         cam2world: Tensor,  # (T, 4, 4)
         frame_ids: Sequence[int] | None,
+        confidence=1.0,  # float, or T floats: one per frame
     ) -> int:
         T, C, h, w = features.shape
+        frame_confidence = _check_confidence(confidence, T).to(self.device)
         if self.grid_hw not in (None, (h, w)):
             raise ShapeError(
                 f"this memory holds frames of grid size {self.grid_hw} but a write has {(h, w)}"
@@ -162,6 +172,7 @@ class PointStore:
         new_points = points_world.reshape(-1, 3)[cells]
         new_features = features.reshape(-1, C)[cells]
         new_frame_ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)[new_frame]
+        new_confidences = frame_confidence[new_frame]
         M = int(cells.numel())
         uids = torch.arange(self._next_uid, self._next_uid + M, device=self.device)
         self._next_uid += M
@@ -173,6 +184,7 @@ class PointStore:
                 self.points, self.uids, K, _world2cam(cam2world), (h, w), new_points, new_frame,
                 cells - new_frame * (h * w), depth.flatten()[cells], uids,
                 voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
+                confidence=self.confidences, new_confidence=new_confidences,
             )
             carrier = plan.carrier[:N]
             hit = (carrier >= 0).nonzero(as_tuple=True)[0]
@@ -183,6 +195,7 @@ class PointStore:
                 self.features[hit] = new_features[by]
                 self.frame_ids[hit] = new_frame_ids[by]
                 self.uids[hit] = uids[by]
+                self.confidences[hit] = new_confidences[by]
             keep_old = plan.keep[:N]
             if not bool(keep_old.all()):
                 self._select(keep_old)
@@ -190,11 +203,12 @@ class PointStore:
             kept = plan.keep[N:].nonzero(as_tuple=True)[0]
             by = plan.carrier[N:][kept]
             new_points, new_features = new_points[kept], new_features[by]
-            new_frame_ids, uids = new_frame_ids[by], uids[by]
+            new_frame_ids, uids, new_confidences = new_frame_ids[by], uids[by], new_confidences[by]
         self.points = torch.cat([self.points, new_points])
         self.features = torch.cat([self.features, new_features])
         self.frame_ids = torch.cat([self.frame_ids, new_frame_ids])
         self.uids = torch.cat([self.uids, uids])
+        self.confidences = torch.cat([self.confidences, new_confidences])
         for t in range(T):
             self._register_frame(frame_ids[t], K[t:t + 1], cam2world[t:t + 1])
         return M
@@ -202,6 +216,7 @@ class PointStore:
     def _select(self, keep: Tensor) -> None:
         self.points, self.features = self.points[keep], self.features[keep]
         self.frame_ids, self.uids = self.frame_ids[keep], self.uids[keep]
+        self.confidences = self.confidences[keep]
 
     def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
         if frame_ids is None:
@@ -325,7 +340,8 @@ class PointStore:
         }
         tensors = {
             "points": self.points, "features": self.features, "frame_ids": self.frame_ids,
-            "uids": self.uids, "table_ids": self.table_ids, "table_K": self.table_K,
+            "uids": self.uids, "confidences": self.confidences,
+            "table_ids": self.table_ids, "table_K": self.table_K,
             "table_cam2world": self.table_cam2world,
         }
         save_safetensors(path, tensors, metadata)  # atomic: never a half-written memory
@@ -345,15 +361,15 @@ class PointStore:
                 f"{str(path)!r} holds a {metadata.get('kind')!r} memory but "
                 f"{cls.__name__}.load expects {cls.format_kind!r}"
             )
-        if metadata.get("version") != str(FORMAT_VERSION):
+        if metadata.get("version") not in READABLE_VERSIONS:
             raise MemoryFormatError(
                 f"{str(path)!r} has memory format version {metadata.get('version')!r}; this "
-                f"mirage reads version {FORMAT_VERSION}"
+                f"mirage reads versions {', '.join(READABLE_VERSIONS)}"
             )
         config = json.loads(metadata["config"])
         memory = cls._from_config(config, device)
         names = ("points", "features", "frame_ids", "uids", "table_ids", "table_K",
-                 "table_cam2world")
+                 "table_cam2world") + (("confidences",) if metadata["version"] != "1" else ())
         missing = [n for n in names if n not in tensors]
         if missing:
             raise MemoryFormatError(f"{str(path)!r} lacks tensors {missing}")
@@ -363,8 +379,11 @@ class PointStore:
         memory._next_uid = int(config["next_uid"])
         memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
         N = memory.points.shape[0]
+        if "confidences" not in names:  # version 1: every point equally trusted
+            memory.confidences = torch.ones(N, device=memory.device)
+        memory.confidences = memory.confidences.float()
         for name, shape in (("features", (N, memory.channels)), ("frame_ids", (N,)),
-                            ("uids", (N,))):
+                            ("uids", (N,)), ("confidences", (N,))):
             if tuple(getattr(memory, name).shape) != shape:
                 raise MemoryFormatError(
                     f"{str(path)!r}: tensor {name!r} has shape "
@@ -375,6 +394,20 @@ class PointStore:
     @classmethod
     def _from_config(cls, config: dict, device):
         raise NotImplementedError
+
+
+def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
+    """Per-frame write confidences: finite numbers, one for all frames or one per frame."""
+    try:
+        values = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ConfigError(f"`confidence` must be a number or {T} numbers but is {confidence!r}") from error
+    if values.numel() == 1:
+        values = values.expand(T)
+    if values.numel() != T or not bool(torch.isfinite(values).all()):
+        raise ConfigError(f"`confidence` must be a finite number or {T} finite numbers (one per "
+                          f"frame) but is {confidence!r}")
+    return values.clone()
 
 
 def _world2cam(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)

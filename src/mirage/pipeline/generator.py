@@ -19,7 +19,8 @@ from mirage.backbones.base import Backbone, ChunkConditioning
 from mirage.errors import ConfigError, ShapeError
 from mirage.geometry import Camera, check_finite
 from mirage.pipeline.context import preceding_ids, reference_exclusions
-from mirage.pipeline.memory_modes import MEMORY_MODES, make_memory_mode
+from mirage.pipeline.memory_modes import (FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, MEMORY_MODES,
+                                          make_memory_mode)
 from mirage.pipeline.plan import Chunk, chunk_plan
 
 __all__ = ["PipelineConfig", "ChunkTiming", "PipelineOutput", "generate"]
@@ -187,7 +188,8 @@ def generate(
     if first_exclude is not None:
         exclude0 |= first_exclude.bool()
     t1 = time.perf_counter()
-    mode.write(z0[None], first_frame[None], first_depth[None], cameras[0], exclude0[None], [0])
+    mode.write(z0[None], first_frame[None], first_depth[None], cameras[0], exclude0[None], [0],
+               confidence=FIRST_FRAME_CONFIDENCE)
     init_write_seconds = time.perf_counter() - t1
     init_seconds = time.perf_counter() - t0
 
@@ -252,7 +254,8 @@ def generate(
 
         # update
         t = time.perf_counter()
-        mode.write(new_latents, key_frames, depth, target_cams, exclude, target_ids)
+        mode.write(new_latents, key_frames, depth, target_cams, exclude, target_ids,
+                   confidence=GENERATED_CONFIDENCE)
         timing.update = time.perf_counter() - t
 
         latents.extend(new_latents.unbind(0))

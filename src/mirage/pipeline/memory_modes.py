@@ -23,7 +23,7 @@ from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
 
 __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "NoMemory",
            "make_memory_mode", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
-           "GRID_PLANARITY_TOL"]
+           "GRID_PLANARITY_TOL", "FIRST_FRAME_CONFIDENCE", "GENERATED_CONFIDENCE"]
 
 MEMORY_MODES = ("latent", "rgb", "none")
 REFERENCE_MIN_IOU = 0.04  # DESIGN §3.5 reference defaults
@@ -33,6 +33,10 @@ RGB_COVERAGE = 0.5  # a latent cell counts as covered by an RGB render if ≥ th
 # its default (0.05): updates use *estimated* depth, whose noise would otherwise drop a large
 # share of planar cells; 0.2 still drops blocks that straddle a depth edge.
 GRID_PLANARITY_TOL = 0.2
+# Write confidences (mirage.memory.store): the given first frame is trusted over generated
+# frames, so a generated revisit never overwrites or hides what the input image showed.
+FIRST_FRAME_CONFIDENCE = 1.0
+GENERATED_CONFIDENCE = 0.5
 
 
 class ModeRead(NamedTuple):
@@ -47,7 +51,7 @@ class MemoryMode(Protocol):
     memory: object | None
 
     def write(self, latents: Tensor, frames: Tensor, depths: Tensor, cameras: Camera,
-              exclude: Tensor | None, frame_ids: list[int]) -> None: ...
+              exclude: Tensor | None, frame_ids: list[int], confidence: float = 1.0) -> None: ...
 
     def read(self, chunk_cameras: Camera, temporal_stride: int, latent_hw: tuple[int, int],
              backbone) -> ModeRead: ...
@@ -88,10 +92,10 @@ class LatentMode(_PointMemoryMode):
         self.memory = LatentSpatialMemory(channels, fusion=fusion)
         self.planarity_tol = planarity_tol
 
-    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         """Reduce depth to the latent grid (planarity rule, ``planarity_tol``), then write."""
         self.memory.write(latents, depths.float(), cameras, exclude=exclude, frame_ids=frame_ids,
-                          planarity_tol=self.planarity_tol)
+                          planarity_tol=self.planarity_tol, confidence=confidence)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
@@ -107,8 +111,10 @@ class RGBMode(_PointMemoryMode):
         self.channels = channels
         self.memory = RGBPointCloudMemory(fusion=fusion)
 
-    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
-        self.memory.write(frames, depths, cameras, exclude=exclude, frame_ids=frame_ids)
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
+        # The baseline appends every point, as the reference does; confidence is only stored.
+        self.memory.write(frames, depths, cameras, exclude=exclude, frame_ids=frame_ids,
+                          confidence=confidence)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone) -> ModeRead:
         H, W = chunk_cameras.hw
@@ -132,7 +138,7 @@ class NoMemory:
     def __init__(self, channels: int) -> None:
         self.channels = channels
 
-    def write(self, latents, frames, depths, cameras, exclude, frame_ids) -> None:
+    def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         return None
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:

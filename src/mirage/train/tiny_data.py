@@ -22,7 +22,7 @@ from torch import Tensor
 
 from mirage.geometry import Camera
 from mirage.pipeline.context import preceding_ids, reference_exclusions
-from mirage.pipeline.memory_modes import LatentMode
+from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, LatentMode
 
 __all__ = ["DataConfig", "render_clips", "build_memory_samples", "clip_spec"]
 
@@ -99,7 +99,7 @@ def build_memory_samples(
     """
     L, C, h, w = latents.shape
     mode = LatentMode(C)
-    mode.write(latents[:1], None, depths[:1], cameras[0], exclude[:1], [0])
+    mode.write(latents[:1], None, depths[:1], cameras[0], exclude[:1], [0], confidence=FIRST_FRAME_CONFIDENCE)
     samples = []
     for s in range(L - 1):
         ids = list(range(s + 1, min(s + targets, L - 1) + 1))
@@ -112,5 +112,6 @@ def build_memory_samples(
             "preceding": preceding_ids(s, preceding),
             "references": [r.frame_id for r in refs],
         })
-        mode.write(latents[s + 1:s + 2], None, depths[s + 1:s + 2], cameras[s + 1], exclude[s + 1:s + 2], [s + 1])
+        mode.write(latents[s + 1:s + 2], None, depths[s + 1:s + 2], cameras[s + 1], exclude[s + 1:s + 2], [s + 1],
+                   confidence=GENERATED_CONFIDENCE)  # later frames are generated at inference
     return samples
