@@ -45,7 +45,7 @@ class TinyTrainConfig:
     vae_batch: int = 4  # windows of 5 latent frames (17 pixel frames)
     depth_steps: int = 900
     depth_batch: int = 16
-    denoiser_steps: int = 2800
+    denoiser_steps: int = 4000
     denoiser_batch: int = 12
     p_drop_memory: float = 0.15  # memory and references dropped together (memory_mode=none)
     p_drop_references: float = 0.1
