@@ -46,6 +46,13 @@ class TestCamera:
         torch.testing.assert_close(cam[3].K[0], cam.K[3])
         with pytest.raises(IndexError):
             cam[5]
+        # lists, tensors and strided slices select cameras (without validating them again)
+        picked = cam[[4, 0, 2]]
+        assert torch.equal(picked.K, cam.K[[4, 0, 2]]) and torch.equal(picked.cam2world, cam.cam2world[[4, 0, 2]])
+        assert (picked.height, picked.width) == (cam.height, cam.width) and isinstance(picked, Camera)
+        assert torch.equal(cam[1::2].K, cam.K[1::2]) and len(cam[torch.tensor([1, 3])]) == 2
+        with pytest.raises(IndexError, match="batch axis"):
+            cam[None]
 
     def test_world2cam_is_inverse(self):
         gen = torch.Generator().manual_seed(0)

@@ -132,7 +132,16 @@ class Camera:
             if not -len(self) <= index < len(self):
                 raise IndexError(f"camera index {index} out of range for {len(self)} cameras")
             index = slice(index, index + 1 if index != -1 else None)
-        return Camera(self.K[index], self.cam2world[index], self.height, self.width)
+        K, cam2world = self.K[index], self.cam2world[index]
+        if K.ndim != 3:  # an index that does not select along the batch axis
+            raise IndexError(f"camera index {index!r} must select cameras along the batch axis")
+        # A selection of validated cameras is valid: skip the checks (they cost more than the
+        # memory read at latent size, and the pipeline slices cameras for every chunk).
+        camera = object.__new__(Camera)
+        for name, value in (("K", K), ("cam2world", cam2world), ("height", self.height),
+                            ("width", self.width)):
+            object.__setattr__(camera, name, value)
+        return camera
 
     @staticmethod
     def cat(cameras: Sequence["Camera"]) -> "Camera":
