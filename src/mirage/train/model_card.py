@@ -51,7 +51,9 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "Evaluation uses scene seeds < 100, which training never saw.",
         "- Denoiser samples are built as at inference: the memory read of a chunk's targets comes "
         "from `LatentSpatialMemory` holding the clean latents of every earlier latent frame (frame "
-        "0 with exact depth, later frames with this model's estimated depth); preceding and "
+        "0 with exact depth at the first-frame confidence, later frames with this model's "
+        "estimated depth at the generated-frame confidence, as the pipeline writes them); "
+        "preceding and "
         "reference frames are chosen by the pipeline's own rules; each target frame gets its own "
         "noise level; memory (with references) is dropped for "
         f"{cfg.get('p_drop_memory', '?')} of samples so `--memory none` works.",
