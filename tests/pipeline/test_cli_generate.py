@@ -78,13 +78,14 @@ def bad_inputs(tmp_path):
         "frame count": (["--frames", "32"], r"4·k\+1.*5, 9, 13"),
         "nan depth": (["--image", str(tmp_path / "ok.png"), "--depth", str(tmp_path / "nan.npy")], "NaN"),
         "memory mode": (["--memory", "voxel"], "--memory"),
+        "fusion": (["--fusion", "hash"], "fusion"),
         "oracle without scene": (["--image", str(tmp_path / "ok.png"), "--depth-estimator", "oracle"], "--scene"),
     }
 
 
 @pytest.mark.parametrize("case", [
     "unreadable image", "missing image", "trajectory format", "frame count", "nan depth", "memory mode",
-    "oracle without scene"])
+    "fusion", "oracle without scene"])
 def test_bad_input_clear_error_and_no_output(tmp_path, weights, capsys, case):
     args, message = bad_inputs(tmp_path)[case]
     out = tmp_path / "out"

@@ -79,6 +79,16 @@ def test_memory_grows_with_surface_not_time(backbone, world):
     assert rgb.memory_stats[0]["points"] > 20 * first  # pixel-resolution cloud vs latent cells
 
 
+def test_fusion_option_reaches_the_memory(backbone, world):
+    assert run(backbone, world, "rgb").memory.fusion == "append"  # the reference baseline
+    voxel = run(backbone, world, "rgb", fusion="voxel")
+    assert voxel.memory.fusion == "voxel"
+    assert voxel.memory_stats[1]["points"] < run(backbone, world, "rgb").memory_stats[1]["points"]
+    assert run(backbone, world, "latent", fusion="append").memory.fusion == "append"
+    with pytest.raises(ConfigError, match="fusion"):
+        PipelineConfig(fusion="hash")
+
+
 def test_references_on_revisit(backbone, world):
     out = run(backbone, world, "latent", references=2)
     assert out.references[0] == []  # only frame 0 is in memory, and it is the first frame

@@ -44,6 +44,9 @@ def add_parser(sub) -> None:
     p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
+    p.add_argument("--fusion", default=None,
+                   help="voxel | append: how the point memory fuses writes (default: latent voxel, "
+                        "rgb append as the reference implementation)")
     p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
     p.add_argument("--weights", metavar="PATH",
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
@@ -155,7 +158,7 @@ def prepare(args):
         source = {"scene": seed, "family": args.family}
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
     steps = args.steps if args.steps is not None else getattr(getattr(backbone, "config", None), "steps", 6)
-    config = PipelineConfig(memory_mode=args.memory, steps=steps, preceding=args.preceding,
+    config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
                             progress=not args.no_progress)
     torch.manual_seed(args.seed)

@@ -19,6 +19,7 @@ from mirage.backbones.base import Backbone, ChunkConditioning
 from mirage.errors import ConfigError, ShapeError
 from mirage.geometry import Camera, check_finite
 from mirage.pipeline.context import preceding_ids, reference_exclusions
+from mirage.memory.store import FUSION_MODES
 from mirage.pipeline.memory_modes import (FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, MEMORY_MODES,
                                           make_memory_mode)
 from mirage.pipeline.plan import Chunk, chunk_plan
@@ -33,6 +34,9 @@ class PipelineConfig:
     """How a video is generated.
 
     memory_mode: "latent" (Mirage), "rgb" (point-cloud baseline) or "none".
+    fusion: how a point memory fuses writes, "voxel" or "append" (see
+        :mod:`mirage.memory.store`); None = the mode's default (latent: voxel; rgb: append, as
+        the reference implementation). ``rgb`` with "voxel" is the baseline given our fusion.
     steps: sampling steps per chunk.
     preceding: clean latent frames before each chunk's first frame handed to the model.
     references: covisible past latent frames retrieved per chunk (top-k by voxel IoU).
@@ -43,6 +47,7 @@ class PipelineConfig:
     """
 
     memory_mode: str = "latent"
+    fusion: str | None = None
     steps: int = 6
     preceding: int = 1
     references: int = 1
@@ -53,6 +58,8 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.memory_mode not in MEMORY_MODES:
             raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {self.memory_mode!r}")
+        if self.fusion not in (None, *FUSION_MODES):
+            raise ConfigError(f"`fusion` must be None or one of {FUSION_MODES} but is {self.fusion!r}")
         for name in ("steps",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -172,7 +179,7 @@ def generate(
             raise ShapeError(f"`{name}` must have shape {(H, W)} but has {tuple(value.shape)}")
     plan = chunk_plan(len(cameras), tau, backbone.max_frames)
     h, w = H // s, W // s
-    mode = make_memory_mode(config.memory_mode, backbone.latent_channels)
+    mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion)
     generator = torch.Generator().manual_seed(config.seed)
     first_frame = first_frame.float().clamp(-1, 1)
 

@@ -152,11 +152,13 @@ class NoMemory:
         return {"points": 0, "bytes": 0, "frames": 0}
 
 
-def make_memory_mode(name: str, channels: int) -> MemoryMode:
+def make_memory_mode(name: str, channels: int, *, fusion: str | None = None) -> MemoryMode:
+    """The memory mode ``name``; ``fusion`` overrides a point memory's default fusion."""
+    options = {} if fusion is None else {"fusion": fusion}
     if name == "latent":
-        return LatentMode(channels)
+        return LatentMode(channels, **options)
     if name == "rgb":
-        return RGBMode(channels)
+        return RGBMode(channels, **options)
     if name == "none":
         return NoMemory(channels)
     raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {name!r}")
