@@ -24,6 +24,7 @@ from mirage.errors import CameraError, NonFiniteError, ShapeError, expect_shape
 
 __all__ = [
     "Camera",
+    "rigid_inverse",
     "rescale_intrinsics",
     "pixel_grid",
     "backproject_depth",
@@ -163,13 +164,7 @@ class Camera:
     @property
     def world2cam(self) -> Tensor:
         """(T, 4, 4) world → camera transforms (closed-form rigid inverse)."""
-        R = self.cam2world[:, :3, :3]
-        t = self.cam2world[:, :3, 3:]
-        out = torch.zeros_like(self.cam2world)
-        out[:, :3, :3] = R.transpose(-1, -2)
-        out[:, :3, 3:] = -R.transpose(-1, -2) @ t
-        out[:, 3, 3] = 1.0
-        return out
+        return rigid_inverse(self.cam2world)
 
     @property
     def hw(self) -> tuple[int, int]:
@@ -209,6 +204,17 @@ class Camera:
             device=cam2world.device,
         )
         return Camera(K.expand(cam2world.shape[0], 3, 3).clone(), cam2world, height, width)
+
+
+def rigid_inverse(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
+    """Closed-form inverse [Rᵀ | −Rᵀt] of rigid transforms: cam2world → world2cam, no checks."""
+    R = cam2world[:, :3, :3]
+    t = cam2world[:, :3, 3:]
+    out = torch.zeros_like(cam2world)
+    out[:, :3, :3] = R.transpose(-1, -2)
+    out[:, :3, 3:] = -R.transpose(-1, -2) @ t
+    out[:, 3, 3] = 1.0
+    return out
 
 
 def rescale_intrinsics(

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
 from mirage.files import load_safetensors, save_safetensors
-from mirage.geometry import Camera, backproject_depth, rescale_intrinsics
+from mirage.geometry import Camera, backproject_depth, rescale_intrinsics, rigid_inverse
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
 from mirage.memory.splat import Splat, splat_zbuffer
 
@@ -181,7 +181,7 @@ class PointStore:
             # kernel call: see mirage.memory.fusion.
             N = self.num_points
             plan = self._fusion_kernel(
-                self.points, self.uids, K, _world2cam(cam2world), (h, w), new_points, new_frame,
+                self.points, self.uids, K, rigid_inverse(cam2world), (h, w), new_points, new_frame,
                 cells - new_frame * (h * w), depth.flatten()[cells], uids,
                 voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
                 confidence=self.confidences, new_confidence=new_confidences,
@@ -250,7 +250,7 @@ class PointStore:
         """
         K = rescale_intrinsics(cameras.K, cameras.hw, hw)
         K = K.to(device=self.device, dtype=torch.float32)
-        return K, _world2cam(cameras.cam2world.to(device=self.device, dtype=torch.float32))
+        return K, rigid_inverse(cameras.cam2world.to(device=self.device, dtype=torch.float32))
 
     def _read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         h, w = _check_hw(hw)
@@ -269,7 +269,7 @@ class PointStore:
         """
         if self.grid_hw is None:
             return Splat(torch.zeros(0, 0, 0, dtype=torch.long), torch.zeros(0, 0, 0))
-        return self._splat(self.table_K, _world2cam(self.table_cam2world), self.grid_hw)
+        return self._splat(self.table_K, rigid_inverse(self.table_cam2world), self.grid_hw)
 
     def retrieve_references(
         self,
@@ -293,7 +293,7 @@ class PointStore:
         V = len(target_cameras)
         K, world2cam = self._camera_tensors(target_cameras, self.grid_hw)
         both = self._splat(torch.cat([K, self.table_K]),
-                           torch.cat([world2cam, _world2cam(self.table_cam2world)]),
+                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]),
                            self.grid_hw).index
         target, past = both[:V], both[V:]  # (V, h, w), (F, h, w)
         F = past.shape[0]
@@ -408,17 +408,6 @@ def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T
         raise ConfigError(f"`confidence` must be a finite number or {T} finite numbers (one per "
                           f"frame) but is {confidence!r}")
     return values.clone()
-
-
-def _world2cam(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
-    """Closed-form rigid inverse, the same arithmetic as :attr:`Camera.world2cam`."""
-    R = cam2world[:, :3, :3]
-    t = cam2world[:, :3, 3:]
-    out = torch.zeros_like(cam2world)
-    out[:, :3, :3] = R.transpose(-1, -2)
-    out[:, :3, 3:] = -R.transpose(-1, -2) @ t
-    out[:, 3, 3] = 1.0
-    return out
 
 
 def _voxel_rank(keys: Tensor) -> Tensor:  # (P, 3) long → (P,) long
