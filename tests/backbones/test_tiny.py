@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from mirage.backbones import Backbone, ChunkConditioning, load_backbone
 from mirage.backbones.tiny import TinyBackbone, TinyConfig
 from mirage.backbones.tiny.flow import add_noise, sample_euler, sampling_times
+from mirage.backbones.tiny.vae import ResBlock
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError
 from mirage.geometry import Camera
 
@@ -129,12 +132,41 @@ def test_save_load_roundtrip(tmp_path, backbone):
 
 def test_config_validation():
     with pytest.raises(ConfigError, match="max_frames"):
-        TinyConfig(max_frames=16)
+        TinyConfig(temporal_stride=4, max_frames=16)
     with pytest.raises(ConfigError, match="divisible by spatial_stride·patch = 8"):
         TinyConfig(height=60)
     with pytest.raises(ConfigError, match="spatial_stride"):
         TinyConfig(spatial_stride=16)
     assert TinyConfig.from_json(SMALL.to_json()) == SMALL
+    with pytest.raises(ConfigError, match="vae_blocks"):
+        TinyConfig(vae_blocks=0)
+    with pytest.raises(ConfigError, match="vae_full_res_block"):
+        TinyConfig(vae_full_res_block=1)
+    # weights written before the VAE-depth options existed load with the old architecture
+    old = {k: v for k, v in vars(SMALL).items() if k not in ("vae_blocks", "vae_full_res_block")}
+    assert TinyConfig.from_json(json.dumps(old)).vae_blocks == 1
+
+
+def test_tau1_model_one_latent_per_frame_with_deeper_vae():
+    """τ = 1 (the shipped layout): every frame is its own keyframe; latent k sees frame k only."""
+    cfg = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
+                     spatial_stride=8, patch=1, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
+                     temporal_stride=1, max_frames=5, vae_blocks=3, vae_full_res_block=True)
+    torch.manual_seed(0)
+    model = TinyBackbone(cfg)
+    # stride 8: 3 dilated blocks at 1/8, one block at 1/4 and at 1/2, one at full resolution
+    assert len([m for m in model.vae.dec if isinstance(m, ResBlock)]) == 3 + 2 + 1
+    dilations = [m.conv1.dilation[0] for m in model.vae.dec[:3]]
+    assert dilations == [1, 2, 4]
+    video = torch.rand(1, 3, 6, 32, 32) * 2 - 1
+    z = model.encode(video)
+    assert z.shape == (1, 4, 6, 4, 4)
+    assert model.decode(z).shape == (1, 3, 6, 32, 32)
+    changed = video.clone()
+    changed[:, :, 3] = 0.0
+    a, b = z, model.encode(changed)
+    torch.testing.assert_close(a[:, :, [0, 1, 2, 4, 5]], b[:, :, [0, 1, 2, 4, 5]])
+    assert not torch.allclose(a[:, :, 3], b[:, :, 3])
 
 
 def test_depth_estimate_shapes(backbone):
@@ -145,7 +177,8 @@ def test_depth_estimate_shapes(backbone):
 
 def test_stride4_patch2_model_shapes_and_copy():
     cfg = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
-                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2)
+                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
+                     temporal_stride=4, max_frames=17)
     model = TinyBackbone(cfg)
     z = model.encode(torch.rand(1, 3, 9, 32, 32) * 2 - 1)
     assert z.shape == (1, 4, 3, 8, 8)

@@ -52,10 +52,15 @@ def test_clip_specs_use_training_seeds():
 
 
 STRIDE4 = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
-                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2)
+                     spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
+                     temporal_stride=4, max_frames=17)
+# The shipped model's temporal layout (τ = 1, 5-frame chunks) with the deeper VAE options.
+TAU1 = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
+                  spatial_stride=8, patch=1, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
+                  temporal_stride=1, max_frames=5, vae_blocks=2, vae_full_res_block=True)
 
 
-@pytest.mark.parametrize("model", [SMALL, STRIDE4], ids=["stride8", "stride4-patch2"])
+@pytest.mark.parametrize("model", [SMALL, STRIDE4, TAU1], ids=["stride8", "stride4-patch2", "tau1"])
 def test_recipe_runs_resumes_and_installs(tmp_path, monkeypatch, model):
     cfg = TinyTrainConfig(data=DataConfig(clips=2, frames=17, height=32, width=32), model=model,
                           vae_steps=2, depth_steps=2, denoiser_steps=2, vae_batch=1, depth_batch=2,

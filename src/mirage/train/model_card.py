@@ -20,22 +20,28 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
     data = cfg.get("data", {})
     model = cfg.get("model", {})
     stages = train.get("stage_seconds", {})
+    tau = model.get("temporal_stride", "?")
+    if tau == 1:
+        vae = ("temporal stride 1: every pixel frame has its own latent, encoded from that frame "
+               "alone and decoded with its predecessor as context")
+        frames_limit = ""
+    else:
+        vae = (f"temporal stride {tau} with *keyframe* latents: latent k encodes pixel frame {tau}k "
+               "alone and the decoder interpolates the frames in between from latents k−1 and k")
+        frames_limit = (f"In-between frames are interpolated from two keyframes {tau} frames apart, "
+                        "so fast camera motion gives ghosted in-betweens. ")
     lines = [
         "# mirage tiny backbone",
         "",
         f"The embedded world model of `mirage`: a small VAE (spatial stride "
-        f"{model.get('spatial_stride', '?')}, temporal stride {model.get('temporal_stride', '?')} "
-        "with *keyframe* latents: latent k encodes pixel frame 4k alone and the decoder "
-        "interpolates the frames in between from latents k−1 and k), a memory-conditioned "
-        "flow-matching denoiser (a small transformer over 2×2 latent patches, x₀-prediction, "
+        f"{model.get('spatial_stride', '?')}, {vae}), a memory-conditioned "
+        "flow-matching denoiser (a small transformer over latent patches, x₀-prediction, "
         "Euler sampling, the prediction is a residual on the memory read) and a small depth "
         "estimator. Trained from scratch on a CPU with `mirage train tiny`. It is a test-bed "
         "model for the memory lifecycle, not a general video generator: it only knows the "
         "procedural world's look.",
         "",
-        "**Known limits.** In-between frames are interpolated from two keyframes 4 frames apart, "
-        "so fast camera motion gives ghosted in-betweens (the VAE ceiling on keyframes is ~3 dB "
-        "above the all-frame ceiling). Newly seen content is blurry. Sky is never written to "
+        f"**Known limits.** {frames_limit}Newly seen content is blurry. Sky is never written to "
         "memory (DESIGN §3) and must be generated. Revisit fidelity is limited by the content the "
         "model generates for newly seen places (later revisits read it back) and for the cells "
         "the memory cannot cover: `benchmarks/revisit_bound.py` measures each link. The held-out "
@@ -82,7 +88,8 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
     total = sum(stages.values()) if stages else 0
     lines += [
         "",
-        f"Total: {_fmt_minutes(total)} on a shared 2-core CPU (1 torch thread), seed "
+        f"Total: {_fmt_minutes(total)} on a 2-core CPU ({cfg.get('threads', 1)} torch "
+        f"thread{'s' if cfg.get('threads', 1) != 1 else ''}), seed "
         f"{cfg.get('seed', 0)}. Reproduce: `mirage train tiny --out runs/tiny --install` "
         "(stage times are summed; each loop stage counts its own time across resumes).",
     ]

@@ -27,10 +27,10 @@ __all__ = ["TinyVAE", "ResBlock"]
 
 
 class ResBlock(nn.Module):
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, dilation: int = 1) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(min(8, channels), channels)
-        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=dilation, dilation=dilation)
         self.norm2 = nn.GroupNorm(min(8, channels), channels)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
 
@@ -53,15 +53,20 @@ class TinyVAE(nn.Module):
         enc: list[nn.Module] = [nn.Conv2d(3, w[1], 4, stride=2, padding=1), ResBlock(w[1])]
         for i in range(1, n):
             enc += [nn.Conv2d(w[i], w[i + 1], 4, stride=2, padding=1), ResBlock(w[i + 1])]
+        enc += [ResBlock(w[n]) for _ in range(config.vae_blocks - 1)]
         enc += [nn.GroupNorm(8, w[n]), nn.SiLU(), nn.Conv2d(w[n], C, 1)]
         self.enc = nn.Sequential(*enc)
         self.dec_in = nn.Conv2d(2 * C, w[n], 3, padding=1)
-        dec: list[nn.Module] = [ResBlock(w[n])]
+        # Dilations 1, 2, 4, … at the latent level widen the receptive field cheaply: an
+        # in-between frame is the two keyframes' content moved by up to several latent cells.
+        dec: list[nn.Module] = [ResBlock(w[n], dilation=2 ** (b % 3)) for b in range(config.vae_blocks)]
         for i in range(n, 1, -1):
             dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[i], w[i - 1], 3, padding=1),
                     ResBlock(w[i - 1])]
-        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[1], w[0], 3, padding=1),
-                nn.GroupNorm(min(8, w[0]), w[0]), nn.SiLU(), nn.Conv2d(w[0], 3 * tau, 3, padding=1)]
+        dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[1], w[0], 3, padding=1)]
+        if config.vae_full_res_block:
+            dec.append(ResBlock(w[0]))
+        dec += [nn.GroupNorm(min(8, w[0]), w[0]), nn.SiLU(), nn.Conv2d(w[0], 3 * tau, 3, padding=1)]
         self.dec = nn.Sequential(*dec)
         self.register_buffer("latent_mean", torch.zeros(C))
         self.register_buffer("latent_std", torch.ones(C))
