@@ -58,8 +58,13 @@ def test_revisit_frames_and_segments():
     cams = _cams([0, 40, 80, 40, 25, 10, 0])
     assert revisit_frames(cams, 2) == [4, 5, 6]  # within 30° of frame 0, after the first chunk
     assert revisit_frames(cams, 2, max_angle_deg=20) == [5, 6]
-    moved = _cams([0, 0, 0], [(0, 0, 0), (0, 0, 0), (1.0, 0, 0)])
-    assert revisit_frames(moved, 0) == [1]
+    moved = _cams([0, 0, 0, 0], [(0, 0, 0), (1.0, 0, 0), (0.1, 0, 0), (1.0, 0, 0)])
+    assert revisit_frames(moved, 0) == [2]  # back within 0.3 units; frame 3 is 1.0 away
+    # frames near the start view that the camera has not left yet are not revisits, however
+    # short the first chunk: the set is the same for chunk ends 0 and 2
+    slow = _cams([0, 5, 10, 20, 40, 80, 40, 10, 0])
+    assert revisit_frames(slow, 0) == revisit_frames(slow, 2) == [7, 8]
+    assert revisit_frames(_cams([0, 5, 10, 5, 0]), 0) == []  # never left
     assert frame_segments([9, 3, 4, 5]) == [(3, 5), (9, 9)]
     assert frame_segments([]) == []
 

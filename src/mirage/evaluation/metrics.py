@@ -8,10 +8,13 @@ Frames are (3, H, W) or videos (F, 3, H, W) with values in [−1, 1] (``data_ran
   (data range 1), population (co)variances, the mean over the *valid* windows (no padding) and
   the channels. This is scikit-image's ``structural_similarity(..., gaussian_weights=True,
   use_sample_covariance=False, data_range=1)`` on [0, 1] images.
-- A frame k is a **revisit** when it lies after the first chunk and its camera is back at the
+- A frame k is a **revisit** when it lies after the first chunk and its camera is *back* at the
   start view: its viewing direction within ``max_angle_deg`` of frame 0's and its centre within
-  ``max_distance`` of frame 0's. On a pan-return path these are the last frames of the return
-  swing; on closed loops and orbits, the frames around closure.
+  ``max_distance`` of frame 0's, and some earlier frame was outside those bounds (the camera had
+  left). So the set does not depend on the model's chunk length: the frames that follow a short
+  first chunk while the camera is still leaving the start view do not count. On a pan-return
+  path these are the last frames of the return swing; on closed loops and orbits, the frames
+  around closure.
 - **Closed loop**: the last generated frame against the first, on paths whose last pose equals
   the first (a consistent model reproduces the start view).
 """
@@ -93,7 +96,7 @@ def ssim(a: Tensor, b: Tensor, value_range: tuple[float, float] = (-1.0, 1.0)) -
 
 def revisit_frames(cameras: Camera, first_chunk_end: int, max_angle_deg: float = 30.0,
                    max_distance: float = 0.3) -> list[int]:
-    """Indices k > ``first_chunk_end`` whose camera is back at frame 0's view (module doc).
+    """Indices k > ``first_chunk_end`` whose camera has come back to frame 0's view (module doc).
 
     ``cameras``: F cameras (cam2world in world units). Returns ascending frame indices.
     """
@@ -103,7 +106,10 @@ def revisit_frames(cameras: Camera, first_chunk_end: int, max_angle_deg: float =
     angle = torch.rad2deg(torch.acos(cos))
     dist = (c2w[:, :3, 3] - c2w[:1, :3, 3]).norm(dim=-1)
     ok = (angle <= max_angle_deg) & (dist <= max_distance)
-    return [k for k in range(first_chunk_end + 1, len(cameras)) if bool(ok[k])]
+    away = (~ok).long()
+    left_before = (torch.cumsum(away, 0) - away) > 0  # some frame j < k was outside the bounds
+    back = ok & left_before
+    return [k for k in range(first_chunk_end + 1, len(cameras)) if bool(back[k])]
 
 
 def frame_segments(frames: list[int]) -> list[tuple[int, int]]:
