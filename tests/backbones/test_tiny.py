@@ -148,7 +148,7 @@ def test_config_validation():
 
 
 def test_tau1_model_one_latent_per_frame_with_deeper_vae():
-    """τ = 1 (the shipped layout): every frame is its own keyframe; latent k sees frame k only."""
+    """τ = 1: every frame is its own keyframe; latent k sees frame k only."""
     cfg = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
                      spatial_stride=8, patch=1, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
                      temporal_stride=1, max_frames=5, vae_blocks=3, vae_full_res_block=True)

@@ -54,7 +54,7 @@ def test_clip_specs_use_training_seeds():
 STRIDE4 = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
                      spatial_stride=4, patch=2, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
                      temporal_stride=4, max_frames=17)
-# The shipped model's temporal layout (τ = 1, 5-frame chunks) with the deeper VAE options.
+# τ = 1 (one latent per frame, 5-frame chunks) with the deeper VAE options.
 TAU1 = TinyConfig(height=32, width=32, latent_channels=4, vae_widths=(8, 8, 16, 16), dim=32,
                   spatial_stride=8, patch=1, layers=1, heads=2, depth_widths=(8, 8, 8, 8), steps=2,
                   temporal_stride=1, max_frames=5, vae_blocks=2, vae_full_res_block=True)

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--depth-steps", type=int, default=None)
     p.add_argument("--denoiser-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--install", action="store_true",
                    help="copy the trained weights into the package when done")

@@ -41,17 +41,17 @@ __all__ = ["TinyTrainConfig", "train_tiny"]
 class TinyTrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: TinyConfig = field(default_factory=TinyConfig)
-    vae_steps: int = 2000
-    vae_batch: int = 6  # windows of 5 latent frames (5τ pixel frames)
+    vae_steps: int = 2400
+    vae_batch: int = 4  # windows of 5 latent frames (5τ pixel frames)
     depth_steps: int = 900
     depth_batch: int = 16
-    denoiser_steps: int = 4500
+    denoiser_steps: int = 4000
     denoiser_batch: int = 12
     p_drop_memory: float = 0.15  # memory and references dropped together (memory_mode=none)
     p_drop_references: float = 0.1
     p_drop_preceding: float = 0.1
     seed: int = 0
-    threads: int = 2  # torch threads; 1 is fastest when the 2 cores are shared
+    threads: int = 1  # torch threads; 1 is fastest when the 2 cores are shared
     minutes: float = 88.0  # wall-clock budget for the whole run; stages share what is left
 
 

@@ -30,7 +30,7 @@ __all__ = ["DataConfig", "render_clips", "build_memory_samples", "clip_spec"]
 @dataclass(frozen=True)
 class DataConfig:
     clips: int = 400
-    frames: int = 49  # 49 latent frames at τ = 1 (13 at τ = 4)
+    frames: int = 49  # 13 latent frames at τ = 4
     height: int = 64
     width: int = 64
     first_seed: int = 1000

@@ -23,12 +23,11 @@ class TinyConfig:
     height: int = 64
     width: int = 64
     spatial_stride: int = 4  # 4 (two stride-2 stages) or 8 (three)
-    # τ = 1: every pixel frame has its own latent (any τ ≥ 1 works: latent k = frames τk−τ+1..τk).
-    # Measured on the procedural world at τ = 4, the decoder's in-between frames sat ~5 dB
-    # below the keyframes (33-frame held-out paths), the largest loss in the VAE ceiling.
-    temporal_stride: int = 1
+    # Wan-style: latent 0 = frame 0, latent k = frames 4k−3..4k. Any τ ≥ 1 works; τ = 1 gives
+    # every frame its own latent (see benchmarks/results/tiny-tau1 for how that model fared).
+    temporal_stride: int = 4
     latent_channels: int = 16
-    max_frames: int = 5  # pixel frames per chunk: 5 latent frames at τ = 1
+    max_frames: int = 17  # pixel frames per chunk: 5 latent frames
     vae_widths: tuple[int, ...] = (16, 32, 128, 128)  # channels at strides 1, 2, 4, 8 (8: if used)
     vae_blocks: int = 1  # residual blocks at the latent level (encoder and decoder; dilated in the decoder)
     vae_full_res_block: bool = False  # a residual block at full resolution in the decoder
