@@ -151,3 +151,22 @@ def test_revisit_frames(world):
     frames = revisit_frames(cams, 16)
     assert frames and frames[-1] == 24 and all(k > 16 for k in frames)
     assert revisit_frames(cams, 24) == []
+
+
+@pytest.mark.parametrize("mode", ["latent", "rgb", "none"])
+def test_temporal_stride_one_backbone(world, mode):
+    """τ = 1 (one latent per frame): 5-frame chunks overlapping by one, every frame written."""
+    from dataclasses import replace
+
+    from mirage.backbones.tiny import TinyBackbone
+
+    torch.manual_seed(0)
+    backbone = TinyBackbone(replace(SMALL, temporal_stride=1, max_frames=5)).eval()
+    out = run(backbone, world, mode)
+    assert out.video.shape == (25, 3, 32, 32)
+    assert out.latents.shape == (SMALL.latent_channels, 25, 4, 4)
+    assert [(c.start_frame, c.end_frame) for c in out.plan] == [(4 * i, 4 * i + 4) for i in range(6)]
+    if mode != "none":
+        assert out.memory.frames == list(range(25))
+    again = run(backbone, world, mode)
+    torch.testing.assert_close(out.video, again.video, rtol=0, atol=0)
