@@ -31,11 +31,11 @@ VARIANTS = {
 
 def run_variant(name: str, seconds: float, data: dict, batch: int, out: Path) -> dict:
     from mirage.backbones.tiny import TinyBackbone, TinyConfig
-    from mirage.evaluation.metrics import frame_psnr, revisit_frames
+    from mirage.evaluation.metrics import revisit_frames
+    from mirage.evaluation.runs import prepare_ground_truth
     from mirage.evaluation.suite import SUITES, suite_cases
     from mirage.train.loop import LoopConfig, train_loop
     from mirage.train.tiny import TinyTrainConfig, _fit_latent_norm, _vae_batch, _vae_loss
-    from mirage.world import generate_scene, load_trajectory, render
 
     cfg = TinyTrainConfig(model=TinyConfig(**VARIANTS[name]), vae_batch=batch)
     torch.manual_seed(0)
@@ -49,15 +49,12 @@ def run_variant(name: str, seconds: float, data: dict, batch: int, out: Path) ->
     backbone.eval()
     psnr = {"all": [], "keyframes": [], "in-between": [], "revisit": []}
     for case in suite_cases(SUITES["quick"]):
-        scene = generate_scene(case.family, case.scene)
-        cams = load_trajectory(case.preset, scene=scene, frames=33, height=64, width=64)
-        gt = render(scene, cams, torch.arange(33, dtype=torch.float64) / 16).rgb
-        rec = backbone.decode(backbone.encode(gt.permute(1, 0, 2, 3)[None]))[0].permute(1, 0, 2, 3)
-        p = frame_psnr(rec, gt)
+        gt = prepare_ground_truth(backbone, case, 33, proxies=False)  # the eval suite's ceiling
+        p = gt.ceiling_psnr
         psnr["all"] += p
         psnr["keyframes"] += p[::4]
         psnr["in-between"] += [v for k, v in enumerate(p) if k % 4]
-        psnr["revisit"] += [p[k] for k in revisit_frames(cams, 16)]
+        psnr["revisit"] += [p[k] for k in revisit_frames(gt.cameras, 16)]
     return {"variant": name, "config": VARIANTS[name], "steps": state["step"],
             "train_seconds": round(train_seconds, 1),
             "params": sum(p.numel() for p in backbone.vae.parameters()),
