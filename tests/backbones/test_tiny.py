@@ -7,6 +7,7 @@ import torch
 
 from mirage.backbones import Backbone, ChunkConditioning, load_backbone
 from mirage.backbones.tiny import TinyBackbone, TinyConfig
+from mirage.backbones.tiny.denoiser import TinyDenoiser
 from mirage.backbones.tiny.flow import add_noise, sample_euler, sampling_times
 from mirage.backbones.tiny.vae import ResBlock
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError
@@ -193,3 +194,32 @@ def test_stride4_patch2_model_shapes_and_copy():
     # zero-initialised output layer: covered cells copy the read exactly, patch by patch
     torch.testing.assert_close(out[m], cond.memory_features[m])
     assert (out[~m] == 0).all()
+
+
+def test_offsets_model_feeds_the_sub_cell_offset_to_the_denoiser():
+    """With ``memory_offsets`` the offsets change the sample (they are an input), only where the
+    memory covers a cell's patch matters, and old configs (no offsets) still build their layer."""
+    from dataclasses import replace
+
+    assert TinyDenoiser(SMALL).inp.in_features == 2 * SMALL.latent_channels + 1
+    cfg = replace(SMALL, memory_offsets=True)
+    assert TinyDenoiser(cfg).inp.in_features == 2 * SMALL.latent_channels + 3
+    torch.manual_seed(0)
+    model = TinyBackbone(cfg)
+    torch.nn.init.normal_(model.denoiser.out.weight, std=0.05)
+    g = torch.Generator().manual_seed(1)
+    base = replace(conditioning(model), memory_mask=torch.rand(2, 4, 4, generator=g) > 0.5)
+    offset = torch.rand(2, 2, 4, 4, generator=g) - 0.5
+    with_offset = replace(base, memory_offset=offset)
+    a = model.sample(base, torch.Generator().manual_seed(0))  # None = zero offsets
+    b = model.sample(replace(base, memory_offset=torch.zeros_like(offset)), torch.Generator().manual_seed(0))
+    c = model.sample(with_offset, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
+    # Offsets of uncovered cells are masked out, like the read itself.
+    uncovered = replace(base, memory_offset=offset * base.memory_mask[:, None])
+    torch.testing.assert_close(model.sample(uncovered, torch.Generator().manual_seed(0)), c, rtol=0, atol=0)
+    with pytest.raises(ShapeError, match="memory_offset"):
+        replace(base, memory_offset=torch.zeros(2, 3, 4, 4))
+    with pytest.raises(ConfigError, match="memory_offsets"):
+        TinyConfig(memory_offsets=1)

@@ -313,3 +313,54 @@ def test_memory_on_an_odd_pose_sees_nothing_behind():
     read = mem.read(Camera.from_fov(back, 32, 64), (4, 8))
     assert not read.mask.any()
     assert json.dumps(mem.retrieve_references(Camera.from_fov(back, 32, 64)), default=str) == "[]"
+
+
+def _offsets_reference(points, cams, hw, index):
+    """Slow twin of MemoryRead.offset: each winner projected alone in float64 Python."""
+    h, w = hw
+    K = Camera(cams.K, cams.cam2world, *cams.hw).scaled(h, w).K.double().tolist()
+    w2c = torch.linalg.inv(cams.cam2world.double()).tolist()
+    out = torch.zeros(len(cams), 2, h, w, dtype=torch.float64)
+    for v in range(len(cams)):
+        (fx, s, cx), (_, fy, cy), _ = K[v]
+        M = w2c[v]
+        for i in range(h):
+            for j in range(w):
+                n = int(index[v, i, j])
+                if n < 0:
+                    continue
+                px, py, pz = points[n].double().tolist()
+                x, y, z = (M[r][0] * px + M[r][1] * py + M[r][2] * pz + M[r][3] for r in range(3))
+                out[v, 0, i, j] = fx * x / z + s * y / z + cx - j
+                out[v, 1, i, j] = fy * y / z + cy - i
+    return out
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_read_offsets_match_a_per_point_projection(seed):
+    gen = torch.Generator().manual_seed(seed)
+    cams, depth = room_chunk(frames=5, hw=(32, 64), degrees=float(torch.randint(20, 150, (1,), generator=gen)))
+    mem = LatentSpatialMemory(3)
+    mem.write(torch.randn(2, 3, 8, 16, generator=gen), depth[:2], cams[:2])
+    targets = cams[2:]
+    read = mem.read(targets, (8, 16))
+    index = splat_zbuffer_reference(mem.points, targets.scaled(8, 16).K, torch.linalg.inv(targets.cam2world),
+                                    (8, 16), priority=mem.uids).index
+    assert torch.equal(read.mask, index >= 0)
+    expected = _offsets_reference(mem.points, targets, (8, 16), index)
+    assert read.offset.shape == (3, 2, 8, 16) and read.offset.dtype == torch.float32
+    torch.testing.assert_close(read.offset.double(), expected.clamp(-0.5, 0.5), rtol=0, atol=1e-4)
+    assert (read.offset.abs() <= 0.5).all()
+    assert (read.offset.permute(1, 0, 2, 3)[:, ~read.mask] == 0).all()
+    assert read.offset[read.mask[:, None].expand_as(read.offset)].abs().max() > 0.05  # a moved view is misaligned
+
+
+def test_read_offsets_are_zero_at_the_written_view():
+    # Cell centres back-projected and read again from the same camera land on their centres.
+    cams, depth = room_chunk(frames=3, hw=(32, 64))
+    mem = LatentSpatialMemory(4)
+    mem.write(torch.randn(1, 4, 8, 16), depth[:1], cams[0])
+    read = mem.read(cams[0], (8, 16))
+    assert read.mask.float().mean() > 0.9
+    assert read.offset.abs().max() < 1e-3

@@ -79,3 +79,39 @@ def test_recipe_runs_resumes_and_installs(tmp_path, monkeypatch, model):
     monkeypatch.setattr(tiny_model, "SHIPPED_WEIGHTS", target)
     assert install_weights(tmp_path / "run") == target
     assert target.exists() and (target.parent / "MODEL_CARD.md").exists()
+
+
+def test_init_from_reuses_vae_and_depth_and_trains_an_offsets_denoiser(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from mirage.errors import ConfigError
+
+    data = DataConfig(clips=2, frames=17, height=32, width=32)
+    base = TinyTrainConfig(data=data, model=STRIDE4, vae_steps=2, depth_steps=2, denoiser_steps=2,
+                           vae_batch=1, depth_batch=2, denoiser_batch=2, minutes=5)
+    first = train_tiny(tmp_path / "base", base, progress=False, log=lambda s: None)
+    cfg = replace(base, model=replace(STRIDE4, memory_offsets=True), denoiser_steps=3,
+                  init_from=str(tmp_path / "base" / "tiny.safetensors"))
+    second = train_tiny(tmp_path / "offsets", cfg, progress=False, log=lambda s: None)
+    for part in ("vae", "depth"):
+        for (name, a), b in zip(getattr(first, part).state_dict().items(), getattr(second, part).state_dict().values()):
+            torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+    report = second.metadata["train"]
+    assert "vae" not in report["stage_seconds"] and report["denoiser"]["step"] == 3
+    assert report["init_from"]["vae"]["step"] == 2
+    from mirage.train.tiny import _load_tensors
+
+    samples = _load_tensors(tmp_path / "offsets" / "samples.safetensors")
+    assert samples["offset"].shape[2] == 2 and samples["offset"].abs().max() <= 0.5
+    assert samples["offset"].abs().max() > 0  # reads of moved views are misaligned
+    import mirage.backbones.tiny.model as tiny_model
+
+    target = tmp_path / "pkg" / "tiny.safetensors"
+    monkeypatch.setattr(tiny_model, "SHIPPED_WEIGHTS", target)
+    install_weights(tmp_path / "offsets")
+    card = (target.parent / "MODEL_CARD.md").read_text()
+    assert "vae (reused)" in card and "--init-from" in card and "sub-cell offset" in card
+    # A VAE that does not match is refused, saying which fields differ.
+    with pytest.raises(ConfigError, match="latent_channels"):
+        train_tiny(tmp_path / "bad", replace(cfg, model=replace(cfg.model, latent_channels=8)),
+                   progress=False, log=lambda s: None)

@@ -38,6 +38,9 @@ class ChunkConditioning:
         reference_cameras: R cameras, or None when R = 0.
         steps: sampling steps.
         text: optional prompt (ignored by backbones without a text encoder).
+        memory_offset: optional (T−1, 2, h, w) sub-cell offset of each covered cell's memory
+            point, (x − col, y − row) in cells (:class:`mirage.memory.MemoryRead`); None = not
+            known. Backbones trained without it ignore it.
     """
 
     first_latent: Tensor
@@ -51,6 +54,7 @@ class ChunkConditioning:
     reference_cameras: Camera | None = None
     steps: int = 6
     text: str | None = None
+    memory_offset: Tensor | None = None
 
     def __post_init__(self) -> None:
         expect_shape("first_latent", self.first_latent, (None, None, None))
@@ -58,6 +62,8 @@ class ChunkConditioning:
         expect_shape("memory_features", self.memory_features, (None, C, h, w))
         n = self.memory_features.shape[0]
         expect_shape("memory_mask", self.memory_mask, (n, h, w))
+        if self.memory_offset is not None:
+            expect_shape("memory_offset", self.memory_offset, (n, 2, h, w))
         expect_shape("preceding", self.preceding, (None, C, h, w))
         expect_shape("references", self.references, (None, C, h, w))
         if len(self.target_cameras) != n:

@@ -26,6 +26,9 @@ def add_parser(sub) -> None:
     p.add_argument("--denoiser-steps", type=int, default=None)
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--init-from", metavar="WEIGHTS", default=None,
+                   help="reuse the VAE and depth estimator of these tiny weights (a .safetensors "
+                        "file, or `shipped`) and train only the samples and denoiser stages")
     p.add_argument("--install", action="store_true",
                    help="copy the trained weights into the package when done")
     p.add_argument("--install-only", action="store_true",
@@ -84,6 +87,23 @@ def run_wan(args) -> int:
     return 0
 
 
+def _init_weights(name: str) -> str:
+    """The path of ``--init-from``; ``shipped`` means the package's weights. (``--install``
+    overwrites those at the end with weights that hold the same VAE and depth estimator, so a
+    resumed run still starts from the same ones.)"""
+    from pathlib import Path
+
+    from mirage.backbones.tiny.model import SHIPPED_WEIGHTS
+
+    path = SHIPPED_WEIGHTS if name == "shipped" else Path(name)
+    if path.is_dir():
+        path = path / "tiny.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"`--init-from` {name!r}: {str(path)!r} is not a tiny weights file "
+                          "(a `tiny.safetensors` written by `mirage train tiny`, or `shipped`)")
+    return str(path.resolve())
+
+
 def run_tiny(args) -> int:
     from dataclasses import replace
 
@@ -97,6 +117,8 @@ def run_tiny(args) -> int:
         print(f"installed {path}")
         return 0
     cfg = TinyTrainConfig(minutes=args.minutes, seed=args.seed, threads=args.threads)
+    if args.init_from is not None:
+        cfg = replace(cfg, init_from=_init_weights(args.init_from))
     if args.clips is not None:
         if args.clips < 2:
             raise ConfigError(f"`--clips` must be ≥ 2 but is {args.clips}")

@@ -67,10 +67,11 @@ class LatentSpatialMemory(PointStore):
         """Z-buffered read of V target views at grid size ``hw``.
 
         Intrinsics are rescaled from the cameras' (height, width) to ``hw``. Returns features
-        (V, C, h, w) (zeros where empty), mask (V, h, w) and depth (V, h, w) (+inf where empty).
-        Deterministic; linear in the number of points; batched over views.
+        (V, C, h, w) (zeros where empty), mask (V, h, w), depth (V, h, w) (+inf where empty) and
+        the winners' sub-cell offsets (V, 2, h, w) (see :class:`MemoryRead`). Deterministic;
+        linear in the number of points; batched over views.
         """
-        return self._read(cameras, hw)
+        return self._read(cameras, hw, offsets=True)
 
     @classmethod
     def _from_config(cls, config: dict, device):

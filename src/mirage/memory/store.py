@@ -63,11 +63,16 @@ class MemoryRead(NamedTuple):
     features: (V, C, h, w), zeros where the view sees no memory point.
     mask: (V, h, w) bool, True where a memory point landed.
     depth: (V, h, w) z-depth of the winning point in the target view, +inf where empty.
+    offset: (V, 2, h, w) float32, where the winning point projects relative to its cell's
+        centre, (x − col, y − row) in cells, each in [−0.5, 0.5]; zeros where empty. It says how
+        far a nearest-cell read is misaligned (0 when the target sees the point exactly where a
+        source cell centre was). None when the read did not compute it.
     """
 
     features: Tensor
     mask: Tensor
     depth: Tensor
+    offset: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -252,14 +257,20 @@ class PointStore:
         K = K.to(device=self.device, dtype=torch.float32)
         return K, rigid_inverse(cameras.cam2world.to(device=self.device, dtype=torch.float32))
 
-    def _read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
+    def _read(self, cameras: Camera, hw: tuple[int, int], *, offsets: bool = False) -> MemoryRead:
         h, w = _check_hw(hw)
         K, world2cam = self._camera_tensors(cameras, (h, w))
         splat = self._splat(K, world2cam, (h, w))
         mask = splat.index >= 0  # (V, h, w)
         gathered = self.features.new_zeros(len(cameras), h, w, self.channels)
-        gathered[mask] = self.features[splat.index[mask]]
-        return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth)
+        winners = splat.index[mask]  # (M,) in (view, row, col) order
+        gathered[mask] = self.features[winners]
+        offset = None
+        if offsets:
+            offset = torch.zeros(len(cameras), h, w, 2, dtype=torch.float32, device=self.device)
+            offset[mask] = _cell_offsets(self.points[winners], K, world2cam, mask)
+            offset = offset.permute(0, 3, 1, 2)
+        return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth, offset)
 
     # -- per-frame visibility and reference retrieval (DESIGN §3.5) -----------------------
     def frame_visibility(self) -> Splat:
@@ -423,6 +434,21 @@ def _voxel_rank(keys: Tensor) -> Tensor:  # (P, 3) long → (P,) long
     k = keys - lo
     linear = (k[:, 0] * span[1] + k[:, 1]) * span[2] + k[:, 2]
     return torch.unique(linear, return_inverse=True)[1]
+
+
+def _cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tensor) -> Tensor:
+    """(M, 2) (x − col, y − row) of M winning points (M, 3) in the cells where ``mask`` (V, h, w)
+    is set, in ``mask.nonzero()`` order; K (V, 3, 3) and world2cam (V, 4, 4) at the grid size.
+
+    Clamped to [−0.5, 0.5]: the splat rounds with its own arithmetic, so a point on a cell border
+    may come out a rounding error beyond it.
+    """
+    view, row, col = mask.nonzero(as_tuple=True)
+    P = (K @ world2cam[:, :3, :]).double()[view]  # (M, 3, 4)
+    hom = (P[:, :, :3] @ points_world.double()[:, :, None]).squeeze(2) + P[:, :, 3]  # (M, 3)
+    xy = hom[:, :2] / hom[:, 2:]
+    cells = torch.stack([col, row], dim=1).to(xy.dtype)
+    return (xy - cells).clamp(-0.5, 0.5).float()
 
 
 def _check_hw(hw) -> tuple[int, int]:

@@ -234,6 +234,7 @@ def generate(
             reference_cameras=_cams(cameras, [tau * k for k in ref_ids]) if ref_ids else None,
             steps=config.steps,
             text=text,
+            memory_offset=read.offset,
         )
 
         # denoise

@@ -40,10 +40,13 @@ GENERATED_CONFIDENCE = 0.5
 
 
 class ModeRead(NamedTuple):
-    """Conditioning for the target latent frames: features (n, C, h, w) and mask (n, h, w)."""
+    """Conditioning for the target latent frames: features (n, C, h, w), mask (n, h, w) and the
+    sub-cell offset (n, 2, h, w) of each covered cell's source point (zeros where a mode's read
+    is aligned by construction, or empty)."""
 
     features: Tensor
     mask: Tensor
+    offset: Tensor
 
 
 class MemoryMode(Protocol):
@@ -99,7 +102,7 @@ class LatentMode(_PointMemoryMode):
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
-        return ModeRead(read.features.float(), read.mask)
+        return ModeRead(read.features.float(), read.mask, read.offset)
 
 
 class RGBMode(_PointMemoryMode):
@@ -125,7 +128,8 @@ class RGBMode(_PointMemoryMode):
         covered = render.mask[temporal_stride::temporal_stride].float()  # (T−1, H, W)
         frac = covered.reshape(-1, h, H // h, w, W // w).mean(dim=(2, 4))
         mask = frac >= RGB_COVERAGE
-        return ModeRead(latents * mask[:, None], mask)
+        # Rendered at pixel resolution and encoded: aligned with the latent grid, offset 0.
+        return ModeRead(latents * mask[:, None], mask, latents.new_zeros(len(mask), 2, h, w))
 
 
 
@@ -143,7 +147,8 @@ class NoMemory:
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         n = (len(chunk_cameras) - 1) // temporal_stride
-        return ModeRead(torch.zeros(n, self.channels, *latent_hw), torch.zeros(n, *latent_hw, dtype=torch.bool))
+        return ModeRead(torch.zeros(n, self.channels, *latent_hw), torch.zeros(n, *latent_hw, dtype=torch.bool),
+                        torch.zeros(n, 2, *latent_hw))
 
     def references(self, target_cameras, k, exclude) -> list:
         return []

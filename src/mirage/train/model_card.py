@@ -36,7 +36,9 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         f"The embedded world model of `mirage`: a small VAE (spatial stride "
         f"{model.get('spatial_stride', '?')}, {vae}), a memory-conditioned "
         "flow-matching denoiser (a small transformer over latent patches, x₀-prediction, "
-        "Euler sampling, the prediction is a residual on the memory read) and a small depth "
+        "Euler sampling, the prediction is a residual on the memory read"
+        + (", with each covered cell's sub-cell offset as input" if model.get("memory_offsets") else "")
+        + ") and a small depth "
         "estimator. Trained from scratch on a CPU with `mirage train tiny`. It is a test-bed "
         "model for the memory lifecycle, not a general video generator: it only knows the "
         "procedural world's look.",
@@ -77,22 +79,39 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "| stage | steps | wall time | final |",
         "|---|---|---|---|",
     ]
+    reused = train.get("init_from") or {}
     for stage in ("data", "vae", "depth", "samples", "denoiser"):
-        st = train.get(stage, {}) if isinstance(train.get(stage), dict) else {}
+        source = reused if stage in ("vae", "depth") and reused else train
+        st = source.get(stage) if isinstance(source.get(stage), dict) else {}
         last = st.get("last", {})
         final = ", ".join(f"{k} {v:.4g}" for k, v in last.items()) if last else ""
         steps = st.get("step", "")
         if st.get("stopped_early"):
             steps = f"{steps} (time budget)"
-        lines.append(f"| {stage} | {steps} | {_fmt_minutes(stages.get(stage, 0))} | {final} |")
+        seconds = source.get("stage_seconds", {}).get(stage, 0)
+        label = f"{stage} (reused)" if source is reused else stage
+        lines.append(f"| {label} | {steps} | {_fmt_minutes(seconds)} | {final} |")
     total = sum(stages.values()) if stages else 0
-    lines += [
-        "",
-        f"Total: {_fmt_minutes(total)} on a 2-core CPU ({cfg.get('threads', 1)} torch "
-        f"thread{'s' if cfg.get('threads', 1) != 1 else ''}), seed "
-        f"{cfg.get('seed', 0)}. Reproduce: `mirage train tiny --out runs/tiny --install` "
-        "(stage times are summed; each loop stage counts its own time across resumes).",
-    ]
+    threads = f"{cfg.get('threads', 1)} torch thread{'s' if cfg.get('threads', 1) != 1 else ''}"
+    if reused:
+        earlier = sum(reused.get("stage_seconds", {}).values())
+        lines += [
+            "",
+            f"The VAE and depth estimator are those of `{reused.get('path')}` (trained by "
+            f"`mirage train tiny` in an earlier run, {_fmt_minutes(earlier)} for those two stages); "
+            f"this run rendered the data again and trained the samples and denoiser stages: "
+            f"{_fmt_minutes(total)} on a 2-core CPU ({threads}), seed {cfg.get('seed', 0)}, "
+            f"{_fmt_minutes(total + earlier)} in all. Reproduce: `mirage train tiny --out runs/tiny "
+            "--install` trains every stage; `mirage train tiny --out runs/denoiser --init-from "
+            "WEIGHTS --install` retrains only the denoiser on the VAE and depth of WEIGHTS.",
+        ]
+    else:
+        lines += [
+            "",
+            f"Total: {_fmt_minutes(total)} on a 2-core CPU ({threads}), seed "
+            f"{cfg.get('seed', 0)}. Reproduce: `mirage train tiny --out runs/tiny --install` "
+            "(stage times are summed; each loop stage counts its own time across resumes).",
+        ]
     if "unfinished" in train:
         u = train["unfinished"]
         lines += ["", f"**Unfinished run**: installed from the `{u['stage']}` checkpoint at step {u['step']}."]

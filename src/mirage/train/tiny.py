@@ -29,6 +29,7 @@ from torch.nn import functional as F
 from mirage.backbones.tiny import TinyBackbone, TinyConfig, relative_pose
 from mirage.backbones.tiny.denoiser import SLOT_FIRST, SLOT_PRECEDING, SLOT_REFERENCE, SLOT_TARGET
 from mirage.backbones.tiny.flow import add_noise
+from mirage.errors import ConfigError
 from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import Camera
 from mirage.train.loop import LoopConfig, train_loop
@@ -52,6 +53,9 @@ class TinyTrainConfig:
     p_drop_preceding: float = 0.1
     seed: int = 0
     threads: int = 1  # torch threads; 1 is fastest when the 2 cores are shared
+    # Tiny weights whose VAE and depth estimator this run reuses (their stages are skipped):
+    # retrain only the denoiser after a change to its conditioning. None = train every stage.
+    init_from: str | None = None
     minutes: float = 88.0  # wall-clock budget for the whole run; stages share what is left
 
 
@@ -152,7 +156,7 @@ def build_samples(backbone: TinyBackbone, data: dict, cfg: TinyTrainConfig, prog
     latent_frames = list(range(0, Fr, tau))
     n_t = m.max_latent_frames - 1
     all_z = torch.zeros(N, L, m.latent_channels, H // m.spatial_stride, W // m.spatial_stride)
-    feats, masks, meta = [], [], []
+    feats, masks, offsets, meta = [], [], [], []
     for c in tqdm(range(N), desc="memory samples", disable=not progress, mininterval=5.0):
         video = to_unit(data["rgb"][c]).permute(1, 0, 2, 3)[None]  # (1, 3, F, H, W)
         z = backbone.vae.encode_video(video)[0].permute(1, 0, 2, 3)  # (L, C, h, w)
@@ -166,14 +170,17 @@ def build_samples(backbone: TinyBackbone, data: dict, cfg: TinyTrainConfig, prog
             n = len(s["targets"])
             f = torch.zeros(n_t, *z.shape[1:])
             k = torch.zeros(n_t, *z.shape[2:], dtype=torch.bool)
-            f[:n], k[:n] = s["features"], s["mask"]
+            o = torch.zeros(n_t, 2, *z.shape[2:], dtype=torch.float16)  # |offset| ≤ 0.5: fp16 is ample
+            f[:n], k[:n], o[:n] = s["features"], s["mask"], s["offset"]
             feats.append(f)
             masks.append(k)
+            offsets.append(o)
             meta.append([c, s["start"], n] + (s["references"] + [-1] * m.references)[: m.references])
     return {
         "latents": all_z,
         "features": torch.stack(feats),
         "mask": torch.stack(masks),
+        "offset": torch.stack(offsets),
         "meta": torch.tensor(meta, dtype=torch.long),  # (S, 3 + R): clip, start, n, refs…
     }
 
@@ -190,6 +197,7 @@ def _denoiser_batch(samples: dict, data: dict, cfg: TinyTrainConfig, step: int) 
     x0 = torch.zeros(B, S, C, h, w)
     memory = torch.zeros(B, S, C, h, w)
     mask = torch.zeros(B, S, h, w, dtype=torch.bool)
+    offset = torch.zeros(B, S, 2, h, w)
     pose = torch.zeros(B, S, 12)
     slot = torch.full((B, S), SLOT_TARGET, dtype=torch.long)
     slot[:, 0], slot[:, 1:1 + P], slot[:, 1 + P:1 + P + R] = SLOT_FIRST, SLOT_PRECEDING, SLOT_REFERENCE
@@ -212,18 +220,20 @@ def _denoiser_batch(samples: dict, data: dict, cfg: TinyTrainConfig, step: int) 
         if not drop_mem[b]:
             memory[b, 1 + P + R:] = samples["features"][idx]
             mask[b, 1 + P + R:] = samples["mask"][idx]
+            if m.memory_offsets:
+                offset[b, 1 + P + R:] = samples["offset"][idx].float()
         c2w = data["cam2world"][clip, [tau * i for i in safe]]
         pose[b] = relative_pose(c2w[0], c2w)
     t = torch.rand(B, S, generator=g) * is_target  # independent noise level per target frame
     noise = torch.randn(B, S, C, h, w, generator=g)
     x_t = torch.where(is_target[..., None, None, None], add_noise(x0, noise, t), x0)
-    return {"x_t": x_t, "x0": x0, "memory": memory, "mask": mask, "t": t, "pose": pose,
-            "slot": slot, "valid": valid, "is_target": is_target}
+    return {"x_t": x_t, "x0": x0, "memory": memory, "mask": mask, "offset": offset, "t": t,
+            "pose": pose, "slot": slot, "valid": valid, "is_target": is_target}
 
 
 def _denoiser_loss(backbone: TinyBackbone, batch: dict) -> tuple[Tensor, dict]:
     pred = backbone.denoiser(batch["x_t"], batch["memory"], batch["mask"], batch["t"],
-                             batch["pose"], batch["slot"], batch["valid"])
+                             batch["pose"], batch["slot"], batch["valid"], batch["offset"])
     err = (pred - batch["x0"]).pow(2).mean(dim=2)  # (B, S, h, w)
     sel = batch["is_target"]
     loss = err[sel].mean()
@@ -242,6 +252,52 @@ def _save_tensors(path: Path, tensors: dict, meta: dict) -> None:
 
 def _load_tensors(path: Path) -> dict:
     return load_safetensors(path, "training data")[0]
+
+
+# Config fields only the denoiser uses: weights that differ only in these share a VAE and depth.
+DENOISER_FIELDS = ("patch", "dim", "layers", "heads", "preceding", "references", "steps",
+                   "schedule_shift", "memory_offsets")
+
+
+def _init_from(backbone: TinyBackbone, path) -> dict:
+    """Copy the VAE and depth estimator of the tiny weights at ``path`` into ``backbone``;
+    returns what the report records of them (their path and training report)."""
+    source = TinyBackbone.load(path)
+    mismatch = {f: (getattr(source.config, f), getattr(backbone.config, f))
+                for f in asdict(backbone.config) if f not in DENOISER_FIELDS
+                and getattr(source.config, f) != getattr(backbone.config, f)}
+    if mismatch:
+        raise ConfigError(
+            f"`init_from` weights {str(path)!r} have a different VAE or depth config than this run "
+            f"(field: (theirs, ours)): {mismatch}"
+        )
+    backbone.vae.load_state_dict(source.vae.state_dict())
+    backbone.depth.load_state_dict(source.depth.state_dict())
+    train = source.metadata.get("train", {})
+    return {"path": str(path), "vae": train.get("vae"), "depth": train.get("depth"),
+            "stage_seconds": {k: v for k, v in train.get("stage_seconds", {}).items()
+                              if k in ("vae", "depth")}}
+
+
+def _train_vae_and_depth(backbone, data, cfg, out, report, timed, budget_left, resume, progress, log) -> None:
+    """Stages 2 (VAE: ~40% of the budget left after data, then the latent normalisation) and
+    3 (depth: ~15%)."""
+    state = timed("vae", lambda: train_loop(
+        "vae", backbone, backbone.vae.parameters(), lambda i: _vae_batch(data, cfg, i), _vae_loss,
+        LoopConfig(cfg.vae_steps, lr=1e-3, checkpoint_every=100, max_seconds=0.4 * budget_left()),
+        out / "vae.ckpt.safetensors", resume=resume, progress=progress, log=log))
+    report["vae"] = state
+    if not state.get("norm_fitted"):
+        _fit_latent_norm(backbone, data)
+        from mirage.train.checkpoint import save_checkpoint
+        state["norm_fitted"] = True
+        save_checkpoint(out / "vae.ckpt.safetensors", backbone, None, state)
+    # 3. depth
+    state = timed("depth", lambda: train_loop(
+        "depth", backbone, backbone.depth.parameters(), lambda i: _depth_batch(data, cfg, i), _depth_loss,
+        LoopConfig(cfg.depth_steps, lr=1e-3, checkpoint_every=100, max_seconds=0.15 * budget_left()),
+        out / "depth.ckpt.safetensors", resume=resume, progress=progress, log=log))
+    report["depth"] = state
 
 
 def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,
@@ -283,28 +339,19 @@ def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,
     log(f"data: {tuple(data['rgb'].shape)}")
 
     backbone = TinyBackbone(cfg.model)
-    # 2. VAE (its share: ~40% of what is left after data)
-    state = timed("vae", lambda: train_loop(
-        "vae", backbone, backbone.vae.parameters(), lambda i: _vae_batch(data, cfg, i), _vae_loss,
-        LoopConfig(cfg.vae_steps, lr=1e-3, checkpoint_every=100, max_seconds=0.4 * budget_left()),
-        out / "vae.ckpt.safetensors", resume=resume, progress=progress, log=log))
-    report["vae"] = state
-    if not state.get("norm_fitted"):
-        _fit_latent_norm(backbone, data)
-        from mirage.train.checkpoint import save_checkpoint
-        state["norm_fitted"] = True
-        save_checkpoint(out / "vae.ckpt.safetensors", backbone, None, state)
-    # 3. depth
-    state = timed("depth", lambda: train_loop(
-        "depth", backbone, backbone.depth.parameters(), lambda i: _depth_batch(data, cfg, i), _depth_loss,
-        LoopConfig(cfg.depth_steps, lr=1e-3, checkpoint_every=100, max_seconds=0.15 * budget_left()),
-        out / "depth.ckpt.safetensors", resume=resume, progress=progress, log=log))
-    report["depth"] = state
+    if cfg.init_from is not None:
+        report["init_from"] = _init_from(backbone, cfg.init_from)
+        report_path.write_text(json.dumps(report, indent=1))
+        log(f"vae, depth: from {cfg.init_from}")
+    else:
+        _train_vae_and_depth(backbone, data, cfg, out, report, timed, budget_left, resume, progress, log)
     # 4. samples
     samples_path = out / "samples.safetensors"
-    if resume and samples_path.exists():
-        samples = _load_tensors(samples_path)
-    else:
+    samples = _load_tensors(samples_path) if resume and samples_path.exists() else None
+    if samples is not None and cfg.model.memory_offsets and "offset" not in samples:
+        log("samples: the saved samples have no offsets (an older run); building them again")
+        samples = None
+    if samples is None:
         samples = timed("samples", lambda: build_samples(backbone, data, cfg, progress))
         _save_tensors(samples_path, samples, {})
     log(f"samples: {samples['meta'].shape[0]}; coverage {samples['mask'].float().mean():.3f}")

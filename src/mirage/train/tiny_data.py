@@ -95,7 +95,7 @@ def build_memory_samples(
     """For every chunk start s: the memory read of its targets and the references, as inference.
 
     Returns dicts with ``start``, ``targets`` (ids), ``features`` (n, C, h, w), ``mask`` (n, h, w),
-    ``preceding`` (ids) and ``references`` (ids).
+    ``offset`` (n, 2, h, w), ``preceding`` (ids) and ``references`` (ids).
     """
     L, C, h, w = latents.shape
     mode = LatentMode(C)
@@ -109,6 +109,7 @@ def build_memory_samples(
         samples.append({
             "start": s, "targets": ids,
             "features": read.features.float().clone(), "mask": read.mask.clone(),
+            "offset": read.offset.clone(),
             "preceding": preceding_ids(s, preceding),
             "references": [r.frame_id for r in refs],
         })

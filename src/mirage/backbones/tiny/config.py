@@ -35,6 +35,9 @@ class TinyConfig:
     dim: int = 128  # denoiser token width
     layers: int = 4
     heads: int = 4
+    # Feed the denoiser each covered cell's sub-cell offset (MemoryRead.offset): how far the
+    # nearest-cell read is misaligned, so the network can trust exact reads and resample the rest.
+    memory_offsets: bool = False
     preceding: int = 1  # clean latent frames before the chunk's first frame
     references: int = 1  # covisible past latent frames
     depth_widths: tuple[int, ...] = (16, 32, 48, 64)
@@ -49,9 +52,9 @@ class TinyConfig:
             if f.name == "schedule_shift":
                 if not value > 0:
                     raise ConfigError(f"`schedule_shift` must be > 0 but is {value}")
-            elif f.name == "vae_full_res_block":
+            elif f.name in ("vae_full_res_block", "memory_offsets"):
                 if not isinstance(value, bool):
-                    raise ConfigError(f"`vae_full_res_block` must be a bool but is {value!r}")
+                    raise ConfigError(f"`{f.name}` must be a bool but is {value!r}")
             elif isinstance(value, tuple):
                 if len(value) != 4 or min(value) < 1:
                     raise ConfigError(f"`{f.name}` must be 4 positive widths but is {value}")

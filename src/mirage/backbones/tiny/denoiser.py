@@ -3,7 +3,8 @@
 Tokens are patches of ``patch``×``patch`` latent cells. A chunk is a list of frame *slots*:
 
 - target frames (noisy, with their own noise level t), each with the memory read and its mask
-  concatenated channel-wise;
+  concatenated channel-wise (and, with ``config.memory_offsets``, the sub-cell offset of each
+  covered cell's memory point: 0 where the read is exactly aligned);
 - clean context frames at t = 0: the first frame, the preceding frames and the references.
 
 Each slot carries a frame embedding (noise level, slot type, camera pose relative to the first
@@ -86,7 +87,7 @@ class TinyDenoiser(nn.Module):
         super().__init__()
         C, D, p = config.latent_channels, config.dim, config.patch
         self.config = config
-        self.inp = nn.Linear(p * p * (2 * C + 1), D)
+        self.inp = nn.Linear(p * p * (2 * C + 1 + (2 if config.memory_offsets else 0)), D)
         self.time = nn.Sequential(nn.Linear(D, D), nn.SiLU(), nn.Linear(D, D))
         self.pose = nn.Sequential(nn.Linear(POSE_DIM, D), nn.SiLU(), nn.Linear(D, D))
         self.slot = nn.Embedding(4, D)
@@ -105,12 +106,16 @@ class TinyDenoiser(nn.Module):
         pose: Tensor,  # (B, S, 12) camera relative to the first frame
         slot: Tensor,  # (B, S) long slot type
         valid: Tensor,  # (B, S) bool, False = padding slot
+        offset: Tensor | None = None,  # (B, S, 2, h, w) sub-cell offsets (config.memory_offsets)
     ) -> Tensor:  # (B, S, C, h, w) predicted clean latents
         B, S, C, h, w = x.shape
         D, p = self.config.dim, self.config.patch
         hp, wp = h // p, w // p
         m = mask.to(x.dtype)[:, :, None]  # (B, S, 1, h, w)
-        tokens = torch.cat([x, memory * m, m], dim=2)  # (B, S, 2C+1, h, w)
+        parts = [x, memory * m, m]
+        if self.config.memory_offsets:
+            parts.append(torch.zeros_like(x[:, :, :2]) if offset is None else offset.to(x.dtype) * m)
+        tokens = torch.cat(parts, dim=2)  # (B, S, 2C+1(+2), h, w)
         K = tokens.shape[2]
         tokens = tokens.reshape(B, S, K, hp, p, wp, p).permute(0, 1, 3, 5, 4, 6, 2)
         tokens = tokens.reshape(B, S * hp * wp, p * p * K)  # (B, L, p²(2C+1))

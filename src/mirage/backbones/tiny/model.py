@@ -127,6 +127,11 @@ class TinyBackbone(nn.Module):
         memory[0, S - n:] = cond.memory_features.to(dev, torch.float32)
         mask = torch.zeros(1, S, h, w, dtype=torch.bool, device=dev)
         mask[0, S - n:] = cond.memory_mask.to(dev)
+        offset = None
+        if self.config.memory_offsets:
+            offset = torch.zeros(1, S, 2, h, w, device=dev)
+            if cond.memory_offset is not None:
+                offset[0, S - n:] = cond.memory_offset.to(dev, torch.float32)
         valid = torch.ones(1, S, dtype=torch.bool, device=dev)
         noise = torch.randn(1, n, C, h, w, generator=generator, dtype=torch.float32).to(dev)
 
@@ -134,7 +139,7 @@ class TinyBackbone(nn.Module):
             x = torch.cat([context[None], x_t], dim=1)  # (1, S, C, h, w)
             tt = torch.zeros(1, S, device=dev)
             tt[0, S - n:] = t
-            return self.denoiser(x, memory, mask, tt, pose, slots, valid)[:, S - n:]
+            return self.denoiser(x, memory, mask, tt, pose, slots, valid, offset)[:, S - n:]
 
         times = sampling_times(cond.steps, self.config.schedule_shift)
         targets = sample_euler(denoise, noise, times, callback)  # (1, n, C, h, w)
