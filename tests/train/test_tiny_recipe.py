@@ -115,3 +115,21 @@ def test_init_from_reuses_vae_and_depth_and_trains_an_offsets_denoiser(tmp_path,
     with pytest.raises(ConfigError, match="latent_channels"):
         train_tiny(tmp_path / "bad", replace(cfg, model=replace(cfg.model, latent_channels=8)),
                    progress=False, log=lambda s: None)
+
+
+def test_cli_train_tiny_options(tmp_path, monkeypatch, capsys):
+    """`--init-from` must name tiny weights (the error says what to give); `--memory-offsets`
+    and `--init-from` reach the recipe's config."""
+    from mirage.cli import main
+    import mirage.train.tiny as tiny
+
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--init-from", str(tmp_path / "nope")]) == 2
+    assert "tiny.safetensors" in capsys.readouterr().err
+    seen = {}
+    monkeypatch.setattr(tiny, "train_tiny", lambda out, cfg, resume: seen.setdefault("cfg", cfg))
+    weights = tmp_path / "w" / "tiny.safetensors"
+    weights.parent.mkdir()
+    weights.write_bytes(b"x")
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--init-from", str(weights.parent),
+                 "--no-memory-offsets"]) == 0
+    assert seen["cfg"].init_from == str(weights.resolve()) and seen["cfg"].model.memory_offsets is False

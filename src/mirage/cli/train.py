@@ -9,6 +9,8 @@ a model card into the package (``mirage/backbones/tiny/weights/``).
 
 from __future__ import annotations
 
+import argparse
+
 from mirage.errors import ConfigError
 
 
@@ -29,6 +31,9 @@ def add_parser(sub) -> None:
     p.add_argument("--init-from", metavar="WEIGHTS", default=None,
                    help="reuse the VAE and depth estimator of these tiny weights (a .safetensors "
                         "file, or `shipped`) and train only the samples and denoiser stages")
+    p.add_argument("--memory-offsets", action=argparse.BooleanOptionalAction, default=None,
+                   help="feed the denoiser each covered cell's sub-cell offset (default: the "
+                        "recipe's, on); --no-memory-offsets trains the ablation without it")
     p.add_argument("--install", action="store_true",
                    help="copy the trained weights into the package when done")
     p.add_argument("--install-only", action="store_true",
@@ -119,6 +124,8 @@ def run_tiny(args) -> int:
     cfg = TinyTrainConfig(minutes=args.minutes, seed=args.seed, threads=args.threads)
     if args.init_from is not None:
         cfg = replace(cfg, init_from=_init_weights(args.init_from))
+    if args.memory_offsets is not None:
+        cfg = replace(cfg, model=replace(cfg.model, memory_offsets=args.memory_offsets))
     if args.clips is not None:
         if args.clips < 2:
             raise ConfigError(f"`--clips` must be ≥ 2 but is {args.clips}")

@@ -41,12 +41,13 @@ __all__ = ["TinyTrainConfig", "train_tiny"]
 @dataclass(frozen=True)
 class TinyTrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
-    model: TinyConfig = field(default_factory=TinyConfig)
+    # The shipped model conditions its denoiser on the read's sub-cell offsets.
+    model: TinyConfig = field(default_factory=lambda: TinyConfig(memory_offsets=True))
     vae_steps: int = 2400
     vae_batch: int = 4  # windows of 5 latent frames (5τ pixel frames)
     depth_steps: int = 900
     depth_batch: int = 16
-    denoiser_steps: int = 4000
+    denoiser_steps: int = 6000
     denoiser_batch: int = 12
     p_drop_memory: float = 0.15  # memory and references dropped together (memory_mode=none)
     p_drop_references: float = 0.1
