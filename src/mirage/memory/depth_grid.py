@@ -12,6 +12,13 @@ A plain bilinear resize averages the two sides of a depth edge and puts points i
    and gently curved surfaces pass it.
 3. The cell's depth is the fitted inverse depth at the cell centre. The centre is the centroid
    of the block, so that is the harmonic mean of the block's depths: exact for a planar patch.
+
+With ``min_valid_fraction`` < 1, rule 1 is relaxed for pixels with *no depth* (sky, holes): a
+cell that excludes no pixel but has some without depth is kept when at least that fraction of
+its pixels have depth and their inverse depths span at most ``planarity_tol`` times their mean
+(a single surface in front of the sky, e.g. a skyline cell); its depth is the harmonic mean of
+those pixels. Its token then shows that surface and the sky beside it, which is what the view
+saw. Excluded pixels (dynamic objects, user masks) still drop their cell.
 """
 
 from __future__ import annotations
@@ -54,17 +61,22 @@ def reduce_depth_to_grid(
     *,
     exclude: Tensor | None = None,  # (T, H, W) bool
     planarity_tol: float = PLANARITY_TOL,
+    min_valid_fraction: float = 1.0,
 ) -> tuple[Tensor, Tensor]:  # depth (T, h, w), valid (T, h, w)
     """Depth and validity on an (h, w) grid whose cells tile (H, W) in integer blocks.
 
     When (H, W) == (h, w) nothing is resampled: the depth is returned as it is, and valid marks
-    finite positive, non-excluded pixels. Invalid cells carry depth +inf.
+    finite positive, non-excluded pixels. Invalid cells carry depth +inf. ``min_valid_fraction``
+    in (0, 1] (default 1: every pixel needs depth) keeps cells partly without depth (module
+    docstring).
     """
     expect_shape("depths", depths, (None, None, None))
     T, H, W = depths.shape
     h, w = hw
     if exclude is not None:
         expect_shape("exclude", exclude, (T, H, W))
+    if not 0.0 < min_valid_fraction <= 1.0:
+        raise ShapeError(f"`min_valid_fraction` must be in (0, 1] but is {min_valid_fraction}")
     if h <= 0 or w <= 0 or H % h or W % w:
         raise ShapeError(
             f"the depth size (H, W) = {(H, W)} must be an integer multiple of the grid size "
@@ -88,4 +100,15 @@ def reduce_depth_to_grid(
     planar = residual.abs().amax(dim=-1) <= planarity_tol * mean_inv
     valid = ok_cell & planar & (mean_inv > 0)
     depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), torch.full_like(mean_inv, float("inf")))
+    if min_valid_fraction < 1.0:
+        has_depth = blocks(valid_depth(depths))
+        count = has_depth.sum(dim=-1)
+        excluded = blocks(exclude.bool()).any(dim=-1) if exclude is not None else torch.zeros_like(ok_cell)
+        partial = ~ok_cell & ~excluded & (count >= min_valid_fraction * sy * sx)
+        mean_partial = inv.sum(dim=-1) / count.clamp_min(1)  # inv is 0 where there is no depth
+        span = (torch.where(has_depth, inv, torch.full_like(inv, -float("inf"))).amax(dim=-1)
+                - torch.where(has_depth, inv, torch.full_like(inv, float("inf"))).amin(dim=-1))
+        partial &= (span <= planarity_tol * mean_partial) & (mean_partial > 0)
+        depth = torch.where(partial, 1.0 / mean_partial.clamp_min(1e-30), depth)
+        valid = valid | partial
     return depth, valid

@@ -38,6 +38,7 @@ class LatentSpatialMemory(PointStore):
         frame_ids: Sequence[int] | None = None,
         *,
         planarity_tol: float = PLANARITY_TOL,
+        min_valid_fraction: float = 1.0,
         confidence=1.0,  # float, or T floats (one per frame); see mirage.memory.store
     ) -> int:
         """Back-project latent cell centres with their depth and store the tokens there.
@@ -45,7 +46,9 @@ class LatentSpatialMemory(PointStore):
         If (H, W) == (h, w) cell (i, j) is back-projected from pixel (u=j, v=i) with
         ``depths[t, i, j]``. Otherwise depth is reduced to the latent grid by
         :func:`mirage.memory.depth_grid.reduce_depth_to_grid` with ``planarity_tol`` (cells
-        straddling a depth edge, invalid depth or an excluded pixel are dropped). Frames are
+        straddling a depth edge, invalid depth or an excluded pixel are dropped; with
+        ``min_valid_fraction`` < 1, a cell partly without depth, such as sky, is kept from its
+        pixels with depth). Frames are
         fused in order, each at its ``confidence``: a cell never overrides a point of higher
         confidence (:mod:`mirage.memory.fusion`).
 
@@ -59,7 +62,8 @@ class LatentSpatialMemory(PointStore):
             )
         check_finite("latents", latents)
         depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
-                                                 planarity_tol=planarity_tol)
+                                                 planarity_tol=planarity_tol,
+                                                 min_valid_fraction=min_valid_fraction)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
         return self._write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids, confidence)
 

@@ -191,9 +191,12 @@ def generate(
         first_depth = first_depth[0]
     else:
         first_depth = first_depth.float()
-    exclude0 = ~(torch.isfinite(first_depth) & (first_depth > 0))
-    if first_exclude is not None:
-        exclude0 |= first_exclude.bool()
+    # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
+    # only flagged pixels *with* depth (dynamic objects, user masks) are excluded: that keeps
+    # "no depth" apart from "excluded" for the partial-cell rule of the latent memory.
+    has_depth = torch.isfinite(first_depth) & (first_depth > 0)
+    first_depth = torch.where(has_depth, first_depth, torch.full_like(first_depth, float("inf")))
+    exclude0 = torch.zeros_like(has_depth) if first_exclude is None else first_exclude.bool() & has_depth
     t1 = time.perf_counter()
     mode.write(z0[None], first_frame[None], first_depth[None], cameras[0], exclude0[None], [0],
                confidence=FIRST_FRAME_CONFIDENCE)
@@ -257,7 +260,9 @@ def generate(
         key_frames = video[tau::tau]  # pixel frames τk of the targets
         pixel_ids = [tau * k for k in target_ids]
         depth, valid = depth_estimator(key_frames, target_cams, pixel_ids)
-        exclude = ~valid.bool() | masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids)
+        valid = valid.bool() & torch.isfinite(depth) & (depth > 0)
+        depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
+        exclude = masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids) & valid
         timing.depth = time.perf_counter() - t
 
         # update
@@ -271,7 +276,7 @@ def generate(
         kept_masks.extend(read.mask.bool().cpu().unbind(0))
         timings.append(timing)
         stats.append({**mode.stats(), "read_coverage": float(read.mask.float().mean()),
-                      "excluded": float(exclude.float().mean())})
+                      "excluded": float((exclude | ~valid).float().mean())})
         references.append([{"frame_id": r.frame_id, "iou": round(float(r.iou), 4)} for r in refs])
         if config.decode_reads:
             read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3)], dim=1)
