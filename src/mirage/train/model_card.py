@@ -43,8 +43,9 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "model for the memory lifecycle, not a general video generator: it only knows the "
         "procedural world's look.",
         "",
-        f"**Known limits.** {frames_limit}Newly seen content is blurry. Sky is never written to "
-        "memory (DESIGN §3) and must be generated. Revisit fidelity is limited by the content the "
+        f"**Known limits.** {frames_limit}Newly seen content is blurry. Latent cells that are all sky are never "
+        "written to memory (DESIGN §3) and must be generated; cells partly sky are written from "
+        "their pixels with depth. Revisit fidelity is limited by the content the "
         "model generates for newly seen places (later revisits read it back) and for the cells "
         "the memory cannot cover: `benchmarks/revisit_bound.py` measures each link. The held-out "
         "table below says which of the project's goals these weights meet.",
