@@ -83,9 +83,8 @@ def reduce_depth_to_grid(
             f"(h, w) = {(h, w)}"
         )
     sy, sx = H // h, W // w
-    ok = valid_depth(depths)
-    if exclude is not None:
-        ok &= ~exclude.bool()
+    has_depth = valid_depth(depths)
+    ok = has_depth if exclude is None else has_depth & ~exclude.bool()
     if (sy, sx) == (1, 1):
         return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
 
@@ -101,7 +100,7 @@ def reduce_depth_to_grid(
     valid = ok_cell & planar & (mean_inv > 0)
     depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), torch.full_like(mean_inv, float("inf")))
     if min_valid_fraction < 1.0:
-        has_depth = blocks(valid_depth(depths))
+        has_depth = blocks(has_depth)
         count = has_depth.sum(dim=-1)
         excluded = blocks(exclude.bool()).any(dim=-1) if exclude is not None else torch.zeros_like(ok_cell)
         partial = ~ok_cell & ~excluded & (count >= min_valid_fraction * sy * sx)

@@ -46,7 +46,7 @@ from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
 from mirage.files import load_safetensors, save_safetensors
-from mirage.geometry import Camera, backproject_depth, rescale_intrinsics, rigid_inverse
+from mirage.geometry import Camera, backproject_depth, project_points, rescale_intrinsics, rigid_inverse
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
 from mirage.memory.splat import Splat, splat_zbuffer
 
@@ -444,11 +444,10 @@ def _cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tens
     may come out a rounding error beyond it.
     """
     view, row, col = mask.nonzero(as_tuple=True)
-    P = (K @ world2cam[:, :3, :]).double()[view]  # (M, 3, 4)
-    hom = (P[:, :, :3] @ points_world.double()[:, :, None]).squeeze(2) + P[:, :, 3]  # (M, 3)
-    xy = hom[:, :2] / hom[:, 2:]
-    cells = torch.stack([col, row], dim=1).to(xy.dtype)
-    return (xy - cells).clamp(-0.5, 0.5).float()
+    # Each winner in its own view: M views of one point (in float64, so the offset is exact).
+    uv, _ = project_points(points_world.double()[:, None], K.double()[view], world2cam.double()[view])
+    cells = torch.stack([col, row], dim=1).to(uv.dtype)
+    return (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
 
 
 def _check_hw(hw) -> tuple[int, int]:

@@ -19,6 +19,7 @@ from mirage.backbones.base import Backbone, ChunkConditioning
 from mirage.errors import ConfigError, ShapeError
 from mirage.geometry import Camera, check_finite
 from mirage.pipeline.context import preceding_ids, reference_exclusions
+from mirage.memory.depth_grid import valid_depth
 from mirage.memory.store import FUSION_MODES
 from mirage.pipeline.memory_modes import (FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, MEMORY_MODES,
                                           make_memory_mode)
@@ -194,7 +195,7 @@ def generate(
     # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
     # only flagged pixels *with* depth (dynamic objects, user masks) are excluded: that keeps
     # "no depth" apart from "excluded" for the partial-cell rule of the latent memory.
-    has_depth = torch.isfinite(first_depth) & (first_depth > 0)
+    has_depth = valid_depth(first_depth)
     first_depth = torch.where(has_depth, first_depth, torch.full_like(first_depth, float("inf")))
     exclude0 = torch.zeros_like(has_depth) if first_exclude is None else first_exclude.bool() & has_depth
     t1 = time.perf_counter()
@@ -260,7 +261,7 @@ def generate(
         key_frames = video[tau::tau]  # pixel frames τk of the targets
         pixel_ids = [tau * k for k in target_ids]
         depth, valid = depth_estimator(key_frames, target_cams, pixel_ids)
-        valid = valid.bool() & torch.isfinite(depth) & (depth > 0)
+        valid = valid.bool() & valid_depth(depth)
         depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
         exclude = masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids) & valid
         timing.depth = time.perf_counter() - t

@@ -167,9 +167,8 @@ def build_samples(backbone: TinyBackbone, data: dict, cfg: TinyTrainConfig, prog
         depth[0] = data["depth"][c, 0]  # the first frame's depth is given, as at inference
         valid[0] = torch.isfinite(depth[0])
         cams = _clip_cameras(data, c, latent_frames)
-        # As the pipeline writes: no depth (sky) is not an exclusion, and nothing else is excluded
-        # (static training scenes).
-        depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))
+        # As the pipeline writes: no depth (sky, +inf in `depth`) is not an exclusion, and nothing
+        # else is excluded (static training scenes).
         for s in build_memory_samples(z, depth, torch.zeros_like(valid), cams, n_t, m.preceding, m.references):
             n = len(s["targets"])
             f = torch.zeros(n_t, *z.shape[1:])
