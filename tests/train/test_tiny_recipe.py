@@ -133,3 +133,20 @@ def test_cli_train_tiny_options(tmp_path, monkeypatch, capsys):
     assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--init-from", str(weights.parent),
                  "--no-memory-offsets"]) == 0
     assert seen["cfg"].init_from == str(weights.resolve()) and seen["cfg"].model.memory_offsets is False
+
+
+def test_cli_train_tiny_stride_options(tmp_path, monkeypatch, capsys):
+    """`--temporal-stride` and `--chunk-frames` set the model's τ and chunk length; a chunk
+    length that is not τ·k+1 is refused with the rule in the message."""
+    from mirage.cli import main
+    import mirage.train.tiny as tiny
+
+    seen = {}
+    monkeypatch.setattr(tiny, "train_tiny", lambda out, cfg, resume: seen.setdefault("cfg", cfg))
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--temporal-stride", "2",
+                 "--chunk-frames", "17"]) == 0
+    assert seen["cfg"].model.temporal_stride == 2 and seen["cfg"].model.max_frames == 17
+    assert seen["cfg"].model.memory_offsets is True  # the recipe's other choices stay
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--temporal-stride", "2",
+                 "--chunk-frames", "16"]) == 2
+    assert "τ·k+1" in capsys.readouterr().err

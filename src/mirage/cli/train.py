@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-offsets", action=argparse.BooleanOptionalAction, default=None,
                    help="feed the denoiser each covered cell's sub-cell offset (default: the "
                         "recipe's, on); --no-memory-offsets trains the ablation without it")
+    p.add_argument("--temporal-stride", type=int, default=None, metavar="TAU",
+                   help="pixel frames per latent frame (default: the recipe's, 4)")
+    p.add_argument("--chunk-frames", type=int, default=None, metavar="N",
+                   help="pixel frames per generated chunk, of the form TAU·k+1 (default 17)")
     p.add_argument("--install", action="store_true",
                    help="copy the trained weights into the package when done")
     p.add_argument("--install-only", action="store_true",
@@ -126,6 +130,10 @@ def run_tiny(args) -> int:
         cfg = replace(cfg, init_from=_init_weights(args.init_from))
     if args.memory_offsets is not None:
         cfg = replace(cfg, model=replace(cfg.model, memory_offsets=args.memory_offsets))
+    if args.temporal_stride is not None:
+        cfg = replace(cfg, model=replace(cfg.model, temporal_stride=args.temporal_stride))
+    if args.chunk_frames is not None:
+        cfg = replace(cfg, model=replace(cfg.model, max_frames=args.chunk_frames))
     if args.clips is not None:
         if args.clips < 2:
             raise ConfigError(f"`--clips` must be ≥ 2 but is {args.clips}")
