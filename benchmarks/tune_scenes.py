@@ -28,6 +28,8 @@ def main() -> None:
     p.add_argument("--shift", type=float, default=None, help="sampling schedule shift (default: the model's)")
     p.add_argument("--min-valid-fraction", type=float, default=None,
                    help="the latent memory's partial-cell fraction (default: the pipeline's)")
+    p.add_argument("--paste-reads", default=None,
+                   help="PipelineConfig.paste_reads: a number in [0, 0.5], or `off` (default: the pipeline's)")
     p.add_argument("--first-scene", type=int, default=50)
     p.add_argument("--scenes", type=int, default=3)
     args = p.parse_args()
@@ -50,13 +52,17 @@ def main() -> None:
     if args.shift is not None:
         backbone.config = replace(backbone.config, schedule_shift=args.shift)
     modes = args.modes.split(",")
+    options = {}
+    if args.paste_reads is not None:
+        options["paste_reads"] = None if args.paste_reads == "off" else float(args.paste_reads)
     suite = SuiteConfig(first_scene=args.first_scene, scenes_per_family=args.scenes, seeds=(0,), proxies=False)
     psnr = {m: [] for m in modes}
     ceiling = []
     for case in suite_cases(suite):
         gt = prepare_ground_truth(backbone, case, suite.frames, proxies=False)
         for mode in modes:
-            record, _ = evaluate_run(backbone, gt, mode, 0, steps=args.steps, proxies=False)
+            record, _ = evaluate_run(backbone, gt, mode, 0, steps=args.steps, proxies=False,
+                                     options=options)
             if record["revisit_psnr"] is not None:
                 psnr[mode].append(record["revisit_psnr"])
         if record["ceiling_revisit_psnr"] is not None:
@@ -64,7 +70,8 @@ def main() -> None:
     out = {m: round(statistics.fmean(v), 3) for m, v in psnr.items() if v}
     out["ceiling"] = round(statistics.fmean(ceiling), 3) if ceiling else None
     print(json.dumps({"weights": args.weights or "shipped", "steps": args.steps, "shift": args.shift,
-                      "min_valid_fraction": args.min_valid_fraction, "revisit_psnr": out}))
+                      "min_valid_fraction": args.min_valid_fraction,
+                      "paste_reads": args.paste_reads, "revisit_psnr": out}))
 
 
 if __name__ == "__main__":

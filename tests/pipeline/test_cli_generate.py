@@ -41,6 +41,13 @@ def test_none_mode_writes_no_memory(tmp_path, weights):
     assert not (out / "memory.safetensors").exists() and (out / "run.json").exists()
 
 
+def test_paste_reads_option_reaches_the_run(tmp_path, weights):
+    assert cli(weights, tmp_path / "a", "--frames", "9") == 0
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["config"]["paste_reads"] == 0.1
+    assert cli(weights, tmp_path / "b", "--frames", "9", "--paste-reads", "off") == 0
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["config"]["paste_reads"] is None
+
+
 def test_image_with_depth_and_trajectory_file(tmp_path, weights):
     from PIL import Image
 
@@ -79,13 +86,15 @@ def bad_inputs(tmp_path):
         "nan depth": (["--image", str(tmp_path / "ok.png"), "--depth", str(tmp_path / "nan.npy")], "NaN"),
         "memory mode": (["--memory", "voxel"], "--memory"),
         "fusion": (["--fusion", "hash"], "fusion"),
+        "paste reads": (["--paste-reads", "always"], "--paste-reads"),
+        "paste reads range": (["--paste-reads", "0.7"], "paste_reads"),
         "oracle without scene": (["--image", str(tmp_path / "ok.png"), "--depth-estimator", "oracle"], "--scene"),
     }
 
 
 @pytest.mark.parametrize("case", [
     "unreadable image", "missing image", "trajectory format", "frame count", "nan depth", "memory mode",
-    "fusion", "oracle without scene"])
+    "fusion", "paste reads", "paste reads range", "oracle without scene"])
 def test_bad_input_clear_error_and_no_output(tmp_path, weights, capsys, case):
     args, message = bad_inputs(tmp_path)[case]
     out = tmp_path / "out"

@@ -170,3 +170,39 @@ def test_temporal_stride_one_backbone(world, mode):
         assert out.memory.frames == list(range(25))
     again = run(backbone, world, mode)
     torch.testing.assert_close(out.video, again.video, rtol=0, atol=0)
+
+
+def test_paste_reads(backbone, world):
+    """paste_reads=0.5 puts the read's token in every covered target cell; None keeps the
+    generated latents there; a bad value is refused."""
+    pasted, kept = run(backbone, world, paste_reads=0.5), run(backbone, world, paste_reads=None)
+    for out in (pasted, kept):
+        assert out.read_mask[:, 1:].any()  # the return chunk reads the first chunk's points
+    mask = pasted.read_mask[None].expand_as(pasted.latents)
+    torch.testing.assert_close(pasted.latents[mask], pasted.read_latents[mask], rtol=0, atol=0)
+    mask = kept.read_mask[None].expand_as(kept.latents)
+    assert not torch.allclose(kept.latents[mask], kept.read_latents[mask])
+    for bad in (-0.1, 0.6, True, "0.1"):
+        with pytest.raises(ConfigError, match="paste_reads"):
+            PipelineConfig(paste_reads=bad)
+
+
+def test_paste_reads_threshold_against_a_loop():
+    """`_paste_reads` against a per-cell loop: a target cell takes the read's token iff it is
+    covered and its offset is within the threshold in both axes; the chunk's first latent stays."""
+    from mirage.pipeline.generator import _paste_reads
+    from mirage.pipeline.memory_modes import ModeRead
+
+    g = torch.Generator().manual_seed(0)
+    C, T, h, w = 3, 4, 5, 6
+    chunk = torch.randn(C, T, h, w, generator=g)
+    read = ModeRead(torch.randn(T - 1, C, h, w, generator=g), torch.rand(T - 1, h, w, generator=g) > 0.4,
+                    torch.rand(T - 1, 2, h, w, generator=g) - 0.5)
+    out = _paste_reads(chunk, read, 0.2)
+    for t in range(T):
+        for i in range(h):
+            for j in range(w):
+                take = t > 0 and bool(read.mask[t - 1, i, j]) and all(
+                    abs(float(read.offset[t - 1, a, i, j])) <= 0.2 for a in range(2))
+                want = read.features[t - 1, :, i, j] if take else chunk[:, t, i, j]
+                assert torch.equal(out[:, t, i, j], want)

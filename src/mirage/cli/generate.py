@@ -47,6 +47,10 @@ def add_parser(sub) -> None:
     p.add_argument("--fusion", default=None,
                    help="voxel | append: how the point memory fuses writes (default: latent voxel, "
                         "rgb append as the reference implementation)")
+    p.add_argument("--paste-reads", default=None, metavar="CELLS|off",
+                   help="after denoising, covered cells whose memory read is aligned within CELLS "
+                        "(0..0.5) take the read's token; `off` keeps the generated latents "
+                        "(default 0.1)")
     p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
     p.add_argument("--weights", metavar="PATH",
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
@@ -158,9 +162,15 @@ def prepare(args):
         source = {"scene": seed, "family": args.family}
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
     steps = args.steps if args.steps is not None else getattr(getattr(backbone, "config", None), "steps", 6)
+    paste = {}
+    if args.paste_reads is not None:
+        try:
+            paste["paste_reads"] = None if args.paste_reads == "off" else float(args.paste_reads)
+        except ValueError:
+            raise ConfigError(f"`--paste-reads` must be a number in [0, 0.5] or `off` but is {args.paste_reads!r}") from None
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress)
+                            progress=not args.no_progress, **paste)
     torch.manual_seed(args.seed)
     return backbone, start, config, source
 

@@ -146,11 +146,12 @@ def run_id(case: Case, mode: str, depth: str, seed: int) -> str:
 
 def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str = "tiny",
                  steps: int | None = None, proxies: bool = True,
-                 fusion: str | None = None) -> tuple[dict, dict]:
+                 fusion: str | None = None, options: dict | None = None) -> tuple[dict, dict]:
     """Generate ``gt``'s path in memory ``mode`` with sampling ``seed`` and measure it.
 
     ``fusion`` overrides the memory's fusion (:class:`mirage.pipeline.PipelineConfig`; None =
-    the mode's default), for ablations.
+    the mode's default), and ``options`` any other ``PipelineConfig`` field (e.g.
+    ``{"paste_reads": None}``), for ablations.
 
     Returns (record, frames): a JSON-ready dict of every metric, and uint8 key frames
     ``{"video": (n, H, W, 3), "ground_truth": (n, H, W, 3)}`` at :func:`key_frame_indices`.
@@ -160,7 +161,8 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
 
     cams, tau = gt.cameras, backbone.temporal_stride
     estimator = OracleDepthEstimator(gt.scene, FPS) if depth == "oracle" else TinyDepthEstimator(backbone)
-    config = PipelineConfig(memory_mode=mode, fusion=fusion, steps=steps or backbone.config.steps, seed=seed)
+    config = PipelineConfig(memory_mode=mode, fusion=fusion, steps=steps or backbone.config.steps, seed=seed,
+                            **(options or {}))
     first_depth = torch.where(gt.exclude[0], torch.full_like(gt.depth[0], float("inf")), gt.depth[0])
     device = getattr(backbone, "device", "cpu")
     with PeakMemory(device) as peak, torch.no_grad():
