@@ -76,21 +76,26 @@ def test_latent_mode_writes_skyline_cells_and_the_pipeline_keeps_sky_apart_from_
     from mirage.backbones.tiny import TinyBackbone
     from mirage.geometry import Camera, look_at
     from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
-    from mirage.pipeline.memory_modes import LatentMode
+    from mirage.pipeline.memory_modes import PARTIAL_CELL_FRACTION, LatentMode
     from tests.backbones.conftest import SMALL
 
     cam = Camera.from_fov(look_at(torch.zeros(3), torch.tensor([0.0, 0.0, 1.0]))[None], 8, 8, 60.0)
-    depth = torch.full((1, 8, 8), 3.0)
-    depth[0, :3] = float("inf")  # sky over the top 3 rows: the cells of row 0 are 3/4 sky, row 1 has depth
-    strict, partial = LatentMode(2, min_valid_fraction=1.0), LatentMode(2)
-    for mode in (strict, partial):
-        mode.write(torch.randn(1, 2, 2, 2), None, depth, cam, torch.zeros(1, 8, 8, dtype=torch.bool), [0])
-    assert strict.memory.num_points == 2 and partial.memory.num_points == 2  # 1/4 depth < 0.5: dropped
-    depth[0, :3] = 3.0
-    depth[0, :2] = float("inf")  # now half of each top cell has depth
-    partial = LatentMode(2)
-    partial.write(torch.randn(1, 2, 2, 2), None, depth, cam, torch.zeros(1, 8, 8, dtype=torch.bool), [0])
-    assert partial.memory.num_points == 4
+    # Top cells (4×4 pixels each) with n pixels of depth, the rest sky: kept iff n/16 reaches
+    # the pipeline's PARTIAL_CELL_FRACTION; the full-cell rule never keeps them.
+    need = math.ceil(PARTIAL_CELL_FRACTION * 16)
+    for n, kept in ((need - 1, False), (need, True)):
+        depth = torch.full((1, 8, 8), 3.0)
+        depth[0, :4] = float("inf")
+        for c in range(2):  # the first n pixels of each top cell, row-major within the cell
+            r, q = divmod(n, 4)
+            cell = depth[0, :4, 4 * c:4 * c + 4]
+            cell[:r] = 3.0
+            cell[r, :q] = 3.0
+        strict, partial = LatentMode(2, min_valid_fraction=1.0), LatentMode(2)
+        for mode in (strict, partial):
+            mode.write(torch.randn(1, 2, 2, 2), None, depth, cam, torch.zeros(1, 8, 8, dtype=torch.bool), [0])
+        assert strict.memory.num_points == 2
+        assert partial.memory.num_points == (4 if kept else 2), n
     # The pipeline flags sky as "no depth", not as excluded, so the first frame's skyline cells
     # are written even when the caller's exclusion mask covers the sky too.
     torch.manual_seed(0)
