@@ -39,7 +39,9 @@ def test_builder_read_equals_pipeline_read(tmp_path):
     def masker(frames, latents, read, mask, cams, pixel_ids):
         return clip.exclude[pixel_ids]
 
-    generate(bb, clip.video[0], clip.cameras, PipelineConfig(steps=1, preceding=1, references=1),
+    # paste_reads off: the replay's premise is that the kept latents are the clip's own, which
+    # pasting memory tokens into covered cells would change by design.
+    generate(bb, clip.video[0], clip.cameras, PipelineConfig(steps=1, preceding=1, references=1, paste_reads=None),
              depth_estimator=depth, masker=masker, first_depth=clip.depths[0], first_exclude=clip.exclude[0])
     samples = {m["start"]: (t, m) for t, m in clip_samples(bb, clip, preceding=1, references=1, latents=truth)}
     assert len(bb.conds) == 2  # chunks [0..8] and [8..16]: start latents 0 and 2
