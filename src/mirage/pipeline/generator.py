@@ -157,11 +157,12 @@ class PipelineOutput:
 def _paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
     """``chunk_latents`` (C, T, h, w) with each target's covered cells whose read is aligned
     within ``max_offset`` cells replaced by the read's token (``PipelineConfig.paste_reads``)."""
-    paste = read.mask.bool()  # (T−1, h, w)
+    device = chunk_latents.device
+    paste = read.mask.bool().to(device)  # (T−1, h, w)
     if read.offset is not None:
-        paste = paste & (read.offset.abs().amax(dim=1) <= max_offset)
-    targets = torch.where(paste[None], read.features.permute(1, 0, 2, 3).to(chunk_latents.dtype),
-                          chunk_latents[:, 1:])
+        paste = paste & (read.offset.to(device).abs().amax(dim=1) <= max_offset)
+    features = read.features.permute(1, 0, 2, 3).to(device, chunk_latents.dtype)  # (C, T−1, h, w)
+    targets = torch.where(paste[None], features, chunk_latents[:, 1:])
     return torch.cat([chunk_latents[:, :1], targets], dim=1)
 
 
