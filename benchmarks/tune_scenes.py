@@ -35,6 +35,7 @@ def main() -> None:
     args = p.parse_args()
 
     import mirage.pipeline.memory_modes as memory_modes
+    from mirage.cli.options import parse_paste_reads
     from mirage.backbones.tiny import TinyBackbone
     from mirage.evaluation.runs import evaluate_run, prepare_ground_truth
     from mirage.evaluation.suite import SuiteConfig, suite_cases
@@ -52,9 +53,7 @@ def main() -> None:
     if args.shift is not None:
         backbone.config = replace(backbone.config, schedule_shift=args.shift)
     modes = args.modes.split(",")
-    options = {}
-    if args.paste_reads is not None:
-        options["paste_reads"] = None if args.paste_reads == "off" else float(args.paste_reads)
+    options = {} if args.paste_reads is None else {"paste_reads": parse_paste_reads(args.paste_reads)}
     suite = SuiteConfig(first_scene=args.first_scene, scenes_per_family=args.scenes, seeds=(0,), proxies=False)
     psnr = {m: [] for m in modes}
     ceiling = []

@@ -111,7 +111,7 @@ def prepare(args):
     import torch
 
     from mirage.backbones import load_backbone
-    from mirage.cli.options import parse_size
+    from mirage.cli.options import parse_paste_reads, parse_size
     from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES, PipelineConfig, check_frame_count
     from mirage.pipeline.inputs import (StartFrame, image_camera, image_trajectory, load_depth,
                                         load_image, scene_start)
@@ -162,12 +162,7 @@ def prepare(args):
         source = {"scene": seed, "family": args.family}
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
     steps = args.steps if args.steps is not None else getattr(getattr(backbone, "config", None), "steps", 6)
-    paste = {}
-    if args.paste_reads is not None:
-        try:
-            paste["paste_reads"] = None if args.paste_reads == "off" else float(args.paste_reads)
-        except ValueError:
-            raise ConfigError(f"`--paste-reads` must be a number in [0, 0.5] or `off` but is {args.paste_reads!r}") from None
+    paste = {} if args.paste_reads is None else {"paste_reads": parse_paste_reads(args.paste_reads)}
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
                             progress=not args.no_progress, **paste)

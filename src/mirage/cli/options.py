@@ -19,3 +19,13 @@ def parse_size(text: str) -> tuple[int, int]:
             f"`--size` must be a positive N or HxW (e.g. 128 or 704x1280) but is {text!r}"
         )
     return values[0], values[1]
+
+
+def parse_paste_reads(text: str) -> float | None:
+    """``"off"`` → None; ``"0.1"`` → 0.1 (``PipelineConfig.paste_reads`` checks the range)."""
+    if text == "off":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"`--paste-reads` must be a number in [0, 0.5] or `off` but is {text!r}") from None

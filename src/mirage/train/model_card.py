@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from mirage.pipeline.generator import PipelineConfig
+from mirage.pipeline.memory_modes import PARTIAL_CELL_FRACTION
+
 __all__ = ["write_model_card"]
 
 
@@ -45,7 +48,10 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "",
         f"**Known limits.** {frames_limit}Newly seen content is blurry. Latent cells that are all sky are never "
         "written to memory (DESIGN §3) and must be generated; cells partly sky are written from "
-        "their pixels with depth. Revisit fidelity is limited by the content the "
+        f"their pixels with depth when those are at least {PARTIAL_CELL_FRACTION:g} of the cell "
+        "(the pipeline's `PARTIAL_CELL_FRACTION`). At inference, covered cells whose read is "
+        f"aligned within {PipelineConfig.paste_reads:g} cell take the memory's token "
+        "(`PipelineConfig.paste_reads`). Revisit fidelity is limited by the content the "
         "model generates for newly seen places (later revisits read it back) and for the cells "
         "the memory cannot cover: `benchmarks/revisit_bound.py` measures each link. The held-out "
         "table below says which of the project's goals these weights meet.",

@@ -163,13 +163,13 @@ def build_samples(backbone: TinyBackbone, data: dict, cfg: TinyTrainConfig, prog
         z = backbone.vae.encode_video(video)[0].permute(1, 0, 2, 3)  # (L, C, h, w)
         all_z[c] = z
         frames = to_unit(data["rgb"][c, latent_frames])
-        depth, valid = backbone.depth.predict(frames)
+        depth, _ = backbone.depth.predict(frames)  # +inf where the estimator gives no depth
         depth[0] = data["depth"][c, 0]  # the first frame's depth is given, as at inference
-        valid[0] = torch.isfinite(depth[0])
         cams = _clip_cameras(data, c, latent_frames)
         # As the pipeline writes: no depth (sky, +inf in `depth`) is not an exclusion, and nothing
         # else is excluded (static training scenes).
-        for s in build_memory_samples(z, depth, torch.zeros_like(valid), cams, n_t, m.preceding, m.references):
+        exclude = torch.zeros(depth.shape, dtype=torch.bool)
+        for s in build_memory_samples(z, depth, exclude, cams, n_t, m.preceding, m.references):
             n = len(s["targets"])
             f = torch.zeros(n_t, *z.shape[1:])
             k = torch.zeros(n_t, *z.shape[2:], dtype=torch.bool)
