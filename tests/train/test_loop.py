@@ -79,3 +79,40 @@ def test_checkpoint_is_safetensors_with_json(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(b"\x00" * 10)
     with pytest.raises(MemoryFormatError):
         load_checkpoint(tmp_path / "bad.safetensors", model)
+
+
+def test_cosine_follows_the_clock_when_the_budget_runs_ahead_of_the_steps():
+    from mirage.train.loop import cosine_lr
+
+    config = LoopConfig(1000, lr=1.0, warmup=10, min_lr_ratio=0.05, max_seconds=100.0)
+    # Ahead of the budget: the steps decide (the same as with no budget).
+    unbudgeted = LoopConfig(1000, lr=1.0, warmup=10, min_lr_ratio=0.05)
+    assert cosine_lr(505, config, seconds=10.0) == pytest.approx(cosine_lr(505, unbudgeted))
+    # Behind it: the clock decides. Halfway through the budget at a fifth of the steps is the
+    # cosine's midpoint, and a spent budget is the floor, whatever the step.
+    assert cosine_lr(200, config, seconds=50.0) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert cosine_lr(200, config, seconds=100.0) == pytest.approx(0.05)
+    assert cosine_lr(200, config, seconds=250.0) == pytest.approx(0.05)
+    # Warm-up is by step alone.
+    assert cosine_lr(4, config, seconds=90.0) == pytest.approx(0.5)
+
+
+def test_a_time_cut_run_ends_near_the_floor_learning_rate(tmp_path):
+    import time
+
+    model, make_batch, loss_fn = problem()
+    lrs = []
+
+    def slow_loss(m, batch):
+        time.sleep(0.01)
+        return loss_fn(m, batch)
+
+    state = train_loop("t", model, model.parameters(), make_batch, slow_loss,
+                       LoopConfig(100_000, lr=1e-2, warmup=2, min_lr_ratio=0.05, max_seconds=1.0,
+                                  checkpoint_every=100_000),
+                       tmp_path / "c.safetensors", progress=False,
+                       on_step=lambda step, record: lrs.append(record["lr"]))
+    assert state["stopped_early"] and len(lrs) < 1000  # cut by the clock, far from its steps
+    # By its steps the run is at the peak; by the clock it has decayed to near the floor.
+    assert lrs[-1] < 0.15 * 1e-2
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))

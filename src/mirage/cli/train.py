@@ -26,7 +26,8 @@ def add_parser(sub) -> None:
     p.add_argument("--vae-steps", type=int, default=None)
     p.add_argument("--depth-steps", type=int, default=None)
     p.add_argument("--denoiser-steps", type=int, default=None)
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default 2; 1 is faster when another job shares the 2 cores)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init-from", metavar="WEIGHTS", default=None,
                    help="reuse the VAE and depth estimator of these tiny weights (a .safetensors "
@@ -125,7 +126,11 @@ def run_tiny(args) -> int:
         path = install_weights(args.out)
         print(f"installed {path}")
         return 0
-    cfg = TinyTrainConfig(minutes=args.minutes, seed=args.seed, threads=args.threads)
+    cfg = TinyTrainConfig(minutes=args.minutes, seed=args.seed)
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"`--threads` must be ≥ 1 but is {args.threads}")
+        cfg = replace(cfg, threads=args.threads)
     if args.init_from is not None:
         cfg = replace(cfg, init_from=_init_weights(args.init_from))
     if args.memory_offsets is not None:

@@ -43,17 +43,17 @@ class TinyTrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     # The shipped model conditions its denoiser on the read's sub-cell offsets.
     model: TinyConfig = field(default_factory=lambda: TinyConfig(memory_offsets=True))
-    vae_steps: int = 2400
+    vae_steps: int = 6000
     vae_batch: int = 4  # windows of 5 latent frames (5τ pixel frames)
     depth_steps: int = 900
     depth_batch: int = 16
-    denoiser_steps: int = 6000
+    denoiser_steps: int = 4500
     denoiser_batch: int = 12
     p_drop_memory: float = 0.15  # memory and references dropped together (memory_mode=none)
     p_drop_references: float = 0.1
     p_drop_preceding: float = 0.1
     seed: int = 0
-    threads: int = 1  # torch threads; 1 is fastest when the 2 cores are shared
+    threads: int = 2  # torch threads; the recipe's budget assumes the 2 cores to itself
     # Tiny weights whose VAE and depth estimator this run reuses (their stages are skipped):
     # retrain only the denoiser after a change to its conditioning. None = train every stage.
     init_from: str | None = None
