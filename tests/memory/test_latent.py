@@ -190,6 +190,37 @@ def test_references_iou_against_python_sets():
         assert got[f] == pytest.approx(v)
 
 
+@pytest.mark.parametrize("fusion", ["voxel", "append"])
+def test_read_with_references_equals_the_two_calls(fusion):
+    # The pipeline's one-splat path must give exactly what read + retrieve_references give.
+    cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
+    depth = ROOM.depth(cams)
+    gen = torch.Generator().manual_seed(3)
+    mem = LatentSpatialMemory(3, fusion=fusion)
+    for start in range(0, 12, 4):  # writes of 4 frames, the later ones revisiting
+        ids = list(range(start, start + 4))
+        mem.write(torch.randn(4, 3, 4, 8, generator=gen), depth[ids], cams[ids], frame_ids=ids)
+        target = cams[[start + 1, start + 4 if start + 4 < 13 else 0, (start * 5) % 13]]
+        for k, exclude in ((1, []), (3, [start]), (0, []), (9, list(range(6)))):
+            read, refs = mem.read_with_references(target, (4, 8), k=k, min_iou=0.01,
+                                                  voxel_size=0.2, exclude_frames=exclude)
+            alone = mem.read(target, (4, 8))
+            for name in ("features", "mask", "depth", "offset"):
+                assert torch.equal(getattr(read, name), getattr(alone, name)), name
+            assert refs == mem.retrieve_references(target, k=k, min_iou=0.01, voxel_size=0.2,
+                                                   exclude_frames=exclude)
+            if k == 3 and start:
+                assert refs and all(r.frame_id != start for r in refs)
+    # A read at another size than the written grid takes the two-call path.
+    read, refs = mem.read_with_references(cams[[2]], (8, 16), k=2)
+    assert torch.equal(read.features, mem.read(cams[[2]], (8, 16)).features)
+    assert refs == mem.retrieve_references(cams[[2]], k=2)
+    with pytest.raises(ConfigError, match="`k` must be"):
+        mem.read_with_references(cams[[2]], (4, 8), k=-1)
+    empty_read, empty_refs = LatentSpatialMemory(3).read_with_references(cams[[2]], (4, 8), k=2)
+    assert empty_refs == [] and not empty_read.mask.any()
+
+
 def test_save_load_round_trip(tmp_path):
     cams, depth = room_chunk(frames=9, hw=(64, 128))
     mem = LatentSpatialMemory(6, voxel_scale=2.0)

@@ -77,6 +77,15 @@ class LatentSpatialMemory(PointStore):
         """
         return self._read(cameras, hw, offsets=True)
 
+    def read_with_references(self, cameras: Camera, hw: tuple[int, int], *, k: int = 4,
+                             min_iou: float = 0.04, voxel_size: float = 0.1,
+                             exclude_frames: Sequence[int] = ()) -> tuple[MemoryRead, list]:
+        """``(read(cameras, hw), retrieve_references(cameras, k, ...))``, the same values from
+        one splat when ``hw`` is the written grid size (what the pipeline asks for every chunk):
+        the target views' splat is both the read and the target side of the covisibility."""
+        return self._read_with_references(cameras, hw, offsets=True, k=k, min_iou=min_iou,
+                                          voxel_size=voxel_size, exclude_frames=exclude_frames)
+
     @classmethod
     def _from_config(cls, config: dict, device):
         return cls(

@@ -260,17 +260,39 @@ class PointStore:
     def _read(self, cameras: Camera, hw: tuple[int, int], *, offsets: bool = False) -> MemoryRead:
         h, w = _check_hw(hw)
         K, world2cam = self._camera_tensors(cameras, (h, w))
-        splat = self._splat(K, world2cam, (h, w))
+        return self._gather(self._splat(K, world2cam, (h, w)), K, world2cam, offsets=offsets)
+
+    def _gather(self, splat: Splat, K: Tensor, world2cam: Tensor, *, offsets: bool) -> MemoryRead:
+        """The read of V views from their splat (V, h, w), with K and world2cam at (h, w)."""
+        V, h, w = splat.index.shape
         mask = splat.index >= 0  # (V, h, w)
-        gathered = self.features.new_zeros(len(cameras), h, w, self.channels)
+        gathered = self.features.new_zeros(V, h, w, self.channels)
         winners = splat.index[mask]  # (M,) in (view, row, col) order
         gathered[mask] = self.features[winners]
         offset = None
         if offsets:
-            offset = torch.zeros(len(cameras), h, w, 2, dtype=torch.float32, device=self.device)
+            offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
             offset[mask] = _cell_offsets(self.points[winners], K, world2cam, mask)
             offset = offset.permute(0, 3, 1, 2)
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth, offset)
+
+    def _read_with_references(self, cameras: Camera, hw: tuple[int, int], *, offsets: bool, k: int,
+                              min_iou: float, voxel_size: float,
+                              exclude_frames: Sequence[int]) -> tuple[MemoryRead, list[Reference]]:
+        """``_read(cameras, hw)`` and ``retrieve_references(cameras, ...)`` from one splat, when
+        ``hw`` is the grid size of the written frames (the views' splat serves both)."""
+        h, w = _check_hw(hw)
+        _check_reference_args(k, voxel_size)
+        if self.grid_hw != (h, w) or self.num_points == 0 or k == 0:
+            refs = self.retrieve_references(cameras, k, min_iou, voxel_size, exclude_frames)
+            return self._read(cameras, (h, w), offsets=offsets), refs
+        V = len(cameras)
+        K, world2cam = self._camera_tensors(cameras, (h, w))
+        both = self._splat(torch.cat([K, self.table_K]),
+                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]), (h, w))
+        views = Splat(both.index[:V], both.depth[:V])
+        read = self._gather(views, K, world2cam, offsets=offsets)
+        return read, self._references(views.index, both.index[V:], k, min_iou, voxel_size, exclude_frames)
 
     # -- per-frame visibility and reference retrieval (DESIGN §3.5) -----------------------
     def frame_visibility(self) -> Splat:
@@ -296,8 +318,7 @@ class PointStore:
         sees; the target set is the union over the target views of the voxels of the memory
         points they see. Sorted by IoU, descending; ties go to the more recent frame id.
         """
-        if k < 0 or not voxel_size > 0:
-            raise ConfigError(f"`k` must be ≥ 0 and `voxel_size` > 0 but are {k} and {voxel_size}")
+        _check_reference_args(k, voxel_size)
         if self.num_points == 0 or k == 0:
             return []
         # One splat for the target views and every written frame (views are independent).
@@ -306,7 +327,12 @@ class PointStore:
         both = self._splat(torch.cat([K, self.table_K]),
                            torch.cat([world2cam, rigid_inverse(self.table_cam2world)]),
                            self.grid_hw).index
-        target, past = both[:V], both[V:]  # (V, h, w), (F, h, w)
+        return self._references(both[:V], both[V:], k, min_iou, voxel_size, exclude_frames)
+
+    def _references(self, target: Tensor, past: Tensor, k: int, min_iou: float, voxel_size: float,
+                    exclude_frames: Sequence[int]) -> list[Reference]:
+        """:meth:`retrieve_references` from the splat indices of the target views (V, h, w) and
+        of every written frame (F, h, w), in frame-table order."""
         F = past.shape[0]
         # Pairs (set id, point): set F is the target union, sets 0..F-1 the past frames.
         set_ids = torch.cat([
@@ -325,10 +351,11 @@ class PointStore:
         inter = torch.bincount(pair_set[in_target[pair_voxel]], minlength=F + 1).double()
         union = size[:F] + size[F] - inter[:F]
         iou = torch.where(union > 0, inter[:F] / union.clamp_min(1), torch.zeros_like(union))
+        excluded = set(int(f) for f in exclude_frames)
         candidates = [
             Reference(int(f), float(s))
             for f, s in zip(self.table_ids.tolist(), iou.tolist())
-            if s >= min_iou and int(f) not in set(exclude_frames)
+            if s >= min_iou and int(f) not in excluded
         ]
         candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
         return candidates[:k]
@@ -419,6 +446,11 @@ def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T
         raise ConfigError(f"`confidence` must be a finite number or {T} finite numbers (one per "
                           f"frame) but is {confidence!r}")
     return values.clone()
+
+
+def _check_reference_args(k: int, voxel_size: float) -> None:
+    if k < 0 or not voxel_size > 0:
+        raise ConfigError(f"`k` must be ≥ 0 and `voxel_size` > 0 but are {k} and {voxel_size}")
 
 
 def _voxel_rank(keys: Tensor) -> Tensor:  # (P, 3) long → (P,) long

@@ -245,8 +245,8 @@ def generate(
 
         # read + references
         t = time.perf_counter()
-        read = mode.read(chunk_cams, tau, (h, w), backbone)
-        refs = mode.references(target_cams, config.references, reference_exclusions(a, config.preceding))
+        read, refs = mode.read_and_references(chunk_cams, tau, (h, w), backbone, config.references,
+                                              reference_exclusions(a, config.preceding))
         timing.read = time.perf_counter() - t
         pre = preceding_ids(a, config.preceding)
         ref_ids = [r.frame_id for r in refs]

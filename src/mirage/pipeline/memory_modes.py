@@ -68,6 +68,13 @@ class MemoryMode(Protocol):
 
     def references(self, target_cameras: Camera, k: int, exclude: list[int]) -> list: ...
 
+    def read_and_references(self, chunk_cameras: Camera, temporal_stride: int,
+                            latent_hw: tuple[int, int], backbone, k: int,
+                            exclude: list[int]) -> tuple[ModeRead, list]:
+        """``read(...)`` and ``references(target cameras, k, exclude)`` together (what each
+        chunk asks for), so a mode can share work between them."""
+        ...
+
     def stats(self) -> dict: ...
 
 
@@ -80,6 +87,10 @@ class _PointMemoryMode:
     """References and statistics, shared by the modes backed by a point memory."""
 
     memory: LatentSpatialMemory | RGBPointCloudMemory
+
+    def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
+        read = self.read(chunk_cameras, temporal_stride, latent_hw, backbone)
+        return read, self.references(_target_cameras(chunk_cameras, temporal_stride), k, exclude)
 
     def references(self, target_cameras, k, exclude) -> list:
         return self.memory.retrieve_references(
@@ -114,6 +125,13 @@ class LatentMode(_PointMemoryMode):
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
         return ModeRead(read.features.float(), read.mask, read.offset)
+
+    def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
+        """One splat of the target views serves the read and the references."""
+        read, refs = self.memory.read_with_references(
+            _target_cameras(chunk_cameras, temporal_stride), latent_hw, k=k,
+            min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL, exclude_frames=exclude)
+        return ModeRead(read.features.float(), read.mask, read.offset), refs
 
 
 class RGBMode(_PointMemoryMode):
@@ -163,6 +181,9 @@ class NoMemory:
 
     def references(self, target_cameras, k, exclude) -> list:
         return []
+
+    def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
+        return self.read(chunk_cameras, temporal_stride, latent_hw), []
 
     def stats(self) -> dict:
         return {"points": 0, "bytes": 0, "frames": 0}
