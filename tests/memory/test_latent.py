@@ -395,3 +395,25 @@ def test_read_offsets_are_zero_at_the_written_view():
     read = mem.read(cams[0], (8, 16))
     assert read.mask.float().mean() > 0.9
     assert read.offset.abs().max() < 1e-3
+
+
+def test_frame_table_keeps_first_write_order_and_takes_the_newest_pose():
+    # Against the obvious per-frame rule: a new id is appended, a known id's pose is replaced.
+    gen = torch.Generator().manual_seed(5)
+    mem = LatentSpatialMemory(2)
+    expected = {}  # id → (K, cam2world), in first-write order
+    for ids in ([0, 1, 2, 3], [3, 4, 5, 6], [6, 2, 7, 7], [8]):
+        poses = torch.stack([random_pose(gen).float() for _ in ids])
+        cams = Camera.from_fov(poses, 8, 16, 60.0)
+        K = cams.K.clone()
+        K[:, :2, :2] *= 1 + torch.rand(len(ids), 1, 1, generator=gen)  # a focal length per frame
+        cams = Camera(K, cams.cam2world, 8, 16)
+        mem.write(torch.randn(len(ids), 2, 2, 4, generator=gen), torch.full((len(ids), 8, 16), 3.0),
+                  cams, frame_ids=ids)
+        small = cams.scaled(2, 4)
+        for t, f in enumerate(ids):
+            expected[f] = (small.K[t], small.cam2world[t])
+    assert mem.frames == list(expected)
+    for row, (K, cam2world) in enumerate(expected.values()):
+        assert torch.allclose(mem.table_K[row], K.float())
+        assert torch.equal(mem.table_cam2world[row], cam2world.float())

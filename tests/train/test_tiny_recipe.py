@@ -73,12 +73,15 @@ def test_recipe_runs_resumes_and_installs(tmp_path, monkeypatch, model):
     again = train_tiny(tmp_path / "run", cfg, progress=False, log=lambda s: None)  # all stages done
     for a, b in zip(trained.parameters(), again.parameters()):
         torch.testing.assert_close(a, b)
+    machines = again.metadata["train"]["machines"]  # one per session of the run
+    assert len(machines) == 2 and all(m["matmul_gflops"] > 0 and m["threads"] == 2 for m in machines)
     import mirage.backbones.tiny.model as tiny_model
 
     target = tmp_path / "pkg" / "tiny.safetensors"
     monkeypatch.setattr(tiny_model, "SHIPPED_WEIGHTS", target)
     assert install_weights(tmp_path / "run") == target
     assert target.exists() and (target.parent / "MODEL_CARD.md").exists()
+    assert "GFLOP/s" in (target.parent / "MODEL_CARD.md").read_text()
 
 
 def test_init_from_reuses_vae_and_depth_and_trains_an_offsets_denoiser(tmp_path, monkeypatch):
@@ -133,6 +136,12 @@ def test_cli_train_tiny_options(tmp_path, monkeypatch, capsys):
     assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--init-from", str(weights.parent),
                  "--no-memory-offsets"]) == 0
     assert seen["cfg"].init_from == str(weights.resolve()) and seen["cfg"].model.memory_offsets is False
+    assert seen["cfg"].threads == 2  # the recipe's default: the 2 cores to itself
+    seen.clear()
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--threads", "1"]) == 0
+    assert seen["cfg"].threads == 1
+    assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--threads", "0"]) == 2
+    assert "--threads" in capsys.readouterr().err
 
 
 def test_cli_train_tiny_stride_options(tmp_path, monkeypatch, capsys):

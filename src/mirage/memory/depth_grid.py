@@ -83,30 +83,34 @@ def reduce_depth_to_grid(
             f"(h, w) = {(h, w)}"
         )
     sy, sx = H // h, W // w
-    has_depth = valid_depth(depths)
-    ok = has_depth if exclude is None else has_depth & ~exclude.bool()
     if (sy, sx) == (1, 1):
+        has_depth = valid_depth(depths)
+        ok = has_depth if exclude is None else has_depth & ~exclude.bool()
         return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
 
-    # (T, h, w, sy·sx) blocks of pixels
+    # Everything below works on (T, h, w, sy·sx) blocks of pixels. An excluded pixel drops its
+    # cell under either rule, so the inverse depths need only "has depth", not "not excluded".
     def blocks(x: Tensor) -> Tensor:
         return x.reshape(T, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(T, h, w, sy * sx)
 
-    ok_cell = blocks(ok).all(dim=-1)
-    inv = blocks(torch.where(ok, 1.0 / depths, torch.zeros_like(depths)))  # (T, h, w, sy·sx)
+    d = blocks(depths)
+    has_depth = valid_depth(d)
+    count = has_depth.sum(dim=-1)  # pixels with depth per cell
+    excluded = blocks(exclude.bool()).any(dim=-1) if exclude is not None else None
+    ok_cell = count == sy * sx if excluded is None else (count == sy * sx) & ~excluded
+    inv = torch.where(has_depth, 1.0 / d, 0.0)
     mean_inv = inv.mean(dim=-1)
     residual = inv @ _affine_residual_projector(sy, sx, depths.dtype, depths.device)
     planar = residual.abs().amax(dim=-1) <= planarity_tol * mean_inv
     valid = ok_cell & planar & (mean_inv > 0)
-    depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), torch.full_like(mean_inv, float("inf")))
+    depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), float("inf"))
     if min_valid_fraction < 1.0:
-        has_depth = blocks(has_depth)
-        count = has_depth.sum(dim=-1)
-        excluded = blocks(exclude.bool()).any(dim=-1) if exclude is not None else torch.zeros_like(ok_cell)
-        partial = ~ok_cell & ~excluded & (count >= min_valid_fraction * sy * sx)
+        partial = ~ok_cell & (count >= min_valid_fraction * sy * sx)
+        if excluded is not None:
+            partial &= ~excluded
         mean_partial = inv.sum(dim=-1) / count.clamp_min(1)  # inv is 0 where there is no depth
-        span = (torch.where(has_depth, inv, torch.full_like(inv, -float("inf"))).amax(dim=-1)
-                - torch.where(has_depth, inv, torch.full_like(inv, float("inf"))).amin(dim=-1))
+        span = (torch.where(has_depth, inv, -float("inf")).amax(dim=-1)
+                - torch.where(has_depth, inv, float("inf")).amin(dim=-1))
         partial &= (span <= planarity_tol * mean_partial) & (mean_partial > 0)
         depth = torch.where(partial, 1.0 / mean_partial.clamp_min(1e-30), depth)
         valid = valid | partial

@@ -37,6 +37,7 @@ not depend on storage order.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
@@ -214,8 +215,7 @@ class PointStore:
         self.frame_ids = torch.cat([self.frame_ids, new_frame_ids])
         self.uids = torch.cat([self.uids, uids])
         self.confidences = torch.cat([self.confidences, new_confidences])
-        for t in range(T):
-            self._register_frame(frame_ids[t], K[t:t + 1], cam2world[t:t + 1])
+        self._register_frames(frame_ids, K, cam2world)
         return M
 
     def _select(self, keep: Tensor) -> None:
@@ -232,16 +232,26 @@ class PointStore:
             raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
         return frame_ids
 
-    def _register_frame(self, frame_id: int, K: Tensor, cam2world: Tensor) -> None:
-        """Record frame ``frame_id``'s grid camera: K (1, 3, 3), cam2world (1, 4, 4)."""
-        hit = (self.table_ids == frame_id).nonzero(as_tuple=True)[0]
-        if hit.numel():  # a frame written again (the overlap frame of two chunks): new pose wins
-            self.table_K[hit] = K
-            self.table_cam2world[hit] = cam2world
-            return
-        self.table_ids = torch.cat([self.table_ids, self.table_ids.new_tensor([frame_id])])
-        self.table_K = torch.cat([self.table_K, K])
-        self.table_cam2world = torch.cat([self.table_cam2world, cam2world])
+    def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor) -> None:
+        """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), in
+        order: a frame written again (the overlap frame of two chunks) keeps its row in the
+        table and takes the newer pose; a new frame is appended."""
+        row = {f: i for i, f in enumerate(self.table_ids.tolist())}
+        latest: dict[int, int] = {}  # frame id → the last t that writes it
+        for t, f in enumerate(frame_ids):
+            latest[f] = t
+        again = [(row[f], t) for f, t in latest.items() if f in row]
+        if again:
+            rows, ts = (torch.tensor(x, device=self.device) for x in zip(*again))
+            self.table_K[rows] = K[ts]
+            self.table_cam2world[rows] = cam2world[ts]
+        new = [(f, t) for f, t in latest.items() if f not in row]  # in order of first write
+        if new:
+            ids, ts = zip(*new)
+            ts = list(ts)
+            self.table_ids = torch.cat([self.table_ids, self.table_ids.new_tensor(ids)])
+            self.table_K = torch.cat([self.table_K, K[ts]])
+            self.table_cam2world = torch.cat([self.table_cam2world, cam2world[ts]])
 
     # -- reading --------------------------------------------------------------------------
     def _splat(self, K: Tensor, world2cam: Tensor, hw: tuple[int, int]) -> Splat:
@@ -436,6 +446,8 @@ class PointStore:
 
 def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
     """Per-frame write confidences: finite numbers, one for all frames or one per frame."""
+    if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and math.isfinite(confidence):
+        return torch.full((T,), float(confidence), dtype=torch.float32)
     try:
         values = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1)
     except (TypeError, ValueError, RuntimeError) as error:

@@ -119,6 +119,13 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
             f"{cfg.get('seed', 0)}. Reproduce: `mirage train tiny --out runs/tiny --install` "
             "(stage times are summed; each loop stage counts its own time across resumes).",
         ]
+    machines = train.get("machines") or []
+    if machines:
+        lines += ["", "Machines, one line per session of the run (a measured fp32 matmul rate, "
+                  "to compare the stage times with another machine's):"]
+        lines += [f"- {m.get('date', '?')}: {m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, "
+                  f"{m.get('threads', '?')} torch threads, {m.get('matmul_gflops', '?')} GFLOP/s"
+                  + (f" ({m['note']})" if m.get("note") else "") for m in machines]
     if "unfinished" in train:
         u = train["unfinished"]
         lines += ["", f"**Unfinished run**: installed from the `{u['stage']}` checkpoint at step {u['step']}."]

@@ -47,7 +47,7 @@ class TinyTrainConfig:
     vae_batch: int = 4  # windows of 5 latent frames (5τ pixel frames)
     depth_steps: int = 900
     depth_batch: int = 16
-    denoiser_steps: int = 4500
+    denoiser_steps: int = 6000
     denoiser_batch: int = 12
     p_drop_memory: float = 0.15  # memory and references dropped together (memory_mode=none)
     p_drop_references: float = 0.1
@@ -303,13 +303,48 @@ def _train_vae_and_depth(backbone, data, cfg, out, report, timed, budget_left, r
     report["depth"] = state
 
 
+def _machine_info(threads: int) -> dict:
+    """The CPU, its core count, the torch threads and a measured fp32 matmul rate (GFLOP/s at
+    those threads), so stage times from different machines can be compared."""
+    import os
+    import platform
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    n = 512
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 0.3:
+        a @ b
+        reps += 1
+    gflops = 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+    return {"cpu": cpu, "cpus": os.cpu_count(), "threads": threads,
+            "matmul_gflops": round(gflops, 1), "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+
 def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,
                progress: bool = True, log=print) -> TinyBackbone:
     """Run (or resume) every stage into ``out``; returns the trained backbone and writes
     ``out/tiny.safetensors`` and ``out/train_report.json``."""
     cfg = cfg or TinyTrainConfig()
-    torch.manual_seed(cfg.seed)
+    threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
+    try:
+        return _train_tiny(out, cfg, resume, progress, log)
+    finally:
+        torch.set_num_threads(threads)  # the caller's thread count again
+
+
+def _train_tiny(out, cfg: TinyTrainConfig, resume: bool, progress: bool, log) -> TinyBackbone:
+    torch.manual_seed(cfg.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1, default=list))
@@ -317,6 +352,9 @@ def train_tiny(out, cfg: TinyTrainConfig | None = None, *, resume: bool = True,
     report_path = out / "train_report.json"
     report = json.loads(report_path.read_text()) if resume and report_path.exists() else {}
     report.setdefault("stage_seconds", {})
+    # Stage times depend on the machine: each session of the run records what it ran on.
+    report.setdefault("machines", []).append(_machine_info(cfg.threads))
+    report_path.write_text(json.dumps(report, indent=1))
 
     def budget_left() -> float:
         spent = sum(report["stage_seconds"].values())
