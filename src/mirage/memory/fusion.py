@@ -134,42 +134,47 @@ def fuse_write(
     s, z, gid = s.index_select(0, hit), z.index_select(0, hit), gid.index_select(0, hit)
     order = torch.argsort(s, stable=True)
     s, z, gid = s.index_select(0, order), z.index_select(0, order), gid.index_select(0, order)
+    # What does not change as the frames are fused: each pair against its new cell's depth.
+    zn = new_z.index_select(0, s)
+    band = voxel_scale * DEPTH_BAND * zn
+    near = (z - zn).abs() <= band  # the same voxel
+    in_front = z < zn - band  # contradicted by the free space in front of the new surface
+    pair_conf = new_conf.index_select(0, s)
     runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
     for t, (m0, m1) in enumerate(bounds):
         append = torch.ones(m1 - m0, dtype=torch.bool, device=device)
-        ts, tz, tg = s[runs[t]:runs[t + 1]], z[runs[t]:runs[t + 1]], gid[runs[t]:runs[t + 1]]
-        live = alive.index_select(0, tg).nonzero().squeeze(1)  # candidates in memory right now
+        r = slice(runs[t], runs[t + 1])
+        rs, rz, rg = s[r], z[r], gid[r]
+        live = alive.index_select(0, rg).nonzero().squeeze(1)  # candidates in memory right now
         if live.numel():
-            ts = ts.index_select(0, live) - m0  # the new point of each cell, within the frame
-            tz, tg = tz.index_select(0, live), tg.index_select(0, live)
             # Each cell's candidates front to back, by (cell, z, priority): stable sorts, least
             # significant key first. Priorities are unique, so the order is total.
-            o = torch.argsort(prio.index_select(0, tg), stable=True)
-            o = o.index_select(0, torch.argsort(tz.index_select(0, o), stable=True))
-            o = o.index_select(0, torch.argsort(ts.index_select(0, o), stable=True))
-            ts, tz, tg = ts.index_select(0, o), tz.index_select(0, o), tg.index_select(0, o)
+            o = live.index_select(0, torch.argsort(prio.index_select(0, rg.index_select(0, live)), stable=True))
+            o = o.index_select(0, torch.argsort(rz.index_select(0, o), stable=True))
+            o = o.index_select(0, torch.argsort(rs.index_select(0, o), stable=True))
+            ts = rs.index_select(0, o) - m0  # the new point of each cell, within the frame
+            tg = rg.index_select(0, o)
+            trusted = conf.index_select(0, tg) > pair_conf[r].index_select(0, o)
+            same = near[r].index_select(0, o) & ~trusted
+            carve = in_front[r].index_select(0, o) & ~trusted
             counts = torch.bincount(ts, minlength=m1 - m0)
             starts = (counts.cumsum(0) - counts).index_select(0, ts)
             rank = torch.arange(ts.shape[0], device=device) - starts  # depth order in its cell
-            top = (rank < max_rounds).nonzero().squeeze(1)  # the loop looks at most this deep
-            ts, tz, tg, rank = (x.index_select(0, top) for x in (ts, tz, tg, rank))
-            zn = new_z[m0:m1].index_select(0, ts)
-            band = voxel_scale * DEPTH_BAND * zn
-            trusted = conf.index_select(0, tg) > new_conf[m0:m1].index_select(0, ts)
-            same = ((tz - zn).abs() <= band) & ~trusted
-            carve = (tz < zn - band) & ~trusted
+            looked = rank < max_rounds  # the loop looks at most this deep
             # The round that decides a cell: its first candidate not carved (else max_rounds).
             first = torch.full((m1 - m0,), max_rounds, dtype=torch.long, device=device)
-            first.scatter_reduce_(0, ts[~carve], rank[~carve], reduce="amin")
-            decided = first.index_select(0, ts)
-            replace = (rank == decided) & same
-            by = ts[replace] + m0
-            carrier[tg[replace]] = by
-            prio[tg[replace]] = new_priority.index_select(0, by)
-            conf[tg[replace]] = new_conf.index_select(0, by)
-            alive[tg[rank < decided]] = False
+            stop = looked & ~carve
+            first.scatter_reduce_(0, ts[stop], rank[stop], reduce="amin")
+            first = first.index_select(0, ts)
+            decided = (rank == first) & looked
+            replace = decided & same
+            by, replaced = ts[replace] + m0, tg[replace]
+            carrier[replaced] = by
+            prio[replaced] = new_priority.index_select(0, by)
+            conf[replaced] = new_conf.index_select(0, by)
+            alive[tg[rank < first]] = False
             append[ts[replace]] = False
-            append[ts[(rank == decided) & trusted]] = False  # a more trusted point keeps the cell
+            append[ts[decided & trusted]] = False  # a more trusted point keeps the cell
         alive[N + m0:N + m1] = append
     return WritePlan(alive, carrier)
 
