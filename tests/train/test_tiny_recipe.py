@@ -159,3 +159,14 @@ def test_cli_train_tiny_stride_options(tmp_path, monkeypatch, capsys):
     assert main(["train", "tiny", "--out", str(tmp_path / "r"), "--temporal-stride", "2",
                  "--chunk-frames", "16"]) == 2
     assert "τ·k+1" in capsys.readouterr().err
+
+
+def test_machine_info_leaves_the_global_generator_alone():
+    from mirage.train.tiny import _machine_info
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    info = _machine_info(1)
+    assert torch.equal(torch.rand(3), expected)
+    assert info["matmul_gflops"] > 0 and info["cpus"] >= 1

@@ -36,8 +36,8 @@ class LoopConfig:
     ``max_seconds`` stops early (recorded in the returned state) when the wall-clock budget is
     spent; 0 means no limit. With a budget, the cosine follows whichever is further along, the
     steps or the clock, so a run the budget cuts short still ends at ``min_lr_ratio``. A run
-    that keeps ahead of its budget follows the steps alone and is reproducible bit for bit. A checkpoint is written every ``checkpoint_every`` steps and at
-    the end.
+    that keeps ahead of its budget follows the steps alone and is reproducible bit for bit. A
+    checkpoint is written every ``checkpoint_every`` steps and at the end.
     """
 
     steps: int
