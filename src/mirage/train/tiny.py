@@ -354,8 +354,11 @@ def _train_tiny(out, cfg: TinyTrainConfig, resume: bool, progress: bool, log) ->
     report = json.loads(report_path.read_text()) if resume and report_path.exists() else {}
     report.setdefault("stage_seconds", {})
     # Stage times depend on the machine: each session of the run records what it ran on.
-    report.setdefault("machines", []).append(_machine_info(cfg.threads))
+    machine = _machine_info(cfg.threads)
+    report.setdefault("machines", []).append(machine)
     report_path.write_text(json.dumps(report, indent=1))
+    log(f"machine: {machine['cpu']}, {machine['cpus']} CPUs, {cfg.threads} torch threads, "
+        f"fp32 matmul {machine['matmul_gflops']} GFLOP/s; budget {cfg.minutes:g} min")
 
     def budget_left() -> float:
         spent = sum(report["stage_seconds"].values())
