@@ -88,11 +88,14 @@ def test_cosine_follows_the_clock_when_the_budget_runs_ahead_of_the_steps():
     # Ahead of the budget: the steps decide (the same as with no budget).
     unbudgeted = LoopConfig(1000, lr=1.0, warmup=10, min_lr_ratio=0.05)
     assert cosine_lr(505, config, seconds=10.0) == pytest.approx(cosine_lr(505, unbudgeted))
-    # Behind it: the clock decides. Halfway through the budget at a fifth of the steps is the
-    # cosine's midpoint, and a spent budget is the floor, whatever the step.
-    assert cosine_lr(200, config, seconds=50.0) == pytest.approx(0.05 + 0.95 * 0.5)
+    # Behind it: the clock decides. Halfway through the budget at a fifth of the steps is step
+    # 500 by the clock, and a spent budget is the floor, whatever the step.
+    assert cosine_lr(200, config, seconds=50.0) == pytest.approx(cosine_lr(500, unbudgeted))
     assert cosine_lr(200, config, seconds=100.0) == pytest.approx(0.05)
     assert cosine_lr(200, config, seconds=250.0) == pytest.approx(0.05)
+    # Just past warm-up with some seconds spent (start-up), a run at the budget's pace or better
+    # still follows its steps: the clock does not lead merely because warm-up steps count 0.
+    assert cosine_lr(60, config, seconds=5.9) == pytest.approx(cosine_lr(60, unbudgeted))
     # Warm-up is by step alone.
     assert cosine_lr(4, config, seconds=90.0) == pytest.approx(0.5)
 

@@ -34,10 +34,11 @@ class LoopConfig:
     """``steps`` optimizer steps at peak ``lr`` (linear warm-up, cosine decay to ``min_lr_ratio``).
 
     ``max_seconds`` stops early (recorded in the returned state) when the wall-clock budget is
-    spent; 0 means no limit. With a budget, the cosine follows whichever is further along, the
-    steps or the clock, so a run the budget cuts short still ends at ``min_lr_ratio``. A run
-    that keeps ahead of its budget follows the steps alone and is reproducible bit for bit. A
-    checkpoint is written every ``checkpoint_every`` steps and at the end.
+    spent; 0 means no limit. With a budget, the cosine follows whichever is further along: the
+    step, or the step the clock implies (``seconds / max_seconds · steps``, the budget's even
+    pace). So a run the budget cuts short still ends at ``min_lr_ratio``, and a run that stays
+    ahead of that pace follows its steps alone and is reproducible bit for bit. A checkpoint is
+    written every ``checkpoint_every`` steps and at the end.
     """
 
     steps: int
@@ -61,9 +62,9 @@ def cosine_lr(step: int, config: LoopConfig, seconds: float = 0.0) -> float:
     """The learning rate at ``step``, ``seconds`` into the stage (see :class:`LoopConfig`)."""
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
+    if config.max_seconds > 0:  # the step the clock says the run should be at, if further on
+        step = max(step, seconds / config.max_seconds * config.steps)
     p = (step - config.warmup) / max(1, config.steps - config.warmup)
-    if config.max_seconds > 0:
-        p = max(p, seconds / config.max_seconds)
     return config.lr * (config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, p))))
 
 
