@@ -298,11 +298,16 @@ class PointStore:
             return self._read(cameras, (h, w), offsets=offsets), refs
         V = len(cameras)
         K, world2cam = self._camera_tensors(cameras, (h, w))
-        both = self._splat(torch.cat([K, self.table_K]),
-                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]), (h, w))
+        both = self._splat_with_frames(K, world2cam)
         views = Splat(both.index[:V], both.depth[:V])
         read = self._gather(views, K, world2cam, offsets=offsets)
         return read, self._references(views.index, both.index[V:], k, min_iou, voxel_size, exclude_frames)
+
+    def _splat_with_frames(self, K: Tensor, world2cam: Tensor) -> Splat:
+        """One splat at the grid size into V views (K, world2cam) followed by every written
+        frame's grid camera: rows V.. are :meth:`frame_visibility` (views are independent)."""
+        return self._splat(torch.cat([K, self.table_K]),
+                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]), self.grid_hw)
 
     # -- per-frame visibility and reference retrieval (DESIGN §3.5) -----------------------
     def frame_visibility(self) -> Splat:
@@ -331,12 +336,8 @@ class PointStore:
         _check_reference_args(k, voxel_size)
         if self.num_points == 0 or k == 0:
             return []
-        # One splat for the target views and every written frame (views are independent).
         V = len(target_cameras)
-        K, world2cam = self._camera_tensors(target_cameras, self.grid_hw)
-        both = self._splat(torch.cat([K, self.table_K]),
-                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]),
-                           self.grid_hw).index
+        both = self._splat_with_frames(*self._camera_tensors(target_cameras, self.grid_hw)).index
         return self._references(both[:V], both[V:], k, min_iou, voxel_size, exclude_frames)
 
     def _references(self, target: Tensor, past: Tensor, k: int, min_iou: float, voxel_size: float,
