@@ -154,7 +154,8 @@ def _sift_features(frame: Tensor):
 
 def sift_relative_pose(frame_a: Tensor, frame_b: Tensor, K: Tensor, features=None) -> tuple[np.ndarray, np.ndarray] | None:
     """PROXY. (R, t̂) mapping camera a to camera b (x_b = R x_a + t̂, ‖t̂‖ = 1) from SIFT matches
-    and the essential matrix, or None when there are too few matches or inliers.
+    and the essential matrix, or None when there are too few matches or inliers, or the solver
+    fails on them.
 
     frame_a, frame_b: (3, H, W) in [−1, 1]; K: (3, 3) pixel intrinsics for (H, W).
     ``features``: the two frames' precomputed ``_sift_features`` (optional).
@@ -173,10 +174,13 @@ def sift_relative_pose(frame_a: Tensor, frame_b: Tensor, K: Tensor, features=Non
         return None
     pa = np.float64([ka[m.queryIdx].pt for m in good])
     pb = np.float64([kb[m.trainIdx].pt for m in good])
-    E, inliers = cv2.findEssentialMat(pa, pb, Ks, method=cv2.RANSAC, prob=0.999, threshold=1.0)
-    if E is None or E.shape != (3, 3) or inliers is None or int(inliers.sum()) < _MIN_MATCHES:
+    try:
+        E, inliers = cv2.findEssentialMat(pa, pb, Ks, method=cv2.RANSAC, prob=0.999, threshold=1.0)
+        if E is None or E.shape != (3, 3) or inliers is None or int(inliers.sum()) < _MIN_MATCHES:
+            return None
+        n, R, t, _ = cv2.recoverPose(E, pa, pb, Ks, mask=inliers)
+    except cv2.error:  # a solver failure on a degenerate match set (OpenCV 5.1 asserts on most): no pose
         return None
-    n, R, t, _ = cv2.recoverPose(E, pa, pb, Ks, mask=inliers)
     if n < _MIN_MATCHES:
         return None
     return R, t[:, 0]
