@@ -208,13 +208,10 @@ class Camera:
 
 def rigid_inverse(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
     """Closed-form inverse [Rᵀ | −Rᵀt] of rigid transforms: cam2world → world2cam, no checks."""
-    R = cam2world[:, :3, :3]
-    t = cam2world[:, :3, 3:]
-    out = torch.zeros_like(cam2world)
-    out[:, :3, :3] = R.transpose(-1, -2)
-    out[:, :3, 3:] = -R.transpose(-1, -2) @ t
-    out[:, 3, 3] = 1.0
-    return out
+    Rt = cam2world[:, :3, :3].transpose(-1, -2)
+    top = torch.cat([Rt, -Rt @ cam2world[:, :3, 3:]], dim=2)  # (T, 3, 4)
+    bottom = cam2world.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(cam2world.shape[0], 1, 4)
+    return torch.cat([top, bottom], dim=1)
 
 
 def rescale_intrinsics(
@@ -231,13 +228,12 @@ def rescale_intrinsics(
     if min(H, W, h, w) <= 0:
         raise ShapeError(f"image sizes must be positive but are {src_hw} → {dst_hw}")
     sx, sy = w / W, h / H
-    out = K.clone()
-    out[..., 0, 0] = K[..., 0, 0] * sx
-    out[..., 0, 1] = K[..., 0, 1] * sx
-    out[..., 1, 1] = K[..., 1, 1] * sy
-    out[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
-    out[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
-    return out
+    # (K + shift) · scale − shift, elementwise: row 0 scaled by sx, row 1 (past its first entry)
+    # by sy, the principal point shifted by the half pixel; every other entry passes through
+    # exactly (+0, ·1, −0). Three tensor operations instead of one assignment per entry.
+    scale = K.new_tensor([[sx, sx, sx], [1.0, sy, sy], [1.0, 1.0, 1.0]])
+    shift = K.new_tensor([[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
+    return (K + shift).mul_(scale).sub_(shift)
 
 
 def pixel_grid(height: int, width: int, *, dtype=torch.float32, device=None) -> Tensor:

@@ -108,6 +108,8 @@ def reduce_depth_to_grid(
         partial = ~ok_cell & (count >= min_valid_fraction * sy * sx)
         if excluded is not None:
             partial &= ~excluded
+        if not bool(partial.any()):  # no candidate (e.g. no sky in view): nothing to add
+            return depth, valid
         mean_partial = inv.sum(dim=-1) / count.clamp_min(1)  # inv is 0 where there is no depth
         span = (torch.where(has_depth, inv, -float("inf")).amax(dim=-1)
                 - torch.where(has_depth, inv, float("inf")).amin(dim=-1))

@@ -141,41 +141,42 @@ def fuse_write(
     in_front = z < zn - band  # contradicted by the free space in front of the new surface
     pair_conf = new_conf.index_select(0, s)
     runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
-    for t, (m0, m1) in enumerate(bounds):
-        append = torch.ones(m1 - m0, dtype=torch.bool, device=device)
-        r = slice(runs[t], runs[t + 1])
-        rs, rz, rg = s[r], z[r], gid[r]
+    sizes = [b - a for a, b in zip(runs[:-1], runs[1:])]
+    per_frame = zip(*(x.split(sizes) for x in (s, z, gid, near, in_front, pair_conf)))
+    for (m0, m1), (rs, rz, rg, r_near, r_in_front, r_conf) in zip(bounds, per_frame):
+        new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
         live = alive.index_select(0, rg).nonzero().squeeze(1)  # candidates in memory right now
-        if live.numel():
-            # Each cell's candidates front to back, by (cell, z, priority): stable sorts, least
-            # significant key first. Priorities are unique, so the order is total.
-            o = live.index_select(0, torch.argsort(prio.index_select(0, rg.index_select(0, live)), stable=True))
-            o = o.index_select(0, torch.argsort(rz.index_select(0, o), stable=True))
-            o = o.index_select(0, torch.argsort(rs.index_select(0, o), stable=True))
-            ts = rs.index_select(0, o) - m0  # the new point of each cell, within the frame
-            tg = rg.index_select(0, o)
-            trusted = conf.index_select(0, tg) > pair_conf[r].index_select(0, o)
-            same = near[r].index_select(0, o) & ~trusted
-            carve = in_front[r].index_select(0, o) & ~trusted
-            counts = torch.bincount(ts, minlength=m1 - m0)
-            starts = (counts.cumsum(0) - counts).index_select(0, ts)
-            rank = torch.arange(ts.shape[0], device=device) - starts  # depth order in its cell
-            looked = rank < max_rounds  # the loop looks at most this deep
-            # The round that decides a cell: its first candidate not carved (else max_rounds).
-            first = torch.full((m1 - m0,), max_rounds, dtype=torch.long, device=device)
-            stop = looked & ~carve
-            first.scatter_reduce_(0, ts[stop], rank[stop], reduce="amin")
-            first = first.index_select(0, ts)
-            decided = (rank == first) & looked
-            replace = decided & same
-            by, replaced = ts[replace] + m0, tg[replace]
-            carrier[replaced] = by
-            prio[replaced] = new_priority.index_select(0, by)
-            conf[replaced] = new_conf.index_select(0, by)
-            alive[tg[rank < first]] = False
-            append[ts[replace]] = False
-            append[ts[decided & trusted]] = False  # a more trusted point keeps the cell
-        alive[N + m0:N + m1] = append
+        if not live.numel():
+            new_alive.fill_(True)
+            continue
+        # Each cell's candidates front to back, by (cell, z, priority): stable sorts, least
+        # significant key first. Priorities are unique, so the order is total.
+        o = live.index_select(0, torch.argsort(prio.index_select(0, rg.index_select(0, live)), stable=True))
+        o = o.index_select(0, torch.argsort(rz.index_select(0, o), stable=True))
+        o = o.index_select(0, torch.argsort(rs.index_select(0, o), stable=True))
+        ts = rs.index_select(0, o) - m0  # the new point of each cell, within the frame
+        tg = rg.index_select(0, o)
+        trusted = conf.index_select(0, tg) > r_conf.index_select(0, o)
+        same = r_near.index_select(0, o) & ~trusted
+        carve = r_in_front.index_select(0, o) & ~trusted
+        counts = torch.bincount(ts, minlength=m1 - m0)
+        rank = torch.arange(ts.shape[0], device=device) - (counts.cumsum(0) - counts).index_select(0, ts)
+        # The round that decides a cell: its first candidate not carved, if the loop looks
+        # that deep (rank < max_rounds); else max_rounds. A carved candidate proposes
+        # max_rounds, which changes no minimum.
+        first = torch.full((m1 - m0,), max_rounds, dtype=torch.long, device=device)
+        first.scatter_reduce_(0, ts, rank.masked_fill(carve, max_rounds), reduce="amin")
+        first = first.index_select(0, ts)
+        decided = (rank == first) & (rank < max_rounds)
+        replace = decided & same
+        by, replaced = ts[replace] + m0, tg[replace]
+        carrier[replaced] = by
+        prio[replaced] = new_priority.index_select(0, by)
+        conf[replaced] = new_conf.index_select(0, by)
+        alive[tg[rank < first]] = False
+        # A cell is not appended when it replaced a point, or a more trusted point keeps it.
+        new_alive.fill_(True)
+        new_alive[ts[decided & (same | trusted)]] = False
     return WritePlan(alive, carrier)
 
 

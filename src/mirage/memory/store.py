@@ -276,11 +276,16 @@ class PointStore:
         """The read of V views from their splat (V, h, w), with K and world2cam at (h, w)."""
         V, h, w = splat.index.shape
         mask = splat.index >= 0  # (V, h, w)
-        gathered = self.features.new_zeros(V, h, w, self.channels)
-        winners = splat.index[mask]  # (M,) in (view, row, col) order
-        gathered[mask] = self.features[winners]
+        if self.num_points:
+            # Every cell gathers a row (empty cells row 0), then empty cells are zeroed: a
+            # plain gather, cheaper than a masked assignment at latent size.
+            rows = self.features.index_select(0, splat.index.reshape(-1).clamp_min(0))
+            gathered = rows.view(V, h, w, self.channels).masked_fill_(~mask[..., None], 0)
+        else:
+            gathered = self.features.new_zeros(V, h, w, self.channels)
         offset = None
         if offsets:
+            winners = splat.index[mask]  # (M,) in (view, row, col) order
             offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
             offset[mask] = _cell_offsets(self.points[winners], K, world2cam, mask)
             offset = offset.permute(0, 3, 1, 2)
