@@ -14,6 +14,7 @@ from mirage.geometry import (
     pixel_index,
     project_points,
     rescale_intrinsics,
+    rigid_inverse,
 )
 
 
@@ -151,6 +152,29 @@ class TestProjection:
         latent = torch.tensor([j, i, 1.0], dtype=torch.float64)
         torch.testing.assert_close(torch.linalg.solve(K, pixel), torch.linalg.solve(K_latent, latent))
 
+    @settings(max_examples=40, deadline=None)
+    @given(seed=st.integers(0, 2**31 - 1), src=st.tuples(st.integers(1, 2000), st.integers(1, 2000)),
+           dst=st.tuples(st.integers(1, 300), st.integers(1, 300)),
+           dtype=st.sampled_from([torch.float32, torch.float64]))
+    def test_rescale_equals_the_per_entry_rule_exactly(self, seed, src, dst, dtype):
+        # The rule written out entry by entry (DESIGN §2), in the same order of operations.
+        gen = torch.Generator().manual_seed(seed)
+        K = torch.zeros(5, 3, 3, dtype=dtype)
+        K[:, 0, 0], K[:, 1, 1] = 1 + 900 * torch.rand(2, 5, generator=gen, dtype=dtype)
+        K[:, 0, 1] = torch.randn(5, generator=gen, dtype=dtype)
+        K[:, :2, 2] = 1000 * torch.rand(5, 2, generator=gen, dtype=dtype) - 100
+        K[:, 2, 2] = 1
+        (H, W), (h, w) = src, dst
+        sx, sy = w / W, h / H
+        expected = K.clone()
+        expected[:, 0, 0], expected[:, 0, 1] = K[:, 0, 0] * sx, K[:, 0, 1] * sx
+        expected[:, 1, 1] = K[:, 1, 1] * sy
+        expected[:, 0, 2] = (K[:, 0, 2] + 0.5) * sx - 0.5
+        expected[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
+        out = rescale_intrinsics(K, src, dst)
+        assert out.dtype == dtype and torch.equal(out, expected)
+        assert torch.equal(rescale_intrinsics(K[0], src, dst), expected[0])  # unbatched (3, 3)
+
     def test_rescale_rejects_bad_sizes(self):
         with pytest.raises(ShapeError):
             rescale_intrinsics(torch.eye(3), (0, 4), (2, 2))
@@ -170,3 +194,19 @@ def test_fov_camera():
     assert cam.K[0, 0, 0].item() == pytest.approx(32.0)
     assert cam.K[0, 0, 2].item() == pytest.approx(31.5)
     assert math.isclose(cam.K[0, 1, 1].item(), 32.0, rel_tol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_rigid_inverse_is_the_closed_form_and_inverts(seed, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    cam2world = torch.stack([random_pose(gen, 5.0) for _ in range(4)]).to(dtype)
+    R, t = cam2world[:, :3, :3], cam2world[:, :3, 3:]
+    expected = torch.zeros_like(cam2world)  # [Rᵀ | −Rᵀt; 0 0 0 1], assigned block by block
+    expected[:, :3, :3] = R.transpose(-1, -2)
+    expected[:, :3, 3:] = -R.transpose(-1, -2) @ t
+    expected[:, 3, 3] = 1
+    out = rigid_inverse(cam2world)
+    assert out.dtype == dtype and torch.equal(out, expected)
+    eye = torch.eye(4, dtype=dtype).expand(4, 4, 4)
+    torch.testing.assert_close(out @ cam2world, eye, atol=1e-5, rtol=0)
