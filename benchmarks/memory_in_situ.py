@@ -1,0 +1,97 @@
+"""Where the latent memory's time goes *inside* `generate`, function by function.
+
+    python benchmarks/memory_in_situ.py --threads 2
+
+Runs the jobs of ``benchmarks/pipeline_split.py`` (held-out scenes, pan-return:33 and loop:49,
+shipped weights, latent mode, the CLI's defaults) and wraps the memory's functions with wall-clock
+timers: the mode's ``write`` and ``read_and_references``, and inside them the fusion kernel,
+``reduce_depth_to_grid``, ``backproject_depth``, the splat, the references, the gather and the
+sub-cell offsets. One warm-up pass over the jobs is not counted; then ``--repeats`` passes.
+Prints µs per output frame and per call, largest first. Nested calls are also counted in
+their callers (``write`` includes the fusion kernel). The wrappers add a few µs per call.
+
+Why it exists: the same calls cost 1.4–3x less when timed alone in a loop than here, after the
+network's kernels, so the share in ``pipeline_split.py`` cannot be predicted from isolated
+timings (``benchmarks/results/tiny-recipe/README.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pipeline_split  # noqa: E402  (the same jobs and runs)
+
+
+def _wrap(table, obj, name: str, label: str, *, static: bool = False) -> None:
+    fn = getattr(obj, name)
+
+    def timed(*args, **kwargs):
+        t = time.perf_counter()
+        out = fn(*args, **kwargs)
+        table[label].append(time.perf_counter() - t)
+        return out
+
+    setattr(obj, name, staticmethod(timed) if static else timed)
+
+
+def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict, int]:
+    """{label: [seconds per call]} over ``repeats`` passes, and the frames generated."""
+    import mirage.memory.latent as latent
+    import mirage.memory.store as store
+    from mirage.backbones import load_backbone
+    from mirage.pipeline import memory_modes
+
+    table = collections.defaultdict(list)
+    _wrap(table, memory_modes.LatentMode, "write", "write (all)")
+    _wrap(table, memory_modes.LatentMode, "read_and_references", "read + references (all)")
+    _wrap(table, latent, "reduce_depth_to_grid", "write: reduce_depth_to_grid")
+    _wrap(table, latent, "check_finite", "write: check_finite(latents)")
+    _wrap(table, store, "backproject_depth", "write: backproject_depth")
+    _wrap(table, store.PointStore, "_fusion_kernel", "write: fuse_write", static=True)
+    _wrap(table, store.PointStore, "_register_frames", "write: _register_frames")
+    _wrap(table, store.PointStore, "_select", "write: _select (carving)")
+    _wrap(table, store, "splat_zbuffer", "read: splat (views + frame table)")
+    _wrap(table, store.PointStore, "_references", "read: _references")
+    _wrap(table, store.PointStore, "_gather", "read: _gather (offsets included)")
+    _wrap(table, store, "_cell_offsets", "read: _cell_offsets")
+    _wrap(table, store.PointStore, "_camera_tensors", "read: _camera_tensors")
+
+    backbone = load_backbone("tiny", weights)
+    size = (backbone.config.height, backbone.config.width)
+    jobs = pipeline_split._jobs(scenes, 0, (("pan-return", 33), ("loop", 49)))
+    prepared = [pipeline_split._prepare(job, size) for job in jobs]
+    for p in prepared:  # warm-up, not counted
+        pipeline_split._run(backbone, p, "latent", backbone.config.steps, 0)
+    table.clear()
+    for _ in range(repeats):
+        for p in prepared:
+            pipeline_split._run(backbone, p, "latent", backbone.config.steps, 0)
+    return dict(table), repeats * sum(len(p[1]) for p in prepared)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--scenes", type=int, default=4)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--weights", default=None, help="default: the shipped weights")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    table, frames = benchmark(scenes=args.scenes, repeats=args.repeats, weights=args.weights)
+    print(f"{frames} frames, {args.threads} thread(s)")
+    print("| call | calls | µs per frame | µs per call |\n|---|---|---|---|")
+    for label, times in sorted(table.items(), key=lambda kv: -sum(kv[1])):
+        print(f"| {label} | {len(times)} | {1e6 * sum(times) / frames:.1f} | "
+              f"{1e6 * sum(times) / len(times):.1f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
