@@ -63,12 +63,14 @@ def crowded_write(seed: int, frames: int = 3, old: int = 120):
             new_priority)
 
 
+@pytest.mark.parametrize("loop", ["torch", "numpy"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 100_000), voxel_scale=st.sampled_from([0.5, 1.0, 2.0]),
        frames=st.integers(1, 4), max_rounds=st.sampled_from([1, 2, MAX_CARVE_ROUNDS]))
-def test_fast_write_fusion_matches_the_reference_loop(seed, voxel_scale, frames, max_rounds):
+def test_fast_write_fusion_matches_the_reference_loop(loop, seed, voxel_scale, frames, max_rounds):
+    # Both implementations of the per-frame decisions (the default on CPU is NumPy).
     args = crowded_write(seed, frames)
-    fast = fuse_write(*args, voxel_scale=voxel_scale, max_rounds=max_rounds)
+    fast = fuse_write(*args, voxel_scale=voxel_scale, max_rounds=max_rounds, loop=loop)
     slow = fuse_write_reference(*args, voxel_scale=voxel_scale, max_rounds=max_rounds)
     assert torch.equal(fast.keep, slow.keep)
     assert torch.equal(fast.carrier, slow.carrier)
@@ -235,13 +237,14 @@ def _confidences(args, seed):
             levels[torch.randint(0, 2, (M,), generator=gen)])
 
 
+@pytest.mark.parametrize("loop", ["torch", "numpy"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 100_000), frames=st.integers(1, 4),
        max_rounds=st.sampled_from([1, 2, MAX_CARVE_ROUNDS]))
-def test_fast_fusion_with_confidences_matches_the_reference_loop(seed, frames, max_rounds):
+def test_fast_fusion_with_confidences_matches_the_reference_loop(loop, seed, frames, max_rounds):
     args = crowded_write(seed, frames)
     old, new = _confidences(args, seed)
-    fast = fuse_write(*args, max_rounds=max_rounds, confidence=old, new_confidence=new)
+    fast = fuse_write(*args, max_rounds=max_rounds, confidence=old, new_confidence=new, loop=loop)
     slow = fuse_write_reference(*args, max_rounds=max_rounds, confidence=old, new_confidence=new)
     assert torch.equal(fast.keep, slow.keep)
     assert torch.equal(fast.carrier, slow.carrier)
@@ -358,3 +361,17 @@ def test_confidences_are_checked_saved_and_loaded(tmp_path):
     old = LatentSpatialMemory.load(tmp_path / "v1.safetensors")
     assert torch.equal(old.confidences, torch.ones(memory.num_points))
     assert torch.equal(old.points, memory.points)
+
+
+def test_fusion_loop_is_checked_and_cpu_defaults_to_numpy(monkeypatch):
+    import mirage.memory.fusion as fusion
+
+    args = crowded_write(3)
+    with pytest.raises(ValueError, match="loop"):
+        fuse_write(*args, loop="cuda")
+    used = []
+    for name in ("_decide_frames_torch", "_decide_frames_numpy"):
+        real = getattr(fusion, name)
+        monkeypatch.setattr(fusion, name, lambda *a, _real=real, _name=name: (used.append(_name), _real(*a)))
+    fuse_write(*args)
+    assert used == ["_decide_frames_numpy"]

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -109,8 +110,17 @@ def fuse_write(
     max_rounds: int = MAX_CARVE_ROUNDS,
     confidence: Tensor | None = None,  # (N,) float; default all equal
     new_confidence: Tensor | None = None,  # (M,) float; default all equal
+    loop: str | None = None,
 ) -> WritePlan:
-    """Fast fusion of one write's frames, in order (module contract): one projection."""
+    """Fast fusion of one write's frames, in order (module contract): one projection.
+
+    ``loop`` picks the implementation of the per-frame decisions: "torch", or "numpy" (on
+    views of the same CPU tensors: at latent size the loop is a few dozen operations on a few
+    thousand pairs per frame, and a NumPy operation costs a fraction of a torch one there).
+    None: NumPy for CPU tensors, torch otherwise. Both give the same plan.
+    """
+    if loop not in (None, "torch", "numpy"):
+        raise ValueError(f"`loop` must be None, 'torch' or 'numpy' but is {loop!r}")
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
     device = new_priority.device
@@ -141,8 +151,23 @@ def fuse_write(
     in_front = z < zn - band  # contradicted by the free space in front of the new surface
     pair_conf = new_conf.index_select(0, s)
     runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
+    pairs = (s, z, gid, near, in_front, pair_conf)
+    state = (alive, carrier, prio, conf, new_priority, new_conf)
+    if loop == "numpy" or (loop is None and device.type == "cpu"):
+        _decide_frames_numpy(bounds, runs, N, max_rounds, pairs, state)
+    else:
+        _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state)
+    return WritePlan(alive, carrier)
+
+
+def _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state) -> None:
+    """The per-frame decisions of :func:`fuse_write` on torch tensors, updating ``state`` (alive,
+    carrier, prio, conf, new_priority, new_conf) in place; ``pairs`` (s, z, gid, near, in_front,
+    pair_conf) are the landed pairs grouped by new point, frame t's in [runs[t], runs[t + 1])."""
+    alive, carrier, prio, conf, new_priority, new_conf = state
+    device = alive.device
     sizes = [b - a for a, b in zip(runs[:-1], runs[1:])]
-    per_frame = zip(*(x.split(sizes) for x in (s, z, gid, near, in_front, pair_conf)))
+    per_frame = zip(*(x.split(sizes) for x in pairs))
     for (m0, m1), (rs, rz, rg, r_near, r_in_front, r_conf) in zip(bounds, per_frame):
         new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
         live = alive.index_select(0, rg).nonzero().squeeze(1)  # candidates in memory right now
@@ -177,7 +202,42 @@ def fuse_write(
         # A cell is not appended when it replaced a point, or a more trusted point keeps it.
         new_alive.fill_(True)
         new_alive[ts[decided & (same | trusted)]] = False
-    return WritePlan(alive, carrier)
+
+
+def _decide_frames_numpy(bounds, runs, N, max_rounds, pairs, state) -> None:
+    """:func:`_decide_frames_torch` step for step in NumPy, on views of the same CPU tensors
+    (so ``state`` is updated in place). Stable sorts on the same keys give the same order."""
+    alive, carrier, prio, conf, new_priority, new_conf = (x.numpy() for x in state)
+    s, z, gid, near, in_front, pair_conf = (x.numpy() for x in pairs)
+    for (m0, m1), a, b in zip(bounds, runs[:-1], runs[1:]):
+        rs, rz, rg = s[a:b], z[a:b], gid[a:b]
+        new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
+        live = np.flatnonzero(alive[rg])  # candidates in memory right now
+        if not live.size:
+            new_alive[:] = True
+            continue
+        o = live[np.argsort(prio[rg[live]], kind="stable")]  # by (cell, z, priority)
+        o = o[np.argsort(rz[o], kind="stable")]
+        o = o[np.argsort(rs[o], kind="stable")]
+        ts = rs[o] - m0
+        tg = rg[o]
+        trusted = conf[tg] > pair_conf[a:b][o]
+        same = near[a:b][o] & ~trusted
+        carve = in_front[a:b][o] & ~trusted
+        counts = np.bincount(ts, minlength=m1 - m0)
+        rank = np.arange(ts.shape[0]) - (np.cumsum(counts) - counts)[ts]
+        first = np.full(m1 - m0, max_rounds, dtype=np.int64)
+        np.minimum.at(first, ts, np.where(carve, max_rounds, rank))
+        first = first[ts]
+        decided = (rank == first) & (rank < max_rounds)
+        replace = decided & same
+        by, replaced = ts[replace] + m0, tg[replace]
+        carrier[replaced] = by
+        prio[replaced] = new_priority[by]
+        conf[replaced] = new_conf[by]
+        alive[tg[rank < first]] = False
+        new_alive[:] = True
+        new_alive[ts[decided & (same | trusted)]] = False
 
 
 def fuse_write_reference(
