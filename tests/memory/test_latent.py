@@ -417,3 +417,24 @@ def test_frame_table_keeps_first_write_order_and_takes_the_newest_pose():
     for row, (K, cam2world) in enumerate(expected.values()):
         assert torch.allclose(mem.table_K[row], K.float())
         assert torch.equal(mem.table_cam2world[row], cam2world.float())
+
+
+@pytest.mark.parametrize("voxel_size", [0.05, 0.2, 1e-7])
+def test_frame_ious_numpy_equal_torch(voxel_size):
+    # On CPU the IoUs are computed in NumPy; the torch version (other devices) must agree
+    # exactly, including a voxel size so small that the keys cannot be linearised.
+    from mirage.memory.store import _frame_ious_numpy
+
+    cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
+    depth = ROOM.depth(cams)
+    mem = LatentSpatialMemory(2)
+    for start in range(0, 12, 4):
+        ids = list(range(start, start + 4))
+        mem.write(torch.randn(4, 2, 4, 8), depth[ids], cams[ids], frame_ids=ids)
+    small = cams[[1, 6, 11]].scaled(4, 8)
+    target = splat_zbuffer_reference(mem.points, small.K, small.world2cam, (4, 8),
+                                     priority=mem.uids).index
+    past = mem.frame_visibility().index
+    fast = _frame_ious_numpy(mem.points.numpy(), target.numpy(), past.numpy(), voxel_size)
+    assert fast == mem._frame_ious(target, past, voxel_size)
+    assert len(fast) == 12 and max(fast) > 0
