@@ -438,3 +438,17 @@ def test_frame_ious_numpy_equal_torch(voxel_size):
     fast = _frame_ious_numpy(mem.points.numpy(), target.numpy(), past.numpy(), voxel_size)
     assert fast == mem._frame_ious(target, past, voxel_size)
     assert len(fast) == 12 and max(fast) > 0
+
+
+def test_frame_ious_when_nothing_is_seen():
+    # Views that see no memory point: every IoU is 0, in both implementations.
+    from mirage.memory.store import _frame_ious_numpy
+
+    mem = LatentSpatialMemory(2)
+    cams = pan_path(3, 64, 128, degrees=20.0)
+    mem.write(torch.randn(3, 2, 4, 8), ROOM.depth(cams), cams)
+    empty_target = torch.full((2, 4, 8), -1, dtype=torch.long)
+    empty_past = torch.full((3, 4, 8), -1, dtype=torch.long)
+    expected = [0.0, 0.0, 0.0]
+    assert _frame_ious_numpy(mem.points.numpy(), empty_target.numpy(), empty_past.numpy(), 0.1) == expected
+    assert mem._frame_ious(empty_target, empty_past, 0.1) == expected

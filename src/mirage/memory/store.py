@@ -509,7 +509,8 @@ def _frame_ious_numpy(points: np.ndarray, target: np.ndarray, past: np.ndarray,
     voxel = _voxel_rank_numpy(keys)
     num_voxels = int(voxel.max()) + 1 if voxel.size else 0
     pairs = np.sort(set_ids * num_voxels + voxel)
-    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (set, voxel), ascending
+    if pairs.size:
+        pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (set, voxel), ascending
     pair_set, pair_voxel = pairs // max(num_voxels, 1), pairs % max(num_voxels, 1)
     in_target = np.zeros(num_voxels, dtype=bool)
     in_target[pair_voxel[pair_set == F]] = True
