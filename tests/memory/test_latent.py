@@ -452,3 +452,19 @@ def test_frame_ious_when_nothing_is_seen():
     expected = [0.0, 0.0, 0.0]
     assert _frame_ious_numpy(mem.points.numpy(), empty_target.numpy(), empty_past.numpy(), 0.1) == expected
     assert mem._frame_ious(empty_target, empty_past, 0.1) == expected
+
+
+def test_excluding_frames_changes_no_other_iou():
+    # Excluded frames are left out of the visibility splat; every other frame's IoU and the
+    # order must be what the full retrieval gives with those frames filtered out.
+    cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
+    mem = LatentSpatialMemory(2)
+    mem.write(torch.randn(13, 2, 4, 8), ROOM.depth(cams), cams)
+    target = cams[[2, 7]]
+    full = mem.retrieve_references(target, k=13, min_iou=0.0)
+    assert len(full) == 13
+    for exclude in ([2], [0, 7, 12], list(range(13)), [99]):
+        got = mem.retrieve_references(target, k=13, min_iou=0.0, exclude_frames=exclude)
+        assert got == [r for r in full if r.frame_id not in exclude]
+        read, refs = mem.read_with_references(target, (4, 8), k=3, min_iou=0.0, exclude_frames=exclude)
+        assert refs == got[:3]

@@ -304,16 +304,24 @@ class PointStore:
             return self._read(cameras, (h, w), offsets=offsets), refs
         V = len(cameras)
         K, world2cam = self._camera_tensors(cameras, (h, w))
-        both = self._splat_with_frames(K, world2cam)
+        rows = self._candidate_rows(exclude_frames)
+        both = self._splat_with_frames(K, world2cam, rows)
         views = Splat(both.index[:V], both.depth[:V])
         read = self._gather(views, K, world2cam, offsets=offsets)
-        return read, self._references(views.index, both.index[V:], k, min_iou, voxel_size, exclude_frames)
+        return read, self._references(views.index, both.index[V:], rows, k, min_iou, voxel_size)
 
-    def _splat_with_frames(self, K: Tensor, world2cam: Tensor) -> Splat:
-        """One splat at the grid size into V views (K, world2cam) followed by every written
-        frame's grid camera: rows V.. are :meth:`frame_visibility` (views are independent)."""
-        return self._splat(torch.cat([K, self.table_K]),
-                           torch.cat([world2cam, rigid_inverse(self.table_cam2world)]), self.grid_hw)
+    def _candidate_rows(self, exclude_frames: Sequence[int]) -> list[int]:
+        """Rows of the frame table whose frame may be a reference (not in ``exclude_frames``)."""
+        excluded = set(int(f) for f in exclude_frames)
+        return [i for i, f in enumerate(self.table_ids.tolist()) if f not in excluded]
+
+    def _splat_with_frames(self, K: Tensor, world2cam: Tensor, rows: list[int]) -> Splat:
+        """One splat at the grid size into V views (K, world2cam) followed by the grid cameras
+        of the frame-table ``rows``: rows V.. are those rows of :meth:`frame_visibility` (views
+        are independent)."""
+        return self._splat(torch.cat([K, self.table_K[rows]]),
+                           torch.cat([world2cam, rigid_inverse(self.table_cam2world[rows])]),
+                           self.grid_hw)
 
     # -- per-frame visibility and reference retrieval (DESIGN §3.5) -----------------------
     def frame_visibility(self) -> Splat:
@@ -343,23 +351,22 @@ class PointStore:
         if self.num_points == 0 or k == 0:
             return []
         V = len(target_cameras)
-        both = self._splat_with_frames(*self._camera_tensors(target_cameras, self.grid_hw)).index
-        return self._references(both[:V], both[V:], k, min_iou, voxel_size, exclude_frames)
+        rows = self._candidate_rows(exclude_frames)
+        both = self._splat_with_frames(*self._camera_tensors(target_cameras, self.grid_hw), rows).index
+        return self._references(both[:V], both[V:], rows, k, min_iou, voxel_size)
 
-    def _references(self, target: Tensor, past: Tensor, k: int, min_iou: float, voxel_size: float,
-                    exclude_frames: Sequence[int]) -> list[Reference]:
+    def _references(self, target: Tensor, past: Tensor, rows: list[int], k: int, min_iou: float,
+                    voxel_size: float) -> list[Reference]:
         """:meth:`retrieve_references` from the splat indices of the target views (V, h, w) and
-        of every written frame (F, h, w), in frame-table order."""
+        of the candidate frames (F', h, w), frame-table ``rows`` in order. A frame's IoU depends
+        on its own set and the target's only, so leaving the excluded frames out of the splat
+        changes no IoU."""
         if self.device.type == "cpu":
             iou = _frame_ious_numpy(self.points.numpy(), target.numpy(), past.numpy(), voxel_size)
         else:
             iou = self._frame_ious(target, past, voxel_size)
-        excluded = set(int(f) for f in exclude_frames)
-        candidates = [
-            Reference(int(f), float(s))
-            for f, s in zip(self.table_ids.tolist(), iou)
-            if s >= min_iou and int(f) not in excluded
-        ]
+        ids = self.table_ids.tolist()
+        candidates = [Reference(ids[r], float(s)) for r, s in zip(rows, iou) if s >= min_iou]
         candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
         return candidates[:k]
 
