@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -82,12 +83,21 @@ def project_to_cells(
 
 def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
     """Yield (cell, z, point) of the landed pairs, block by block of about ``block_entries``
-    (view, point) pairs, so that the temporaries stay in cache."""
-    h, w = hw
-    V, N = K.shape[0], points_world.shape[0]
+    (view, point) pairs, so that the temporaries stay in cache. NumPy on CPU, torch elsewhere:
+    the same elementwise operations in the same order (tested equal)."""
     device, dtype = points_world.device, points_world.dtype
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
     P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
+    if device.type == "cpu":
+        return _project_blocks_numpy(points_world.numpy(), P.numpy(), hw, near, block_entries)
+    return _project_blocks_torch(points_world, P, hw, near, block_entries)
+
+
+def _project_blocks_torch(points_world, P, hw, near, block_entries):
+    """:func:`_project_blocks` in torch, with P (V, 3, 4) = K · world2cam[:3]."""
+    h, w = hw
+    V, N = P.shape[0], points_world.shape[0]
+    device, dtype = points_world.device, points_world.dtype
     P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
     step = max(1, block_entries // max(V, 1))
     buffers = torch.empty(4, V, min(step, N), dtype=dtype, device=device)  # reused per block
@@ -114,6 +124,40 @@ def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
         view_id = flat // n
         yield (row.reshape(-1).index_select(0, flat).long() + view_id * (h * w),
                z.reshape(-1).index_select(0, flat), flat - view_id * n + n0)
+
+
+def _project_blocks_numpy(points_world, P, hw, near, block_entries):
+    """:func:`_project_blocks` on CPU, the same elementwise operations in the same order in
+    NumPy (IEEE arithmetic, so the same floats), which costs less per operation at latent size.
+    Yields torch tensors."""
+    h, w = hw
+    V, N = P.shape[0], points_world.shape[0]
+    P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
+    step = max(1, block_entries // max(V, 1))
+    buffers = np.empty((4, V, min(step, N)), dtype=points_world.dtype)
+    near = points_world.dtype.type(near)
+    for n0 in range(0, N, step):
+        x, y, zw = points_world[n0:n0 + step].T  # (n,) each
+        n = x.shape[0]
+        u, v, z, tmp = (b[:, :n] for b in buffers)
+
+        def homogeneous(k, out):
+            np.multiply(P[k][0], x, out=out)
+            out += np.multiply(P[k][1], y, out=tmp)
+            out += np.multiply(P[k][2], zw, out=tmp)
+            out += P[k][3]
+            return out
+
+        homogeneous(2, z)
+        col = np.floor(np.divide(homogeneous(0, u), z, out=u) + 0.5, out=u)
+        row = np.floor(np.divide(homogeneous(1, v), z, out=v) + 0.5, out=v)
+        landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
+        row *= w
+        row += col  # the cell within its view, exact in float for any real image
+        flat = np.flatnonzero(landed)  # (m,) into (V·n,), row-major like torch's view
+        view_id = flat // n
+        yield (torch.from_numpy(row.reshape(-1)[flat].astype(np.int64) + view_id * (h * w)),
+               torch.from_numpy(z.reshape(-1)[flat]), torch.from_numpy(flat - view_id * n + n0))
 
 
 def splat_zbuffer(
