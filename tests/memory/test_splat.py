@@ -180,3 +180,12 @@ def test_numpy_projection_equals_torch(dtype, block_entries):
         for a, b in zip(fast, slow):
             for x, y in zip(a, b):
                 assert x.dtype == y.dtype and torch.equal(x, y)
+
+
+def test_splat_takes_the_torch_path_for_other_dtypes():
+    # bfloat16 has no NumPy twin: it still splats, through torch.
+    points, K, world2cam, hw = crowded_scene(0, dtype=torch.float32)
+    expected = splat_zbuffer(points, K, world2cam, hw)
+    low = splat_zbuffer(points.bfloat16(), K.bfloat16(), world2cam.bfloat16(), hw)
+    assert low.index.shape == expected.index.shape and low.depth.dtype == torch.bfloat16
+    assert 0 < int((low.index >= 0).sum()) and bool(((low.index >= 0) == (expected.index >= 0)).float().mean() > 0.9)

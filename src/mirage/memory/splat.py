@@ -83,12 +83,14 @@ def project_to_cells(
 
 def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
     """Yield (cell, z, point) of the landed pairs, block by block of about ``block_entries``
-    (view, point) pairs, so that the temporaries stay in cache. NumPy on CPU, torch elsewhere:
-    the same elementwise operations in the same order (tested equal)."""
+    (view, point) pairs, so that the temporaries stay in cache. NumPy for float32/float64 CPU
+    tensors without gradients, torch otherwise: the same elementwise operations in the same
+    order (tested equal). (Neither supports gradients: the torch one writes into buffers.)"""
     device, dtype = points_world.device, points_world.dtype
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
     P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
-    if device.type == "cpu":
+    if (device.type == "cpu" and dtype in (torch.float32, torch.float64)
+            and not (points_world.requires_grad or P.requires_grad)):
         return _project_blocks_numpy(points_world.numpy(), P.numpy(), hw, near, block_entries)
     return _project_blocks_torch(points_world, P, hw, near, block_entries)
 
