@@ -369,6 +369,8 @@ def test_fusion_loop_is_checked_and_cpu_defaults_to_numpy(monkeypatch):
     args = crowded_write(3)
     with pytest.raises(ValueError, match="loop"):
         fuse_write(*args, loop="cuda")
+    with pytest.raises(ValueError, match="CPU"):
+        fuse_write(*(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args), loop="numpy")
     used = []
     for name in ("_decide_frames_torch", "_decide_frames_numpy"):
         real = getattr(fusion, name)

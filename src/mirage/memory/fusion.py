@@ -124,6 +124,8 @@ def fuse_write(
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
     device = new_priority.device
+    if loop == "numpy" and device.type != "cpu":
+        raise ValueError(f"`loop='numpy'` needs CPU tensors but they are on {device}")
     alive, carrier, prio = _initial_state(N, priority, new_priority)
     conf, new_conf = _confidences(confidence, N, new_confidence, M, device)
     if M == 0:
