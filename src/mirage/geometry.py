@@ -270,12 +270,13 @@ def backproject_depth(
     T, H, W = depth.shape
     expect_shape("K", K, (T, 3, 3))
     expect_shape("cam2world", cam2world, (T, 4, 4))
-    uv = pixel_grid(H, W, dtype=depth.dtype, device=depth.device)  # (H, W, 2)
-    fx, fy = K[:, 0, 0, None, None], K[:, 1, 1, None, None]
-    cx, cy = K[:, 0, 2, None, None], K[:, 1, 2, None, None]
-    skew = K[:, 0, 1, None, None]
-    y = (uv[..., 1] - cy) / fy * depth  # (T, H, W)
-    x = (uv[..., 0] - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
+    # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
+    # every pixel the same operations, in the same order, as a full (H, W) grid would.
+    v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
+    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
+    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
+    y = (v - cy) / fy * depth  # (T, H, W)
+    x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
     points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
     points_world = transform_points(cam2world, points_cam.reshape(T, H * W, 3))
     return points_world.reshape(T, H, W, 3)

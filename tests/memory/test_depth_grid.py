@@ -110,3 +110,48 @@ def test_latent_mode_writes_skyline_cells_and_the_pipeline_keeps_sky_apart_from_
     # Every cell of frame 0, the top row included (generated frames write at a lower confidence,
     # so they never take over frame 0's points).
     assert int((out.memory.frame_ids == 0).sum()) == (H // 8) ** 2
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), block=st.sampled_from([(4, 4), (2, 3), (3, 3), (1, 2), (8, 8)]),
+       fraction=st.sampled_from([1.0, 0.25, 0.6]), dtype=st.sampled_from([torch.float32, torch.float64]),
+       with_exclude=st.booleans())
+def test_numpy_reduction_equals_torch_bit_for_bit(seed, block, fraction, dtype, with_exclude):
+    # CPU takes the NumPy reduction; torch (other devices, gradients) must give the same floats.
+    from mirage.memory.depth_grid import _reduce_blocks_numpy, _reduce_blocks_torch
+
+    g = torch.Generator().manual_seed(seed)
+    (sy, sx), (h, w), T = block, (5, 4), 3
+    H, W = h * sy, w * sx
+    # Planes (tilted, so the fit has work to do), depth edges inside some cells, sky, invalid
+    # values of every kind, excluded pixels.
+    v, u = torch.meshgrid(torch.arange(H, dtype=dtype), torch.arange(W, dtype=dtype), indexing="ij")
+    a, b, c = (torch.rand(T, 1, 1, generator=g, dtype=dtype) for _ in range(3))
+    depths = 1.0 / (0.2 + 0.3 * c + 0.01 * a * u + 0.01 * b * v)
+    n = sy * sx  # pixel rates per cell size, so that every block size has each kind of cell
+    depths = depths * (1 + 0.5 * (torch.rand(T, H, W, generator=g) < 0.3 / n).to(dtype))
+    horizon = 0.5 * H * torch.rand(T, 1, W, generator=g, dtype=dtype)  # sky above a ragged skyline
+    depths[(v < horizon) | (torch.rand(T, H, W, generator=g) < 0.1 / n)] = float("inf")
+    depths[0, 0, 0], depths[1, -1, -1], depths[2, 0, -1] = float("nan"), -1.0, 0.0
+    exclude = (torch.rand(T, H, W, generator=g) < 0.03) if with_exclude else None
+    args = ((h, w), 0.05, fraction)
+    fast, slow = _reduce_blocks_numpy(depths, exclude, *args), _reduce_blocks_torch(depths, exclude, *args)
+    assert fast[0].dtype == slow[0].dtype == dtype and fast[1].dtype == slow[1].dtype == torch.bool
+    assert torch.equal(fast[1], slow[1])
+    assert torch.equal(fast[0], slow[0])  # +inf where invalid, on both sides
+    assert slow[1].any() and not slow[1].all()  # both rules had cells to keep and to drop
+
+
+def test_reduction_takes_numpy_on_cpu_and_torch_with_gradients(monkeypatch):
+    import mirage.memory.depth_grid as depth_grid
+
+    taken = []
+    for name in ("_reduce_blocks_numpy", "_reduce_blocks_torch"):
+        fn = getattr(depth_grid, name)
+        monkeypatch.setattr(depth_grid, name, lambda *a, fn=fn, name=name: taken.append(name) or fn(*a))
+    depths = torch.full((1, 4, 4), 2.0)
+    reduce_depth_to_grid(depths, (2, 2))
+    reduce_depth_to_grid(depths.double(), (2, 2))
+    reduce_depth_to_grid(depths.requires_grad_(), (2, 2))
+    reduce_depth_to_grid(depths.detach().bfloat16(), (2, 2))
+    assert taken == ["_reduce_blocks_numpy"] * 2 + ["_reduce_blocks_torch"] * 2

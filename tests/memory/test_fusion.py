@@ -377,3 +377,25 @@ def test_fusion_loop_is_checked_and_cpu_defaults_to_numpy(monkeypatch):
         monkeypatch.setattr(fusion, name, lambda *a, _real=real, _name=name: (used.append(_name), _real(*a)))
     fuse_write(*args)
     assert used == ["_decide_frames_numpy"]
+
+
+@pytest.mark.parametrize("fusion", ["voxel", "append"])
+@pytest.mark.parametrize("trust_first", [False, True])
+def test_store_bookkeeping_in_numpy_equals_torch(monkeypatch, fusion, trust_first):
+    # On CPU a write gathers, scatters and concatenates on NumPy views; torch (elsewhere) must
+    # build the same store, carving and replacing included.
+    import mirage.memory.store as store
+
+    cpu = torch.device("cpu")
+    assert store._array_ops(cpu, torch.float32) is store._NUMPY_OPS
+    assert store._array_ops(cpu, torch.bfloat16) is not store._NUMPY_OPS  # no NumPy bfloat16
+    assert store._array_ops(cpu, torch.float32, torch.zeros(1, requires_grad=True)) is not store._NUMPY_OPS
+    default = _noisy_room_writes(LatentSpatialMemory(3, fusion=fusion), 0, trust_first)
+    monkeypatch.setattr(store, "_array_ops", lambda device, dtype, *tensors: store._torch_ops(device))
+    in_torch = _noisy_room_writes(LatentSpatialMemory(3, fusion=fusion), 0, trust_first)
+    for name in ("points", "features", "frame_ids", "uids", "confidences", "table_ids", "table_K",
+                 "table_cam2world"):
+        assert torch.equal(getattr(default, name), getattr(in_torch, name)), name
+        assert getattr(default, name).dtype == getattr(in_torch, name).dtype, name
+    if fusion == "voxel":  # the writes did fuse: fewer points than cells written
+        assert default.num_points < default._next_uid

@@ -40,7 +40,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -173,56 +173,51 @@ class PointStore:
         valid = valid.to(self.device)
         safe_depth = torch.where(valid, depth, torch.ones_like(depth))
         points_world = backproject_depth(safe_depth, K, cam2world)  # (T, h, w, 3)
-        features = features.to(device=self.device, dtype=self.dtype).permute(0, 2, 3, 1)
-        cells = valid.flatten().nonzero(as_tuple=True)[0]  # (M,) into (T·h·w,), frame by frame
+        features = features.to(device=self.device, dtype=self.dtype)
+        ops = _array_ops(self.device, self.dtype, features, points_world)
+        a = ops.array
+        cells = ops.nonzero(a(valid).reshape(-1))  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
-        new_points = points_world.reshape(-1, 3)[cells]
-        new_features = features.reshape(-1, C)[cells]
-        new_frame_ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)[new_frame]
-        new_confidences = frame_confidence[new_frame]
-        M = int(cells.numel())
-        uids = torch.arange(self._next_uid, self._next_uid + M, device=self.device)
+        new_cells = cells - new_frame * (h * w)  # (M,) the cell within its frame
+        new_points = a(points_world).reshape(-1, 3)[cells]
+        new_features = a(features).reshape(T, C, h * w)[new_frame, :, new_cells]  # (M, C)
+        new_frame_ids = a(torch.tensor(frame_ids, dtype=torch.long, device=self.device))[new_frame]
+        new_confidences = a(frame_confidence)[new_frame]
+        M = int(cells.shape[0])
+        uids = ops.arange(self._next_uid, self._next_uid + M)
         self._next_uid += M
+        old = [a(t) for t in (self.points, self.features, self.frame_ids, self.uids, self.confidences)]
         if self.fusion == "voxel":
             # Frames in order (a later frame may replace an earlier one's points), all in one
             # kernel call: see mirage.memory.fusion.
             N = self.num_points
+            t = ops.tensor
             plan = self._fusion_kernel(
-                self.points, self.uids, K, rigid_inverse(cam2world), (h, w), new_points, new_frame,
-                cells - new_frame * (h * w), depth.flatten()[cells], uids,
+                self.points, self.uids, K, rigid_inverse(cam2world), (h, w), t(new_points),
+                t(new_frame), t(new_cells), t(a(depth).reshape(-1)[cells]), t(uids),
                 voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
-                confidence=self.confidences, new_confidence=new_confidences,
+                confidence=self.confidences, new_confidence=t(new_confidences),
             )
-            carrier = plan.carrier[:N]
-            hit = (carrier >= 0).nonzero(as_tuple=True)[0]
-            if hit.numel():
+            keep, carrier = a(plan.keep), a(plan.carrier)
+            hit = ops.nonzero(carrier[:N] >= 0)
+            if hit.shape[0]:
                 # The token is replaced; the anchor position is kept, so the point keeps
                 # covering the cells of the earlier views it was written from.
                 by = carrier[hit]
-                self.features[hit] = new_features[by]
-                self.frame_ids[hit] = new_frame_ids[by]
-                self.uids[hit] = uids[by]
-                self.confidences[hit] = new_confidences[by]
-            keep_old = plan.keep[:N]
-            if not bool(keep_old.all()):
-                self._select(keep_old)
+                for values, new in zip(old[1:], (new_features, new_frame_ids, uids, new_confidences)):
+                    values[hit] = new[by]
+            if not bool(keep[:N].all()):  # carved points leave
+                old = [values[keep[:N]] for values in old]
             # Appended points carry their own token unless a later frame of this write replaced it.
-            kept = plan.keep[N:].nonzero(as_tuple=True)[0]
-            by = plan.carrier[N:][kept]
+            kept = ops.nonzero(keep[N:])
+            by = carrier[N:][kept]
             new_points, new_features = new_points[kept], new_features[by]
             new_frame_ids, uids, new_confidences = new_frame_ids[by], uids[by], new_confidences[by]
-        self.points = torch.cat([self.points, new_points])
-        self.features = torch.cat([self.features, new_features])
-        self.frame_ids = torch.cat([self.frame_ids, new_frame_ids])
-        self.uids = torch.cat([self.uids, uids])
-        self.confidences = torch.cat([self.confidences, new_confidences])
+        new = (new_points, new_features, new_frame_ids, uids, new_confidences)
+        (self.points, self.features, self.frame_ids, self.uids,
+         self.confidences) = (ops.tensor(ops.cat([o, n])) for o, n in zip(old, new))
         self._register_frames(frame_ids, K, cam2world)
         return M
-
-    def _select(self, keep: Tensor) -> None:
-        self.points, self.features = self.points[keep], self.features[keep]
-        self.frame_ids, self.uids = self.frame_ids[keep], self.uids[keep]
-        self.confidences = self.confidences[keep]
 
     def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
         if frame_ids is None:
@@ -465,6 +460,35 @@ class PointStore:
     @classmethod
     def _from_config(cls, config: dict, device):
         raise NotImplementedError
+
+
+class _ArrayOps(NamedTuple):
+    """The few array operations of a write's bookkeeping (gathers, scatters, concatenations),
+    on torch tensors or on NumPy views of CPU tensors. They only move values, so both give the
+    same store; at latent size a NumPy operation costs a fraction of a torch one."""
+
+    array: Callable  # Tensor → the array the bookkeeping works on
+    tensor: Callable  # that array → Tensor
+    nonzero: Callable  # 1-d bool → int64 indices
+    cat: Callable  # list of arrays → array
+    arange: Callable  # (start, stop) → int64 indices
+
+
+_NUMPY_OPS = _ArrayOps(Tensor.numpy, torch.from_numpy, np.flatnonzero, np.concatenate,
+                       lambda start, stop: np.arange(start, stop, dtype=np.int64))
+_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
+
+
+def _torch_ops(device: torch.device) -> _ArrayOps:
+    return _ArrayOps(lambda t: t, lambda t: t, lambda x: x.nonzero(as_tuple=True)[0], torch.cat,
+                     lambda start, stop: torch.arange(start, stop, device=device))
+
+
+def _array_ops(device: torch.device, dtype: torch.dtype, *tensors: Tensor) -> _ArrayOps:
+    """NumPy for a CPU store of a NumPy dtype, when no input needs gradients; torch otherwise."""
+    if device.type == "cpu" and dtype in _NUMPY_DTYPES and not any(t.requires_grad for t in tensors):
+        return _NUMPY_OPS
+    return _torch_ops(device)
 
 
 def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
