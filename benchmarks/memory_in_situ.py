@@ -56,7 +56,6 @@ def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict,
     _wrap(table, store, "backproject_depth", "write: backproject_depth")
     _wrap(table, store.PointStore, "_fusion_kernel", "write: fuse_write", static=True)
     _wrap(table, store.PointStore, "_register_frames", "write: _register_frames")
-    _wrap(table, store.PointStore, "_select", "write: _select (carving)")
     _wrap(table, store, "splat_zbuffer", "read: splat (views + frame table)")
     _wrap(table, store.PointStore, "_references", "read: _references")
     _wrap(table, store.PointStore, "_gather", "read: _gather (offsets included)")

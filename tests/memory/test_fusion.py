@@ -32,11 +32,14 @@ def _backproject(K, cam2world, cells, z):  # cells (M,) flat in HW, z (M,) → (
     return torch.stack([x, y, z], dim=1) @ cam2world[:3, :3].T + cam2world[:3, 3]
 
 
-def crowded_write(seed: int, frames: int = 3, old: int = 120):
+def crowded_write(seed: int, frames: int = 3, old: int = 120, ties: bool = True):
     """A memory crowded into few cells (stacks of points on a few depth levels, exact duplicates
     so depth ties go to the priority) and a write whose frames land on the same cells from
     nearly the same poses, so that every case of the rule (replace, carve up to the round
-    limit, append in front or behind) occurs, within a frame and across frames."""
+    limit, append in front or behind) occurs, within a frame and across frames.
+
+    ``ties=False``: the old points' depths are jittered and there are no duplicates, so no two
+    points of a cell tie in depth (the NumPy kernel then keeps its first sort)."""
     gen = torch.Generator().manual_seed(seed)
     eye = torch.randn(frames, 3, generator=gen) * 0.02
     cam2world = look_at(eye, torch.tensor([0.0, 0.0, 4.0]).expand(frames, 3))
@@ -45,8 +48,11 @@ def crowded_write(seed: int, frames: int = 3, old: int = 120):
     h, w = HW
     cells = torch.randint(0, h * w // 3, (old,), generator=gen)  # few cells: deep stacks
     z = DEPTHS[torch.randint(0, len(DEPTHS), (old,), generator=gen)]
+    if not ties:
+        z = z * (1 + 0.01 * torch.rand(old, generator=gen))
     points = _backproject(K[0], cam2world[0], cells, z)
-    points = torch.cat([points, points[:30]])  # exact duplicates: ties in z everywhere
+    if ties:
+        points = torch.cat([points, points[:30]])  # exact duplicates: ties in z everywhere
     priority = torch.randperm(points.shape[0], generator=gen) * 2 + 5
     new_points, new_frame, new_cells, new_z = [], [], [], []
     for t in range(frames):
@@ -64,24 +70,32 @@ def crowded_write(seed: int, frames: int = 3, old: int = 120):
 
 
 @pytest.mark.parametrize("loop", ["torch", "numpy"])
+@pytest.mark.parametrize("ties", [True, False])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 100_000), voxel_scale=st.sampled_from([0.5, 1.0, 2.0]),
        frames=st.integers(1, 4), max_rounds=st.sampled_from([1, 2, MAX_CARVE_ROUNDS]))
-def test_fast_write_fusion_matches_the_reference_loop(loop, seed, voxel_scale, frames, max_rounds):
-    # Both implementations of the per-frame decisions (the default on CPU is NumPy).
-    args = crowded_write(seed, frames)
+def test_fast_write_fusion_matches_the_reference_loop(loop, ties, seed, voxel_scale, frames, max_rounds):
+    # Both implementations of the kernel (the default on CPU is NumPy), with and without depth
+    # ties between the points of a cell.
+    args = crowded_write(seed, frames, ties=ties)
     fast = fuse_write(*args, voxel_scale=voxel_scale, max_rounds=max_rounds, loop=loop)
     slow = fuse_write_reference(*args, voxel_scale=voxel_scale, max_rounds=max_rounds)
     assert torch.equal(fast.keep, slow.keep)
     assert torch.equal(fast.carrier, slow.carrier)
 
 
-def test_crowded_writes_exercise_every_case():
-    # The property test above only means something if its scenes replace, carve and append.
-    N = crowded_write(0)[0].shape[0]
+@pytest.mark.parametrize("ties", [True, False])
+def test_crowded_writes_exercise_every_case(ties):
+    # The property test above only means something if its scenes replace, carve and append,
+    # and if the pairs of one cell tie in depth exactly when asked to.
+    N = crowded_write(0, ties=ties)[0].shape[0]
     replaced = carved = appended = deep = 0
     for seed in range(10):
-        args = crowded_write(seed)
+        args = crowded_write(seed, ties=ties)
+        points, priority, K, world2cam, hw = args[:5]
+        cell, z, _ = project_to_cells(torch.cat([points, args[5]]), K, world2cam, hw)
+        pairs = torch.stack([cell.double(), z.double()], dim=1)
+        assert (torch.unique(pairs, dim=0).shape[0] < pairs.shape[0]) == ties
         plan = fuse_write(*args)
         replaced += int((plan.carrier[:N] >= 0).sum())
         carved += int((~plan.keep[:N]).sum())
@@ -238,11 +252,12 @@ def _confidences(args, seed):
 
 
 @pytest.mark.parametrize("loop", ["torch", "numpy"])
+@pytest.mark.parametrize("ties", [True, False])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 100_000), frames=st.integers(1, 4),
        max_rounds=st.sampled_from([1, 2, MAX_CARVE_ROUNDS]))
-def test_fast_fusion_with_confidences_matches_the_reference_loop(loop, seed, frames, max_rounds):
-    args = crowded_write(seed, frames)
+def test_fast_fusion_with_confidences_matches_the_reference_loop(loop, ties, seed, frames, max_rounds):
+    args = crowded_write(seed, frames, ties=ties)
     old, new = _confidences(args, seed)
     fast = fuse_write(*args, max_rounds=max_rounds, confidence=old, new_confidence=new, loop=loop)
     slow = fuse_write_reference(*args, max_rounds=max_rounds, confidence=old, new_confidence=new)
@@ -372,11 +387,12 @@ def test_fusion_loop_is_checked_and_cpu_defaults_to_numpy(monkeypatch):
     with pytest.raises(ValueError, match="CPU"):
         fuse_write(*(a.to("meta") if isinstance(a, torch.Tensor) else a for a in args), loop="numpy")
     used = []
-    for name in ("_decide_frames_torch", "_decide_frames_numpy"):
+    for name in ("_decide_frames_torch", "_fuse_write_numpy"):
         real = getattr(fusion, name)
-        monkeypatch.setattr(fusion, name, lambda *a, _real=real, _name=name: (used.append(_name), _real(*a)))
+        monkeypatch.setattr(fusion, name, lambda *a, _real=real, _name=name: (used.append(_name), _real(*a))[1])
     fuse_write(*args)
-    assert used == ["_decide_frames_numpy"]
+    fuse_write(*args, loop="torch")
+    assert used == ["_fuse_write_numpy", "_decide_frames_torch"]
 
 
 @pytest.mark.parametrize("fusion", ["voxel", "append"])

@@ -114,10 +114,10 @@ def fuse_write(
 ) -> WritePlan:
     """Fast fusion of one write's frames, in order (module contract): one projection.
 
-    ``loop`` picks the implementation of the per-frame decisions: "torch", or "numpy" (on
-    views of the same CPU tensors: at latent size the loop is a few dozen operations on a few
-    thousand pairs per frame, and a NumPy operation costs a fraction of a torch one there).
-    None: NumPy for CPU tensors, torch otherwise. Both give the same plan.
+    ``loop`` picks the implementation: "torch", or "numpy" (CPU tensors only: at latent size
+    the kernel is a few dozen operations on a few thousand pairs per frame, and a NumPy
+    operation costs a fraction of a torch one there). None: NumPy for CPU tensors, torch
+    otherwise. Both give the same plan (tested against the reference loop).
     """
     if loop not in (None, "torch", "numpy"):
         raise ValueError(f"`loop` must be None, 'torch' or 'numpy' but is {loop!r}")
@@ -126,6 +126,10 @@ def fuse_write(
     device = new_priority.device
     if loop == "numpy" and device.type != "cpu":
         raise ValueError(f"`loop='numpy'` needs CPU tensors but they are on {device}")
+    if loop == "numpy" or (loop is None and device.type == "cpu"):
+        return _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_frame,
+                                 new_cells, new_z, new_priority, voxel_scale, max_rounds,
+                                 confidence, new_confidence)
     alive, carrier, prio = _initial_state(N, priority, new_priority)
     conf, new_conf = _confidences(confidence, N, new_confidence, M, device)
     if M == 0:
@@ -155,10 +159,7 @@ def fuse_write(
     runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
     pairs = (s, z, gid, near, in_front, pair_conf)
     state = (alive, carrier, prio, conf, new_priority, new_conf)
-    if loop == "numpy" or (loop is None and device.type == "cpu"):
-        _decide_frames_numpy(bounds, runs, N, max_rounds, pairs, state)
-    else:
-        _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state)
+    _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state)
     return WritePlan(alive, carrier)
 
 
@@ -206,28 +207,70 @@ def _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state) -> None:
         new_alive[ts[decided & (same | trusted)]] = False
 
 
-def _decide_frames_numpy(bounds, runs, N, max_rounds, pairs, state) -> None:
-    """:func:`_decide_frames_torch` step for step in NumPy, on views of the same CPU tensors
-    (so ``state`` is updated in place). Stable sorts on the same keys give the same order."""
-    alive, carrier, prio, conf, new_priority, new_conf = (x.numpy() for x in state)
-    s, z, gid, near, in_front, pair_conf = (x.numpy() for x in pairs)
+def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_frame, new_cells,
+                      new_z, new_priority, voxel_scale, max_rounds, confidence,
+                      new_confidence) -> WritePlan:
+    """:func:`fuse_write` on CPU tensors, in NumPy: the same plan as the torch kernel.
+
+    One difference in the method, not in the result: the pairs are sorted once, by (new point,
+    z, priority), instead of each frame sorting its live pairs. A frame's live pairs are a
+    subsequence, so they come out in the same order, unless two pairs of one cell tie in z and a
+    replacement earlier in the write changed a priority that breaks the tie; when the write has
+    any such tie, each frame sorts its live pairs again by the priorities of the moment.
+    """
+    h, w = hw
+    T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
+    alive = np.zeros(N + M, dtype=bool)
+    alive[:N] = True
+    carrier = np.concatenate([np.full(N, -1, dtype=np.int64), np.arange(M, dtype=np.int64)])
+    plan = WritePlan(torch.from_numpy(alive), torch.from_numpy(carrier))  # views: filled below
+    if M == 0:
+        return plan
+    new_frame, new_priority = new_frame.numpy(), new_priority.numpy()
+    ends = np.cumsum(np.bincount(new_frame, minlength=T)).tolist()  # per frame
+    bounds = list(zip([0] + ends[:-1], ends))  # frame t's new points: [m0, m1)
+    if N == 0 and T == 1 or max_rounds < 1:  # nothing to fuse against
+        alive[N:] = True
+        return plan
+    prio = np.concatenate([priority.numpy(), new_priority])
+    conf, new_conf = (x.numpy() for x in _confidences(confidence, N, new_confidence, M,
+                                                       new_points.device))
+    # Every (view, point) that lands, for old and new points alike; keep the pairs whose cell
+    # receives a new point of that view's frame, ordered by that new point (a frame's pairs are
+    # then one contiguous run, since new points are ordered by frame), then front to back.
+    cell, z, gid = (x.numpy() for x in project_to_cells(
+        torch.cat([points_world, new_points]), K, world2cam, hw))
+    slot = np.full(T * h * w, -1, dtype=np.int64)
+    slot[new_frame * (h * w) + new_cells.numpy()] = np.arange(M)
+    s = slot[cell]
+    hit = np.flatnonzero(s >= 0)
+    s, z, gid = s[hit], z[hit], gid[hit]
+    order = np.lexsort((prio[gid], z, s))
+    s, z, gid = s[order], z[order], gid[order]
+    ties = bool(((s[1:] == s[:-1]) & (z[1:] == z[:-1])).any())
+    # What does not change as the frames are fused: each pair against its new cell's depth.
+    zn = new_z.numpy()[s]
+    band = voxel_scale * DEPTH_BAND * zn
+    near = np.abs(z - zn) <= band  # the same voxel
+    in_front = z < zn - band  # contradicted by the free space in front of the new surface
+    pair_conf = new_conf[s]
+    runs = np.searchsorted(s, [0] + ends).tolist()
     for (m0, m1), a, b in zip(bounds, runs[:-1], runs[1:]):
-        rs, rz, rg = s[a:b], z[a:b], gid[a:b]
         new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
-        live = np.flatnonzero(alive[rg])  # candidates in memory right now
-        if not live.size:
+        o = np.flatnonzero(alive[gid[a:b]]) + a  # live candidates, by (cell, z, priority)
+        if not o.size:
             new_alive[:] = True
             continue
-        o = live[np.argsort(prio[rg[live]], kind="stable")]  # by (cell, z, priority)
-        o = o[np.argsort(rz[o], kind="stable")]
-        o = o[np.argsort(rs[o], kind="stable")]
-        ts = rs[o] - m0
-        tg = rg[o]
-        trusted = conf[tg] > pair_conf[a:b][o]
-        same = near[a:b][o] & ~trusted
-        carve = in_front[a:b][o] & ~trusted
-        counts = np.bincount(ts, minlength=m1 - m0)
-        rank = np.arange(ts.shape[0]) - (np.cumsum(counts) - counts)[ts]
+        if ties:  # priorities of the moment decide a depth tie
+            o = o[np.lexsort((prio[gid[o]], z[o], s[o]))]
+        ts = s[o] - m0  # the new point of each cell, within the frame; ascending
+        tg = gid[o]
+        trusted = conf[tg] > pair_conf[o]
+        same = near[o] & ~trusted
+        carve = in_front[o] & ~trusted
+        rank = np.arange(ts.shape[0]) - np.searchsorted(ts, ts)  # position within the cell
+        # The round that decides a cell: its first candidate not carved, if the loop looks
+        # that deep (rank < max_rounds); else max_rounds.
         first = np.full(m1 - m0, max_rounds, dtype=np.int64)
         np.minimum.at(first, ts, np.where(carve, max_rounds, rank))
         first = first[ts]
@@ -238,8 +281,10 @@ def _decide_frames_numpy(bounds, runs, N, max_rounds, pairs, state) -> None:
         prio[replaced] = new_priority[by]
         conf[replaced] = new_conf[by]
         alive[tg[rank < first]] = False
+        # A cell is not appended when it replaced a point, or a more trusted point keeps it.
         new_alive[:] = True
         new_alive[ts[decided & (same | trusted)]] = False
+    return plan
 
 
 def fuse_write_reference(
