@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -395,6 +396,61 @@ def test_read_offsets_are_zero_at_the_written_view():
     read = mem.read(cams[0], (8, 16))
     assert read.mask.float().mean() > 0.9
     assert read.offset.abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_numpy_read_equals_the_torch_read_bit_for_bit(monkeypatch, seed):
+    # On CPU the read gathers tokens and computes the sub-cell offsets in NumPy; torch (other
+    # devices, bfloat16) must give the same read, offsets included: at the written view they
+    # are rounding noise around 0, which float32 keeps, so the arithmetic has to match exactly.
+    import mirage.memory.store as store
+
+    gen = torch.Generator().manual_seed(seed)
+    # Tilted poses and a skew, so that every product and sum of the projection rounds.
+    pose = random_pose(gen).float()
+    poses = pose.expand(6, 4, 4).clone()
+    poses[1:, :3, 3] += 0.05 * torch.randn(5, 3, generator=gen)
+    cams = Camera.from_fov(poses, 32, 64, 70.0)
+    cams = Camera(cams.K + torch.tensor([[0, 0.3, 0], [0, 0, 0], [0, 0, 0]]), cams.cam2world, 32, 64)
+    depth = 2.0 + torch.rand(6, 8, 16, generator=gen).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    mem = LatentSpatialMemory(3)
+    empty = mem.read(cams[:2], (8, 16))
+    mem.write(torch.randn(3, 3, 8, 16, generator=gen), depth[:3], cams[:3])
+    views = cams[torch.tensor([0, 3, 4, 5])]  # a written view and three moved ones
+    fast = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0], empty]
+    monkeypatch.setattr(store, "_array_ops", lambda device, dtype, *t: store._torch_ops(device))
+    empty_mem = LatentSpatialMemory(3)
+    slow = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0],
+            empty_mem.read(cams[:2], (8, 16))]
+    for a, b in zip(fast, slow):
+        for name in ("features", "mask", "depth", "offset"):
+            x, y = getattr(a, name), getattr(b, name)
+            assert x.dtype == y.dtype and x.shape == y.shape, name
+            assert torch.equal(x, y), name
+            assert x.stride() == y.stride(), name  # the same layout as well
+    written = fast[0].offset[0][:, fast[0].mask[0]]  # at frame 0's view, frame 0's points...
+    assert ((written != 0) & (written.abs() < 1e-5)).any()  # ...carry the noise the match keeps
+
+
+def test_numpy_cell_offsets_equal_torch_on_many_near_zero_offsets():
+    # Cell centres back-projected in float32 and projected again: offsets are float64 rounding
+    # noise around 0, where float32 keeps every bit of it. Exact equality needs the same
+    # operations in the same order.
+    from mirage.memory.store import _cell_offsets, _cell_offsets_numpy
+
+    gen = torch.Generator().manual_seed(4)
+    V, h, w = 4, 64, 64
+    cams = Camera.from_fov(torch.stack([random_pose(gen) for _ in range(V)]).float(), h, w, 70.0)
+    K = cams.K + torch.tensor([[0, 0.2, 0], [0, 0, 0], [0, 0, 0]])
+    depth = 1.0 + 4.0 * torch.rand(V, h, w, generator=gen)
+    points = backproject_depth(depth, K, cams.cam2world).reshape(-1, 3)  # (V·h·w, 3)
+    mask = torch.rand(V, h, w, generator=gen) < 0.9
+    points = points[mask.reshape(-1)]
+    world2cam = torch.linalg.inv(cams.cam2world)
+    fast = _cell_offsets_numpy(points.numpy(), K.numpy(), world2cam.numpy(), mask.numpy())
+    slow = _cell_offsets(points, K, world2cam, mask)
+    assert fast.dtype == np.float32 and (np.abs(fast) < 1e-3).all() and (fast != 0).mean() > 0.5
+    assert np.array_equal(fast, slow.numpy())
 
 
 def test_frame_table_keeps_first_write_order_and_takes_the_newest_pose():

@@ -270,6 +270,9 @@ class PointStore:
 
     def _gather(self, splat: Splat, K: Tensor, world2cam: Tensor, *, offsets: bool) -> MemoryRead:
         """The read of V views from their splat (V, h, w), with K and world2cam at (h, w)."""
+        if _array_ops(self.device, self.dtype, self.features) is _NUMPY_OPS:
+            return _gather_numpy(self.features.numpy(), self.points.numpy(), splat, K, world2cam,
+                                 offsets=offsets)
         V, h, w = splat.index.shape
         mask = splat.index >= 0  # (V, h, w)
         if self.num_points:
@@ -582,6 +585,48 @@ def _cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tens
     uv, _ = project_points(points_world.double()[:, None], K.double()[view], world2cam.double()[view])
     cells = torch.stack([col, row], dim=1).to(uv.dtype)
     return (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
+
+
+def _gather_numpy(features: np.ndarray, points: np.ndarray, splat: Splat, K: Tensor,
+                  world2cam: Tensor, *, offsets: bool) -> MemoryRead:
+    """:meth:`PointStore._gather` on CPU, in NumPy, from the store's features (N, C) and points
+    (N, 3): the same read, in the same layout (tested equal)."""
+    index = splat.index.numpy()
+    V, h, w = index.shape
+    mask = index >= 0  # (V, h, w)
+    if features.shape[0]:
+        gathered = features[index.reshape(-1).clip(0)].reshape(V, h, w, features.shape[1])
+        gathered[~mask] = 0
+    else:
+        gathered = np.zeros((V, h, w, features.shape[1]), dtype=features.dtype)
+    offset = None
+    if offsets:
+        offset = np.zeros((V, h, w, 2), dtype=np.float32)
+        offset[mask] = _cell_offsets_numpy(points[index[mask]], K.numpy(), world2cam.numpy(), mask)
+        offset = torch.from_numpy(offset).permute(0, 3, 1, 2)
+    return MemoryRead(torch.from_numpy(gathered).permute(0, 3, 1, 2), torch.from_numpy(mask),
+                      splat.depth, offset)
+
+
+def _cell_offsets_numpy(points_world: np.ndarray, K: np.ndarray, world2cam: np.ndarray,
+                        mask: np.ndarray) -> np.ndarray:
+    """:func:`_cell_offsets` in NumPy: the same float64 operations in the same order, so the
+    same offsets bit for bit (tested). torch multiplies each point by its view's rotation with
+    a plain loop at this size (a 1x3 by 3x3 product per point): a sum from 0, term by term."""
+    view, row, col = np.nonzero(mask)
+    R = world2cam.astype(np.float64)[view]  # (M, 4, 4)
+    p = points_world.astype(np.float64)
+    cam = 0.0 + p[:, 0:1] * R[:, :3, 0]  # (M, 3) points in their views' cameras
+    cam += p[:, 1:2] * R[:, :3, 1]
+    cam += p[:, 2:3] * R[:, :3, 2]
+    cam += R[:, :3, 3]
+    z = cam[:, 2]
+    z = np.where(np.abs(z) > 1e-12, z, 1e-12)
+    xn, yn = cam[:, 0] / z, cam[:, 1] / z
+    Kv = K.astype(np.float64)[view]  # (M, 3, 3)
+    u = Kv[:, 0, 0] * xn + Kv[:, 0, 1] * yn + Kv[:, 0, 2]
+    v = Kv[:, 1, 1] * yn + Kv[:, 1, 2]
+    return np.clip(np.stack([u - col, v - row], axis=1), -0.5, 0.5).astype(np.float32)
 
 
 def _check_hw(hw) -> tuple[int, int]:
