@@ -415,3 +415,19 @@ def test_store_bookkeeping_in_numpy_equals_torch(monkeypatch, fusion, trust_firs
         assert getattr(default, name).dtype == getattr(in_torch, name).dtype, name
     if fusion == "voxel":  # the writes did fuse: fewer points than cells written
         assert default.num_points < default._next_uid
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 100_000), n=st.integers(0, 300), dtype=st.sampled_from(["float32", "float64"]))
+def test_order_by_cell_depth_is_the_lexsort(seed, n, dtype):
+    import numpy as np
+
+    from mirage.memory.fusion import _order_by_cell_depth
+
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, 20, n)
+    # few distinct depths (ties within a cell), tiny and huge ones
+    z = rng.choice(np.array([1e-3, 0.5, 0.5000001, 2.0, 3e4, np.inf]), n).astype(dtype)
+    prio = rng.permutation(n).astype(np.int64)
+    assert np.array_equal(_order_by_cell_depth(s, z), np.lexsort((z, s)))
+    assert np.array_equal(_order_by_cell_depth(s, z, prio), np.lexsort((prio, z, s)))

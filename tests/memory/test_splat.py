@@ -189,3 +189,26 @@ def test_splat_takes_the_torch_path_for_other_dtypes():
     low = splat_zbuffer(points.bfloat16(), K.bfloat16(), world2cam.bfloat16(), hw)
     assert low.index.shape == expected.index.shape and low.depth.dtype == torch.bfloat16
     assert 0 < int((low.index >= 0).sum()) and bool(((low.index >= 0) == (expected.index >= 0)).float().mean() > 0.9)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("block_entries", [1 << 20, 97])
+def test_numpy_splat_equals_the_torch_splat(monkeypatch, dtype, block_entries):
+    # On CPU the whole splat (projection and z-buffer) runs in NumPy; torch (other devices,
+    # bfloat16) must give the same winners and depths, ties in depth going to the priority.
+    import mirage.memory.splat as splat
+
+    runs = []
+    for numpy in (True, False):
+        monkeypatch.setattr(splat, "_numpy_projection", lambda *tensors, _n=numpy: _n)
+        out = []
+        for seed in range(6):
+            points, K, world2cam, hw = crowded_scene(seed, dtype=dtype, views=4)
+            priority = torch.randperm(points.shape[0], generator=torch.Generator().manual_seed(seed))
+            for p in (None, priority):
+                out.append(splat_zbuffer(points, K, world2cam, hw, priority=p, block_entries=block_entries))
+        runs.append(out)
+    for a, b in zip(*runs):
+        assert a.index.dtype == b.index.dtype and a.depth.dtype == b.depth.dtype == dtype
+        assert torch.equal(a.index, b.index) and torch.equal(a.depth, b.depth)
+        assert int((a.index >= 0).sum()) > 5

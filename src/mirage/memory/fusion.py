@@ -245,7 +245,7 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
     s = slot[cell]
     hit = np.flatnonzero(s >= 0)
     s, z, gid = s[hit], z[hit], gid[hit]
-    order = np.lexsort((prio[gid], z, s))
+    order = _order_by_cell_depth(s, z)
     s, z, gid = s[order], z[order], gid[order]
     ties = bool(((s[1:] == s[:-1]) & (z[1:] == z[:-1])).any())
     # What does not change as the frames are fused: each pair against its new cell's depth.
@@ -262,7 +262,7 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
             new_alive[:] = True
             continue
         if ties:  # priorities of the moment decide a depth tie
-            o = o[np.lexsort((prio[gid[o]], z[o], s[o]))]
+            o = o[_order_by_cell_depth(s[o], z[o], prio[gid[o]])]
         ts = s[o] - m0  # the new point of each cell, within the frame; ascending
         tg = gid[o]
         trusted = conf[tg] > pair_conf[o]
@@ -285,6 +285,19 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
         new_alive[:] = True
         new_alive[ts[decided & (same | trusted)]] = False
     return plan
+
+
+def _order_by_cell_depth(s: np.ndarray, z: np.ndarray, prio: np.ndarray | None = None) -> np.ndarray:
+    """The permutation ``np.lexsort((z, s))`` (with ``prio``: ``np.lexsort((prio, z, s))``), for
+    s ≥ 0 below 2³¹ and z > 0. For float32 z, by stable sorts of one int64 key s·2³² + bits(z)
+    (the bits of a positive float order as its value): several times faster than a lexsort."""
+    if z.dtype != np.float32:
+        return np.lexsort((z, s)) if prio is None else np.lexsort((prio, z, s))
+    key = (s << 32) | z.view(np.int32)
+    if prio is None:
+        return np.argsort(key, kind="stable")
+    order = np.argsort(prio, kind="stable")  # least significant key first
+    return order[np.argsort(key[order], kind="stable")]
 
 
 def fuse_write_reference(

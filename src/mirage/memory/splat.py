@@ -89,10 +89,15 @@ def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
     device, dtype = points_world.device, points_world.dtype
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
     P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
-    if (device.type == "cpu" and dtype in (torch.float32, torch.float64)
-            and not (points_world.requires_grad or P.requires_grad)):
+    if _numpy_projection(points_world, K, world2cam):
         return _project_blocks_numpy(points_world.numpy(), P.numpy(), hw, near, block_entries)
     return _project_blocks_torch(points_world, P, hw, near, block_entries)
+
+
+def _numpy_projection(points_world: Tensor, K: Tensor, world2cam: Tensor) -> bool:
+    """Whether the projection runs in NumPy: float32/float64 CPU tensors without gradients."""
+    return (points_world.device.type == "cpu" and points_world.dtype in (torch.float32, torch.float64)
+            and not any(t.requires_grad for t in (points_world, K, world2cam)))
 
 
 def _project_blocks_torch(points_world, P, hw, near, block_entries):
@@ -189,8 +194,15 @@ def splat_zbuffer(
     # 1) project block by block; keep landed (cell, z, point) triples; scatter-min the depth
     # per block (one scatter over all blocks at once is many times slower on a multi-threaded
     # CPU at millions of points)
+    blocks = _project_blocks(points_world, K, world2cam, hw, near, block_entries)
+    if _numpy_projection(points_world, K, world2cam):
+        cell, z, point_id = (np.concatenate(x) for x in zip(*((c.numpy(), d.numpy(), p.numpy())
+                                                               for c, d, p in blocks)))
+        prio = None if priority is None else priority.cpu().numpy()
+        _zbuffer_numpy(index.numpy(), depth.numpy(), cell, z, point_id, prio)
+        return Splat(index.view(V, h, w), depth.view(V, h, w))
     cells, depths, point_ids = [], [], []
-    for cell, z, point_id in _project_blocks(points_world, K, world2cam, hw, near, block_entries):
+    for cell, z, point_id in blocks:
         depth.scatter_reduce_(0, cell, z, reduce="amin")  # order-independent minimum
         cells.append(cell), depths.append(z), point_ids.append(point_id)
     cell, z, point_id = torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
@@ -205,6 +217,20 @@ def splat_zbuffer(
     # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
     index[cell[wins]] = point_id[wins]
     return Splat(index.view(V, h, w), depth.view(V, h, w))
+
+
+def _zbuffer_numpy(index: np.ndarray, depth: np.ndarray, cell: np.ndarray, z: np.ndarray,
+                   point_id: np.ndarray, priority: np.ndarray | None) -> None:
+    """Steps 1–2 of :func:`splat_zbuffer` in NumPy, filling ``index`` and ``depth`` (V·h·w,) in
+    place from the landed pairs: a minimum and a comparison decide, so the result is the same."""
+    np.minimum.at(depth, cell, z)  # order-independent minimum
+    nearest = np.flatnonzero(z == depth[cell])
+    cell, point_id = cell[nearest], point_id[nearest]
+    prio = point_id if priority is None else priority[point_id]
+    best = np.full(depth.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(best, cell, prio)
+    wins = prio == best[cell]
+    index[cell[wins]] = point_id[wins]
 
 
 def splat_zbuffer_reference(
