@@ -173,6 +173,8 @@ class TestProjection:
         expected[:, 1, 2] = (K[:, 1, 2] + 0.5) * sy - 0.5
         out = rescale_intrinsics(K, src, dst)
         assert out.dtype == dtype and torch.equal(out, expected)
+        torch_path = rescale_intrinsics(K.clone().requires_grad_(), src, dst).detach()  # not NumPy
+        assert torch.equal(torch_path, expected)
         assert torch.equal(rescale_intrinsics(K[0], src, dst), expected[0])  # unbatched (3, 3)
 
     def test_rescale_rejects_bad_sizes(self):
@@ -208,5 +210,21 @@ def test_rigid_inverse_is_the_closed_form_and_inverts(seed, dtype):
     expected[:, 3, 3] = 1
     out = rigid_inverse(cam2world)
     assert out.dtype == dtype and torch.equal(out, expected)
+    # CPU tensors take NumPy; with gradients (or off CPU) torch: the same floats.
+    assert torch.equal(rigid_inverse(cam2world.clone().requires_grad_()).detach(), expected)
     eye = torch.eye(4, dtype=dtype).expand(4, 4, 4)
     torch.testing.assert_close(out @ cam2world, eye, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_check_finite_names_the_count_on_both_paths(grad):
+    from mirage.errors import NonFiniteError
+    from mirage.geometry import check_finite
+
+    x = torch.ones(3, 4, requires_grad=grad)
+    check_finite("x", x)
+    check_finite("x", torch.ones(2, dtype=torch.bfloat16))
+    bad = x.detach().clone()
+    bad[0, 1], bad[2, 3] = float("nan"), float("-inf")
+    with pytest.raises(NonFiniteError, match="2 NaN/inf value"):
+        check_finite("x", bad.requires_grad_(grad))
