@@ -228,3 +228,27 @@ def test_check_finite_names_the_count_on_both_paths(grad):
     bad[0, 1], bad[2, 3] = float("nan"), float("-inf")
     with pytest.raises(NonFiniteError, match="2 NaN/inf value"):
         check_finite("x", bad.requires_grad_(grad))
+
+
+@pytest.mark.parametrize("dtypes", [(torch.float32, torch.float32), (torch.float64, torch.float64),
+                                    (torch.float32, torch.float64)])
+def test_backproject_in_numpy_equals_torch(dtypes):
+    # CPU tensors take NumPy for the per-pixel steps; with gradients (or off CPU) torch: the
+    # same floats, invalid depths (NaN, inf, 0, negative) included.
+    from mirage.geometry import backproject_depth
+
+    depth_dtype, k_dtype = dtypes
+    gen = torch.Generator().manual_seed(7)
+    T, H, W = 3, 5, 7
+    K = torch.zeros(T, 3, 3, dtype=k_dtype)
+    K[:, 0, 0], K[:, 1, 1] = 20 + 50 * torch.rand(2, T, generator=gen, dtype=k_dtype)
+    K[:, 0, 1] = torch.randn(T, generator=gen, dtype=k_dtype)
+    K[:, :2, 2] = 10 * torch.rand(T, 2, generator=gen, dtype=k_dtype)
+    K[:, 2, 2] = 1
+    cam2world = torch.stack([random_pose(gen) for _ in range(T)]).to(k_dtype)
+    depth = (0.5 + 5 * torch.rand(T, H, W, generator=gen, dtype=torch.float64)).to(depth_dtype)
+    depth[0, 0, :4] = torch.tensor([float("nan"), float("inf"), 0.0, -2.0], dtype=depth_dtype)
+    fast = backproject_depth(depth, K, cam2world)
+    slow = backproject_depth(depth.clone().requires_grad_(), K, cam2world).detach()
+    assert fast.dtype == slow.dtype and fast.shape == (T, H, W, 3)
+    torch.testing.assert_close(fast, slow, rtol=0, atol=0, equal_nan=True)

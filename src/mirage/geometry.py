@@ -311,12 +311,21 @@ def backproject_depth(
     expect_shape("cam2world", cam2world, (T, 4, 4))
     # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
     # every pixel the same operations, in the same order, as a full (H, W) grid would.
-    v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
-    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
-    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
-    y = (v - cy) / fy * depth  # (T, H, W)
-    x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
-    points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
+    if _on_numpy(depth, K):  # the same elementwise steps in NumPy, then the same rotation
+        d = depth.numpy()
+        v, u = np.arange(H, dtype=d.dtype)[:, None], np.arange(W, dtype=d.dtype)
+        fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).numpy().transpose(1, 0, 2, 3)
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # as torch: silent
+            y = (v - cy) / fy * d  # (T, H, W)
+            x = (u - cx - skew * y / np.maximum(d, 1e-12)) / fx * d
+        points_cam = torch.from_numpy(np.stack([x, y, d], axis=-1))  # (T, H, W, 3)
+    else:
+        v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
+        u = torch.arange(W, dtype=depth.dtype, device=depth.device)
+        fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
+        y = (v - cy) / fy * depth  # (T, H, W)
+        x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
+        points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
     points_world = transform_points(cam2world, points_cam.reshape(T, H * W, 3))
     return points_world.reshape(T, H, W, 3)
 

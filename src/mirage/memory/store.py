@@ -171,11 +171,12 @@ class PointStore:
         cam2world = cam2world.to(device=self.device, dtype=torch.float32)
         depth = depth.to(device=self.device, dtype=torch.float32)
         valid = valid.to(self.device)
-        safe_depth = torch.where(valid, depth, torch.ones_like(depth))
-        points_world = backproject_depth(safe_depth, K, cam2world)  # (T, h, w, 3)
         features = features.to(device=self.device, dtype=self.dtype)
-        ops = _array_ops(self.device, self.dtype, features, points_world)
+        ops = _array_ops(self.device, self.dtype, features, depth, K, cam2world)
         a = ops.array
+        safe_depth = a(depth).copy() if ops is _NUMPY_OPS else depth.clone()
+        safe_depth[~a(valid)] = 1  # any positive depth: these cells are not written
+        points_world = backproject_depth(ops.tensor(safe_depth), K, cam2world)  # (T, h, w, 3)
         cells = ops.nonzero(a(valid).reshape(-1))  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
         new_cells = cells - new_frame * (h * w)  # (M,) the cell within its frame
@@ -232,22 +233,25 @@ class PointStore:
         """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), in
         order: a frame written again (the overlap frame of two chunks) keeps its row in the
         table and takes the newer pose; a new frame is appended."""
+        ops = _array_ops(self.device, torch.float32, K, cam2world)
+        a = ops.array
         row = {f: i for i, f in enumerate(self.table_ids.tolist())}
         latest: dict[int, int] = {}  # frame id → the last t that writes it
         for t, f in enumerate(frame_ids):
             latest[f] = t
         again = [(row[f], t) for f, t in latest.items() if f in row]
         if again:
-            rows, ts = (torch.tensor(x, device=self.device) for x in zip(*again))
-            self.table_K[rows] = K[ts]
-            self.table_cam2world[rows] = cam2world[ts]
+            rows, ts = (list(x) for x in zip(*again))
+            a(self.table_K)[rows] = a(K)[ts]
+            a(self.table_cam2world)[rows] = a(cam2world)[ts]
         new = [(f, t) for f, t in latest.items() if f not in row]  # in order of first write
         if new:
             ids, ts = zip(*new)
             ts = list(ts)
-            self.table_ids = torch.cat([self.table_ids, self.table_ids.new_tensor(ids)])
-            self.table_K = torch.cat([self.table_K, K[ts]])
-            self.table_cam2world = torch.cat([self.table_cam2world, cam2world[ts]])
+            ids = a(torch.tensor(ids, dtype=torch.long, device=self.device))
+            self.table_ids = ops.tensor(ops.cat([a(self.table_ids), ids]))
+            self.table_K = ops.tensor(ops.cat([a(self.table_K), a(K)[ts]]))
+            self.table_cam2world = ops.tensor(ops.cat([a(self.table_cam2world), a(cam2world)[ts]]))
 
     # -- reading --------------------------------------------------------------------------
     def _splat(self, K: Tensor, world2cam: Tensor, hw: tuple[int, int]) -> Splat:
