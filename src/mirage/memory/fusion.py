@@ -213,10 +213,12 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
     """:func:`fuse_write` on CPU tensors, in NumPy: the same plan as the torch kernel.
 
     One difference in the method, not in the result: the pairs are sorted once, by (new point,
-    z, priority), instead of each frame sorting its live pairs. A frame's live pairs are a
-    subsequence, so they come out in the same order, unless two pairs of one cell tie in z and a
-    replacement earlier in the write changed a priority that breaks the tie; when the write has
-    any such tie, each frame sorts its live pairs again by the priorities of the moment.
+    z), instead of each frame sorting its live pairs by (new point, z, priority). Without depth
+    ties that order is total, and a frame's live pairs, a subsequence, come out as the torch
+    kernel orders them. When two pairs of one new point tie in z (the overlap frame written
+    again puts identical points in memory, so half the real writes have such ties), priorities
+    decide, and a replacement earlier in the write may have changed them: then each frame sorts
+    its live pairs again by the priorities of the moment.
     """
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
@@ -257,7 +259,7 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
     runs = np.searchsorted(s, [0] + ends).tolist()
     for (m0, m1), a, b in zip(bounds, runs[:-1], runs[1:]):
         new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
-        o = np.flatnonzero(alive[gid[a:b]]) + a  # live candidates, by (cell, z, priority)
+        o = np.flatnonzero(alive[gid[a:b]]) + a  # live candidates, by (new point, z)
         if not o.size:
             new_alive[:] = True
             continue

@@ -172,7 +172,7 @@ class PointStore:
         depth = depth.to(device=self.device, dtype=torch.float32)
         valid = valid.to(self.device)
         features = features.to(device=self.device, dtype=self.dtype)
-        ops = _array_ops(self.device, self.dtype, features, depth, K, cam2world)
+        ops = _array_ops(self.device, self.dtype, features, depth, K, cam2world, frame_confidence)
         a = ops.array
         safe_depth = a(depth).copy() if ops is _NUMPY_OPS else depth.clone()
         safe_depth[~a(valid)] = 1  # any positive depth: these cells are not written
@@ -274,7 +274,7 @@ class PointStore:
 
     def _gather(self, splat: Splat, K: Tensor, world2cam: Tensor, *, offsets: bool) -> MemoryRead:
         """The read of V views from their splat (V, h, w), with K and world2cam at (h, w)."""
-        if _array_ops(self.device, self.dtype, self.features) is _NUMPY_OPS:
+        if _array_ops(self.device, self.dtype, self.features, K, world2cam) is _NUMPY_OPS:
             return _gather_numpy(self.features.numpy(), self.points.numpy(), splat, K, world2cam,
                                  offsets=offsets)
         V, h, w = splat.index.shape
