@@ -215,10 +215,9 @@ def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_
     One difference in the method, not in the result: the pairs are sorted once, by (new point,
     z), instead of each frame sorting its live pairs by (new point, z, priority). Without depth
     ties that order is total, and a frame's live pairs, a subsequence, come out as the torch
-    kernel orders them. When two pairs of one new point tie in z (the overlap frame written
-    again puts identical points in memory, so half the real writes have such ties), priorities
-    decide, and a replacement earlier in the write may have changed them: then each frame sorts
-    its live pairs again by the priorities of the moment.
+    kernel orders them. When two pairs of one new point tie in z (about half the pipeline's
+    writes have such a tie), priorities decide, and a replacement earlier in the write may have
+    changed them: then each frame sorts its live pairs again by the priorities of the moment.
     """
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
