@@ -59,7 +59,8 @@ def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict,
     _wrap(table, store, "splat_zbuffer", "read: splat (views + frame table)")
     _wrap(table, store.PointStore, "_references", "read: _references")
     _wrap(table, store.PointStore, "_gather", "read: _gather (offsets included)")
-    _wrap(table, store, "_cell_offsets", "read: _cell_offsets")
+    _wrap(table, store, "_cell_offsets", "read: _cell_offsets (torch, off CPU)")
+    _wrap(table, store, "_cell_offsets_numpy", "read: _cell_offsets_numpy (CPU)")
     _wrap(table, store.PointStore, "_camera_tensors", "read: _camera_tensors")
 
     backbone = load_backbone("tiny", weights)

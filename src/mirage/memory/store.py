@@ -180,10 +180,12 @@ class PointStore:
         cells = ops.nonzero(a(valid).reshape(-1))  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
         new_cells = cells - new_frame * (h * w)  # (M,) the cell within its frame
-        new_points = a(points_world).reshape(-1, 3)[cells]
-        new_features = a(features).reshape(T, C, h * w)[new_frame, :, new_cells]  # (M, C)
-        new_frame_ids = a(torch.tensor(frame_ids, dtype=torch.long, device=self.device))[new_frame]
-        new_confidences = a(frame_confidence)[new_frame]
+        take = ops.take
+        new_points = take(a(points_world).reshape(-1, 3), cells)
+        cell_features = a(features).reshape(T, C, h * w).swapaxes(1, 2).reshape(-1, C)  # (T·h·w, C)
+        new_features = take(cell_features, cells)  # (M, C)
+        new_frame_ids = take(a(torch.tensor(frame_ids, dtype=torch.long, device=self.device)), new_frame)
+        new_confidences = take(a(frame_confidence), new_frame)
         M = int(cells.shape[0])
         uids = ops.arange(self._next_uid, self._next_uid + M)
         self._next_uid += M
@@ -204,16 +206,18 @@ class PointStore:
             if hit.shape[0]:
                 # The token is replaced; the anchor position is kept, so the point keeps
                 # covering the cells of the earlier views it was written from.
-                by = carrier[hit]
+                by = take(carrier, hit)
                 for values, new in zip(old[1:], (new_features, new_frame_ids, uids, new_confidences)):
-                    values[hit] = new[by]
+                    values[hit] = take(new, by)
             if not bool(keep[:N].all()):  # carved points leave
-                old = [values[keep[:N]] for values in old]
+                stay = ops.nonzero(keep[:N])
+                old = [take(values, stay) for values in old]
             # Appended points carry their own token unless a later frame of this write replaced it.
             kept = ops.nonzero(keep[N:])
-            by = carrier[N:][kept]
-            new_points, new_features = new_points[kept], new_features[by]
-            new_frame_ids, uids, new_confidences = new_frame_ids[by], uids[by], new_confidences[by]
+            by = take(carrier[N:], kept)
+            new_points = take(new_points, kept)
+            new_features, new_frame_ids, uids, new_confidences = (
+                take(x, by) for x in (new_features, new_frame_ids, uids, new_confidences))
         new = (new_points, new_features, new_frame_ids, uids, new_confidences)
         (self.points, self.features, self.frame_ids, self.uids,
          self.confidences) = (ops.tensor(ops.cat([o, n])) for o, n in zip(old, new))
@@ -479,16 +483,19 @@ class _ArrayOps(NamedTuple):
     nonzero: Callable  # 1-d bool → int64 indices
     cat: Callable  # list of arrays → array
     arange: Callable  # (start, stop) → int64 indices
+    take: Callable  # (array, int64 indices) → its rows at those indices
 
 
 _NUMPY_OPS = _ArrayOps(Tensor.numpy, torch.from_numpy, np.flatnonzero, np.concatenate,
-                       lambda start, stop: np.arange(start, stop, dtype=np.int64))
+                       lambda start, stop: np.arange(start, stop, dtype=np.int64),
+                       lambda x, i: np.take(x, i, axis=0))
 _NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
 def _torch_ops(device: torch.device) -> _ArrayOps:
     return _ArrayOps(lambda t: t, lambda t: t, lambda x: x.nonzero(as_tuple=True)[0], torch.cat,
-                     lambda start, stop: torch.arange(start, stop, device=device))
+                     lambda start, stop: torch.arange(start, stop, device=device),
+                     lambda x, i: x.index_select(0, i))
 
 
 def _array_ops(device: torch.device, dtype: torch.dtype, *tensors: Tensor) -> _ArrayOps:
@@ -599,8 +606,10 @@ def _gather_numpy(features: np.ndarray, points: np.ndarray, splat: Splat, K: Ten
     V, h, w = index.shape
     mask = index >= 0  # (V, h, w)
     if features.shape[0]:
-        gathered = features[index.reshape(-1).clip(0)].reshape(V, h, w, features.shape[1])
-        gathered[~mask] = 0
+        flat = index.reshape(-1)
+        gathered = np.take(features, flat.clip(0), axis=0)  # every cell a row (empty cells row 0)
+        gathered[np.flatnonzero(flat < 0)] = 0  # then empty cells zeroed
+        gathered = gathered.reshape(V, h, w, features.shape[1])
     else:
         gathered = np.zeros((V, h, w, features.shape[1]), dtype=features.dtype)
     offset = None
