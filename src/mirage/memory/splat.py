@@ -86,7 +86,7 @@ def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
     (view, point) pairs, so that the temporaries stay in cache. NumPy for float32/float64 CPU
     tensors without gradients, torch otherwise: the same elementwise operations in the same
     order (tested equal). (Neither supports gradients: the torch one writes into buffers.)"""
-    device, dtype = points_world.device, points_world.dtype
+    dtype = points_world.dtype
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
     P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
     if _numpy_projection(points_world, K, world2cam):
