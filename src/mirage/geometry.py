@@ -41,7 +41,7 @@ RIGID_TOLERANCE = 1e-3  # max |R^T R - I| entry accepted as orthonormal (float32
 
 def check_finite(name: str, tensor: Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``tensor`` holds NaN or inf."""
-    if _on_numpy(tensor):  # the same test, at a fraction of torch's cost per call
+    if on_numpy(tensor):  # the same test, at a fraction of torch's cost per call
         finite = bool(np.isfinite(tensor.detach().numpy()).all())
     else:
         finite = bool(torch.isfinite(tensor).all())
@@ -52,16 +52,17 @@ def check_finite(name: str, tensor: Tensor) -> None:
         )
 
 
-def _on_numpy(*tensors: Tensor) -> bool:
-    """Whether small geometry steps run on NumPy views: CPU tensors of a NumPy float dtype,
-    without gradients (NumPy has no bfloat16, and a view would cut the autograd graph). They
-    perform the same IEEE operations in the same order as the torch code beside them, and cost
-    a fraction per operation at latent size."""
-    return all(t.device.type == "cpu" and t.dtype in _NUMPY_FLOATS and not t.requires_grad
+NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
+
+
+def on_numpy(*tensors: Tensor, floats: tuple = NUMPY_FLOATS) -> bool:
+    """Whether a step may run on NumPy views of ``tensors``: all on CPU, of a float dtype in
+    ``floats``, without gradients (NumPy has no bfloat16, and a view would cut the autograd
+    graph). The one rule for every NumPy twin of torch code in mirage (geometry and memory):
+    the twins perform the same IEEE operations in the same order, and cost a fraction per
+    operation at latent size."""
+    return all(t.device.type == "cpu" and t.dtype in floats and not t.requires_grad
                for t in tensors)
-
-
-_NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
 
 
 def _as_float(tensor, name: str) -> Tensor:
@@ -225,7 +226,7 @@ class Camera:
 
 def rigid_inverse(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
     """Closed-form inverse [Rᵀ | −Rᵀt] of rigid transforms: cam2world → world2cam, no checks."""
-    if _on_numpy(cam2world):
+    if on_numpy(cam2world):
         return torch.from_numpy(_rigid_inverse_numpy(cam2world.numpy()))
     Rt = cam2world[:, :3, :3].transpose(-1, -2)
     top = torch.cat([Rt, -Rt @ cam2world[:, :3, 3:]], dim=2)  # (T, 3, 4)
@@ -265,7 +266,7 @@ def rescale_intrinsics(
     # (K + shift) · scale − shift, elementwise: row 0 scaled by sx, row 1 (past its first entry)
     # by sy, the principal point shifted by the half pixel; every other entry passes through
     # exactly (+0, ·1, −0). Three tensor operations instead of one assignment per entry.
-    if _on_numpy(K):  # the same three float operations per entry
+    if on_numpy(K):  # the same three float operations per entry
         k = K.numpy()
         scale = np.array([[sx, sx, sx], [1.0, sy, sy], [1.0, 1.0, 1.0]], dtype=k.dtype)
         shift = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]], dtype=k.dtype)
@@ -311,7 +312,7 @@ def backproject_depth(
     expect_shape("cam2world", cam2world, (T, 4, 4))
     # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
     # every pixel the same operations, in the same order, as a full (H, W) grid would.
-    if _on_numpy(depth, K):  # the same elementwise steps in NumPy, then the same rotation
+    if on_numpy(depth, K):  # the same elementwise steps in NumPy, then the same rotation
         d = depth.numpy()
         v, u = np.arange(H, dtype=d.dtype)[:, None], np.arange(W, dtype=d.dtype)
         fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).numpy().transpose(1, 0, 2, 3)

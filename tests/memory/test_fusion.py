@@ -402,12 +402,11 @@ def test_store_bookkeeping_in_numpy_equals_torch(monkeypatch, fusion, trust_firs
     # build the same store, carving and replacing included.
     import mirage.memory.store as store
 
-    cpu = torch.device("cpu")
-    assert store._array_ops(cpu, torch.float32) is store._NUMPY_OPS
-    assert store._array_ops(cpu, torch.bfloat16) is not store._NUMPY_OPS  # no NumPy bfloat16
-    assert store._array_ops(cpu, torch.float32, torch.zeros(1, requires_grad=True)) is not store._NUMPY_OPS
+    assert store._array_ops(torch.zeros(1)) is store._NUMPY_OPS
+    assert store._array_ops(torch.zeros(1, dtype=torch.bfloat16)) is not store._NUMPY_OPS  # no NumPy bfloat16
+    assert store._array_ops(torch.zeros(1), torch.zeros(1, requires_grad=True)) is not store._NUMPY_OPS
     default = _noisy_room_writes(LatentSpatialMemory(3, fusion=fusion), 0, trust_first)
-    monkeypatch.setattr(store, "_array_ops", lambda device, dtype, *tensors: store._torch_ops(device))
+    monkeypatch.setattr(store, "_array_ops", lambda *tensors: store._torch_ops(tensors[0].device))
     in_torch = _noisy_room_writes(LatentSpatialMemory(3, fusion=fusion), 0, trust_first)
     for name in ("points", "features", "frame_ids", "uids", "confidences", "table_ids", "table_K",
                  "table_cam2world"):

@@ -418,7 +418,7 @@ def test_numpy_read_equals_the_torch_read_bit_for_bit(monkeypatch, seed):
     mem.write(torch.randn(3, 3, 8, 16, generator=gen), depth[:3], cams[:3])
     views = cams[torch.tensor([0, 3, 4, 5])]  # a written view and three moved ones
     fast = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0], empty]
-    monkeypatch.setattr(store, "_array_ops", lambda device, dtype, *t: store._torch_ops(device))
+    monkeypatch.setattr(store, "_array_ops", lambda *tensors: store._torch_ops(tensors[0].device))
     empty_mem = LatentSpatialMemory(3)
     slow = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0],
             empty_mem.read(cams[:2], (8, 16))]

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
+from mirage.geometry import on_numpy
 
 __all__ = ["valid_depth", "reduce_depth_to_grid", "PLANARITY_TOL"]
 
@@ -89,8 +90,8 @@ def reduce_depth_to_grid(
         ok = has_depth if exclude is None else has_depth & ~exclude.bool()
         return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
 
-    if (depths.device.type == "cpu" and depths.dtype in (torch.float32, torch.float64)
-            and not depths.requires_grad and (exclude is None or exclude.device.type == "cpu")):
+    if (on_numpy(depths, floats=(torch.float32, torch.float64))
+            and (exclude is None or exclude.device.type == "cpu")):
         return _reduce_blocks_numpy(depths, exclude, (h, w), planarity_tol, min_valid_fraction)
     return _reduce_blocks_torch(depths, exclude, (h, w), planarity_tol, min_valid_fraction)
 

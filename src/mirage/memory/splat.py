@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
+from mirage.geometry import on_numpy
 
 __all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "project_to_cells",
            "DEFAULT_NEAR"]
@@ -96,8 +97,7 @@ def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
 
 def _numpy_projection(points_world: Tensor, K: Tensor, world2cam: Tensor) -> bool:
     """Whether the projection runs in NumPy: float32/float64 CPU tensors without gradients."""
-    return (points_world.device.type == "cpu" and points_world.dtype in (torch.float32, torch.float64)
-            and not any(t.requires_grad for t in (points_world, K, world2cam)))
+    return on_numpy(points_world, K, world2cam, floats=(torch.float32, torch.float64))
 
 
 def _project_blocks_torch(points_world, P, hw, near, block_entries):

@@ -48,7 +48,8 @@ from torch import Tensor
 
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError, expect_shape
 from mirage.files import load_safetensors, save_safetensors
-from mirage.geometry import Camera, backproject_depth, project_points, rescale_intrinsics, rigid_inverse
+from mirage.geometry import (Camera, backproject_depth, on_numpy, project_points, rescale_intrinsics,
+                             rigid_inverse)
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
 from mirage.memory.splat import Splat, splat_zbuffer
 
@@ -172,7 +173,7 @@ class PointStore:
         depth = depth.to(device=self.device, dtype=torch.float32)
         valid = valid.to(self.device)
         features = features.to(device=self.device, dtype=self.dtype)
-        ops = _array_ops(self.device, self.dtype, features, depth, K, cam2world, frame_confidence)
+        ops = _array_ops(features, depth, K, cam2world, frame_confidence)
         a = ops.array
         safe_depth = a(depth).copy() if ops is _NUMPY_OPS else depth.clone()
         safe_depth[~a(valid)] = 1  # any positive depth: these cells are not written
@@ -237,7 +238,7 @@ class PointStore:
         """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), in
         order: a frame written again (the overlap frame of two chunks) keeps its row in the
         table and takes the newer pose; a new frame is appended."""
-        ops = _array_ops(self.device, torch.float32, K, cam2world)
+        ops = _array_ops(K, cam2world)
         a = ops.array
         row = {f: i for i, f in enumerate(self.table_ids.tolist())}
         latest: dict[int, int] = {}  # frame id → the last t that writes it
@@ -278,7 +279,7 @@ class PointStore:
 
     def _gather(self, splat: Splat, K: Tensor, world2cam: Tensor, *, offsets: bool) -> MemoryRead:
         """The read of V views from their splat (V, h, w), with K and world2cam at (h, w)."""
-        if _array_ops(self.device, self.dtype, self.features, K, world2cam) is _NUMPY_OPS:
+        if _array_ops(self.features, K, world2cam) is _NUMPY_OPS:
             return _gather_numpy(self.features.numpy(), self.points.numpy(), splat, K, world2cam,
                                  offsets=offsets)
         V, h, w = splat.index.shape
@@ -367,7 +368,7 @@ class PointStore:
         of the candidate frames (F', h, w), frame-table ``rows`` in order. A frame's IoU depends
         on its own set and the target's only, so leaving the excluded frames out of the splat
         changes no IoU."""
-        if self.device.type == "cpu":
+        if on_numpy(self.points):
             iou = _frame_ious_numpy(self.points.numpy(), target.numpy(), past.numpy(), voxel_size)
         else:
             iou = self._frame_ious(target, past, voxel_size)
@@ -489,7 +490,6 @@ class _ArrayOps(NamedTuple):
 _NUMPY_OPS = _ArrayOps(Tensor.numpy, torch.from_numpy, np.flatnonzero, np.concatenate,
                        lambda start, stop: np.arange(start, stop, dtype=np.int64),
                        lambda x, i: np.take(x, i, axis=0))
-_NUMPY_DTYPES = (torch.float16, torch.float32, torch.float64)
 
 
 def _torch_ops(device: torch.device) -> _ArrayOps:
@@ -498,11 +498,10 @@ def _torch_ops(device: torch.device) -> _ArrayOps:
                      lambda x, i: x.index_select(0, i))
 
 
-def _array_ops(device: torch.device, dtype: torch.dtype, *tensors: Tensor) -> _ArrayOps:
-    """NumPy for a CPU store of a NumPy dtype, when no input needs gradients; torch otherwise."""
-    if device.type == "cpu" and dtype in _NUMPY_DTYPES and not any(t.requires_grad for t in tensors):
-        return _NUMPY_OPS
-    return _torch_ops(device)
+def _array_ops(*tensors: Tensor) -> _ArrayOps:
+    """NumPy when the float ``tensors`` of a step (the store's dtype among them) allow it
+    (:func:`mirage.geometry.on_numpy`), torch on their device otherwise."""
+    return _NUMPY_OPS if on_numpy(*tensors) else _torch_ops(tensors[0].device)
 
 
 def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
