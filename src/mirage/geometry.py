@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -41,28 +40,11 @@ RIGID_TOLERANCE = 1e-3  # max |R^T R - I| entry accepted as orthonormal (float32
 
 def check_finite(name: str, tensor: Tensor) -> None:
     """Raise :class:`NonFiniteError` if ``tensor`` holds NaN or inf."""
-    if on_numpy(tensor):  # the same test, at a fraction of torch's cost per call
-        finite = bool(np.isfinite(tensor.detach().numpy()).all())
-    else:
-        finite = bool(torch.isfinite(tensor).all())
-    if not finite:
+    if not bool(torch.isfinite(tensor).all()):
         bad = int((~torch.isfinite(tensor)).sum())
         raise NonFiniteError(
             f"`{name}` must be finite but has {bad} NaN/inf value(s) out of {tensor.numel()}"
         )
-
-
-NUMPY_FLOATS = (torch.float16, torch.float32, torch.float64)
-
-
-def on_numpy(*tensors: Tensor, floats: tuple = NUMPY_FLOATS) -> bool:
-    """Whether a step may run on NumPy views of ``tensors``: all on CPU, of a float dtype in
-    ``floats``, without gradients (NumPy has no bfloat16, and a view would cut the autograd
-    graph). The one rule for every NumPy twin of torch code in mirage (geometry and memory):
-    the twins perform the same IEEE operations in the same order, and cost a fraction per
-    operation at latent size."""
-    return all(t.device.type == "cpu" and t.dtype in floats and not t.requires_grad
-               for t in tensors)
 
 
 def _as_float(tensor, name: str) -> Tensor:
@@ -226,27 +208,10 @@ class Camera:
 
 def rigid_inverse(cam2world: Tensor) -> Tensor:  # (T, 4, 4) → (T, 4, 4)
     """Closed-form inverse [Rᵀ | −Rᵀt] of rigid transforms: cam2world → world2cam, no checks."""
-    if on_numpy(cam2world):
-        return torch.from_numpy(_rigid_inverse_numpy(cam2world.numpy()))
     Rt = cam2world[:, :3, :3].transpose(-1, -2)
     top = torch.cat([Rt, -Rt @ cam2world[:, :3, 3:]], dim=2)  # (T, 3, 4)
     bottom = cam2world.new_tensor([0.0, 0.0, 0.0, 1.0]).expand(cam2world.shape[0], 1, 4)
     return torch.cat([top, bottom], dim=1)
-
-
-def _rigid_inverse_numpy(cam2world: np.ndarray) -> np.ndarray:
-    """:func:`rigid_inverse` in NumPy, bit for bit (tested): torch computes −Rᵀ·t, a 3x3 by 3x1
-    product per transform, with a plain loop at this size, summing from 0 term by term."""
-    out = np.zeros_like(cam2world)
-    Rt = cam2world[:, :3, :3].transpose(0, 2, 1)
-    out[:, :3, :3] = Rt
-    t = cam2world[:, :3, 3]  # (T, 3)
-    minus = out[:, :3, 3]
-    minus += -Rt[:, :, 0] * t[:, 0:1]  # 0 + the first term: exactly the first term, but −0 → 0
-    minus += -Rt[:, :, 1] * t[:, 1:2]
-    minus += -Rt[:, :, 2] * t[:, 2:3]
-    out[:, 3, 3] = 1
-    return out
 
 
 def rescale_intrinsics(
@@ -266,11 +231,6 @@ def rescale_intrinsics(
     # (K + shift) · scale − shift, elementwise: row 0 scaled by sx, row 1 (past its first entry)
     # by sy, the principal point shifted by the half pixel; every other entry passes through
     # exactly (+0, ·1, −0). Three tensor operations instead of one assignment per entry.
-    if on_numpy(K):  # the same three float operations per entry
-        k = K.numpy()
-        scale = np.array([[sx, sx, sx], [1.0, sy, sy], [1.0, 1.0, 1.0]], dtype=k.dtype)
-        shift = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]], dtype=k.dtype)
-        return torch.from_numpy((k + shift) * scale - shift)
     scale = K.new_tensor([[sx, sx, sx], [1.0, sy, sy], [1.0, 1.0, 1.0]])
     shift = K.new_tensor([[0.0, 0.0, 0.5], [0.0, 0.0, 0.5], [0.0, 0.0, 0.0]])
     return (K + shift).mul_(scale).sub_(shift)
@@ -312,21 +272,12 @@ def backproject_depth(
     expect_shape("cam2world", cam2world, (T, 4, 4))
     # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
     # every pixel the same operations, in the same order, as a full (H, W) grid would.
-    if on_numpy(depth, K):  # the same elementwise steps in NumPy, then the same rotation
-        d = depth.numpy()
-        v, u = np.arange(H, dtype=d.dtype)[:, None], np.arange(W, dtype=d.dtype)
-        fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).numpy().transpose(1, 0, 2, 3)
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):  # as torch: silent
-            y = (v - cy) / fy * d  # (T, H, W)
-            x = (u - cx - skew * y / np.maximum(d, 1e-12)) / fx * d
-        points_cam = torch.from_numpy(np.stack([x, y, d], axis=-1))  # (T, H, W, 3)
-    else:
-        v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
-        u = torch.arange(W, dtype=depth.dtype, device=depth.device)
-        fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
-        y = (v - cy) / fy * depth  # (T, H, W)
-        x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
-        points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
+    v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
+    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
+    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
+    y = (v - cy) / fy * depth  # (T, H, W)
+    x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
+    points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
     points_world = transform_points(cam2world, points_cam.reshape(T, H * W, 3))
     return points_world.reshape(T, H, W, 3)
 

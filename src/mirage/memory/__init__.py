@@ -1,4 +1,11 @@
-"""Spatial memories: the latent memory (Mirage), the RGB point-cloud baseline, and their kernel."""
+"""Spatial memories: the latent memory (Mirage), the RGB point-cloud baseline, and their kernels.
+
+- :mod:`~mirage.memory.store`: the point store both memories are (state, write, read);
+- :mod:`~mirage.memory.fusion`: which points a write replaces, carves or adds;
+- :mod:`~mirage.memory.splat`: the z-buffered projection;
+- :mod:`~mirage.memory.covisibility`: reference retrieval;
+- :mod:`~mirage.memory.format`: the file format.
+"""
 
 from mirage.memory.latent import LatentSpatialMemory
 from mirage.memory.rgb import RGBPointCloudMemory

@@ -25,12 +25,10 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
-from mirage.geometry import on_numpy
 
 __all__ = ["valid_depth", "reduce_depth_to_grid", "PLANARITY_TOL"]
 
@@ -90,17 +88,6 @@ def reduce_depth_to_grid(
         ok = has_depth if exclude is None else has_depth & ~exclude.bool()
         return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
 
-    if (on_numpy(depths, floats=(torch.float32, torch.float64))
-            and (exclude is None or exclude.device.type == "cpu")):
-        return _reduce_blocks_numpy(depths, exclude, (h, w), planarity_tol, min_valid_fraction)
-    return _reduce_blocks_torch(depths, exclude, (h, w), planarity_tol, min_valid_fraction)
-
-
-def _reduce_blocks_torch(depths, exclude, hw, planarity_tol, min_valid_fraction):
-    """:func:`reduce_depth_to_grid` for blocks larger than one pixel, in torch."""
-    T, H, W = depths.shape
-    h, w = hw
-    sy, sx = H // h, W // w
     # Everything below works on (T, h, w, sy·sx) blocks of pixels. An excluded pixel drops its
     # cell under either rule, so the inverse depths need only "has depth", not "not excluded".
     def blocks(x: Tensor) -> Tensor:
@@ -132,61 +119,3 @@ def _reduce_blocks_torch(depths, exclude, hw, planarity_tol, min_valid_fraction)
         valid = valid | partial
     return depth, valid
 
-
-def _reduce_blocks_numpy(depths, exclude, hw, planarity_tol, min_valid_fraction):
-    """:func:`_reduce_blocks_torch` on CPU: the same values (tested equal), at a fraction of
-    the cost at latent size.
-
-    The per-cell tests (counts, exclusion, spans, thresholds) run in NumPy on a pixel-major
-    layout (n, T, h, w), n = sy·sx, where a reduction over a block's pixels is n − 1 vectorised
-    operations; over a trailing axis of 16 both NumPy and torch are several times slower. The
-    float sum of the inverse depths and the planarity fit stay torch calls on the torch path's
-    layout (T, h, w, n), so the depths come out bit for bit as there.
-    """
-    T, H, W = depths.shape
-    h, w = hw
-    sy, sx = H // h, W // w
-    n = sy * sx
-    real = np.float32 if depths.dtype == torch.float32 else np.float64
-
-    def pixel_major(x: np.ndarray) -> np.ndarray:  # (T, H, W) → (n, T, h, w)
-        return np.ascontiguousarray(x.reshape(T, h, sy, w, sx).transpose(2, 4, 0, 1, 3)).reshape(n, T, h, w)
-
-    d = pixel_major(depths.numpy())
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        has_depth = np.isfinite(d) & (d > 0)  # (n, T, h, w)
-        count = np.add.reduce(has_depth, axis=0, dtype=np.int64)  # (T, h, w)
-        ok_cell = count == n
-        excluded = None
-        if exclude is not None:
-            excluded = np.logical_or.reduce(pixel_major(exclude.bool().numpy()), axis=0)
-            ok_cell &= ~excluded
-        inv = np.reciprocal(d)
-        inv[~has_depth] = 0
-        inv_t = torch.from_numpy(np.ascontiguousarray(inv.reshape(n, -1).T).reshape(T, h, w, n))
-        total_inv = inv_t.sum(dim=-1).numpy()
-        mean_inv = total_inv / real(n)
-        residual = inv_t @ _affine_residual_projector(sy, sx, depths.dtype, depths.device)
-        worst = residual.abs().amax(dim=-1).numpy()
-        tol = real(planarity_tol)
-        valid = ok_cell & (worst <= tol * mean_inv) & (mean_inv > 0)
-        depth = np.full((T, h, w), np.inf, dtype=real)
-        depth[valid] = real(1) / np.maximum(mean_inv[valid], real(1e-30))
-        if min_valid_fraction < 1.0:
-            # As torch compares the count with the threshold: in float32.
-            partial = ~ok_cell & (count >= np.float32(min_valid_fraction * n))
-            if excluded is not None:
-                partial &= ~excluded
-            cells = np.flatnonzero(partial)
-            if cells.size:
-                # A candidate cell has a pixel with depth, and only those have inv > 0: its
-                # largest inverse depth is its largest inv.
-                inv_c = inv.reshape(n, -1)[:, cells]  # (n, P)
-                has_c = has_depth.reshape(n, -1)[:, cells]
-                span = inv_c.max(axis=0) - np.where(has_c, inv_c, real(np.inf)).min(axis=0)
-                mean_partial = total_inv.reshape(-1)[cells] / count.reshape(-1)[cells].astype(real)
-                keep = (span <= tol * mean_partial) & (mean_partial > 0)
-                cells, mean_partial = cells[keep], mean_partial[keep]
-                depth.reshape(-1)[cells] = real(1) / np.maximum(mean_partial, real(1e-30))
-                valid.reshape(-1)[cells] = True
-    return torch.from_numpy(depth), torch.from_numpy(valid)

@@ -37,11 +37,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from mirage.memory.splat import project_to_cells, splat_zbuffer
+from mirage.memory.splat import project_to_cells, splat_zbuffer, splat_zbuffer_reference, zbuffer_pairs
 
 __all__ = ["FusionPlan", "WritePlan", "fuse_write", "fuse_write_reference",
            "voxel_fusion_reference", "DEPTH_BAND", "MAX_CARVE_ROUNDS"]
@@ -71,10 +70,14 @@ class WritePlan(NamedTuple):
     keep: (N + M,) bool, the points in the memory after the write, each at its own position.
     carrier: (N + M,) long, the new point whose token, priority, frame and confidence each point
         carries after the write; −1 for an old point that keeps its own.
+    visible: (T, h, w) long, the z-buffer of the memory after the write in each frame's camera:
+        per cell the winning point (an index into the N + M points, ``keep`` true), −1 where
+        empty. It is what each written frame sees, for reference retrieval.
     """
 
     keep: Tensor
     carrier: Tensor
+    visible: Tensor
 
 
 def _initial_state(N: int, priority: Tensor, new_priority: Tensor):
@@ -110,39 +113,41 @@ def fuse_write(
     max_rounds: int = MAX_CARVE_ROUNDS,
     confidence: Tensor | None = None,  # (N,) float; default all equal
     new_confidence: Tensor | None = None,  # (M,) float; default all equal
-    loop: str | None = None,
 ) -> WritePlan:
-    """Fast fusion of one write's frames, in order (module contract): one projection.
-
-    ``loop`` picks the implementation: "torch", or "numpy" (CPU tensors only: at latent size
-    the kernel is a few dozen operations on a few thousand pairs per frame, and a NumPy
-    operation costs a fraction of a torch one there). None: NumPy for CPU tensors, torch
-    otherwise. Both give the same plan (tested against the reference loop).
-    """
-    if loop not in (None, "torch", "numpy"):
-        raise ValueError(f"`loop` must be None, 'torch' or 'numpy' but is {loop!r}")
+    """Fast fusion of one write's frames, in order (module contract): one projection. The same
+    plan as :func:`fuse_write_reference` (tested)."""
     h, w = hw
     T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
     device = new_priority.device
-    if loop == "numpy" and device.type != "cpu":
-        raise ValueError(f"`loop='numpy'` needs CPU tensors but they are on {device}")
-    if loop == "numpy" or (loop is None and device.type == "cpu"):
-        return _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_frame,
-                                 new_cells, new_z, new_priority, voxel_scale, max_rounds,
-                                 confidence, new_confidence)
     alive, carrier, prio = _initial_state(N, priority, new_priority)
     conf, new_conf = _confidences(confidence, N, new_confidence, M, device)
-    if M == 0:
-        return WritePlan(alive, carrier)
+    # Every (view, point) that lands, for old and new points alike: the decisions use the pairs
+    # in cells that receive a new point, the visibility after the write uses them all.
+    cell, z, gid = project_to_cells(torch.cat([points_world, new_points]), K, world2cam, hw)
+    if M and (N == 0 and T == 1 or max_rounds < 1):  # nothing to fuse against
+        alive[N:] = True
+    elif M:
+        _decide_frames(new_frame, new_cells, new_z, voxel_scale, max_rounds, T, hw,
+                       (cell, z, gid), (alive, carrier, prio, conf, new_priority, new_conf))
+    live = alive.index_select(0, gid).nonzero().squeeze(1)
+    visible = zbuffer_pairs(cell.index_select(0, live), z.index_select(0, live),
+                            gid.index_select(0, live), T * h * w, priority=prio).index
+    return WritePlan(alive, carrier, visible.view(T, h, w))
+
+
+def _decide_frames(new_frame, new_cells, new_z, voxel_scale, max_rounds, T, hw, projected,
+                   state) -> None:
+    """The decisions of :func:`fuse_write`, frame by frame, updating ``state`` (alive, carrier,
+    prio, conf, new_priority, new_conf) in place, from the ``projected`` (cell, z, point) pairs
+    of the old and new points in the T views."""
+    h, w = hw
+    alive, carrier, prio, conf, new_priority, new_conf = state
+    N, M, device = alive.shape[0] - new_z.shape[0], new_z.shape[0], alive.device
     ends = torch.bincount(new_frame, minlength=T).cumsum(0).tolist()  # per frame
     bounds = list(zip([0] + ends[:-1], ends))  # frame t's new points: [m0, m1)
-    if N == 0 and T == 1 or max_rounds < 1:  # nothing to fuse against
-        alive[N:] = True
-        return WritePlan(alive, carrier)
-    # Every (view, point) that lands, for old and new points alike; keep the pairs whose cell
-    # receives a new point of that view's frame, grouped by that new point (a view's pairs are
-    # then one contiguous run, since new points are ordered by frame).
-    cell, z, gid = project_to_cells(torch.cat([points_world, new_points]), K, world2cam, hw)
+    # Keep the pairs whose cell receives a new point of that view's frame, grouped by that new
+    # point (a view's pairs are then one contiguous run, since new points are ordered by frame).
+    cell, z, gid = projected
     slot = torch.full((T * h * w,), -1, dtype=torch.long, device=device)
     slot[new_frame * (h * w) + new_cells] = torch.arange(M, device=device)
     s = slot.index_select(0, cell)
@@ -158,17 +163,6 @@ def fuse_write(
     pair_conf = new_conf.index_select(0, s)
     runs = torch.searchsorted(s, torch.tensor([0] + ends, device=device)).tolist()
     pairs = (s, z, gid, near, in_front, pair_conf)
-    state = (alive, carrier, prio, conf, new_priority, new_conf)
-    _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state)
-    return WritePlan(alive, carrier)
-
-
-def _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state) -> None:
-    """The per-frame decisions of :func:`fuse_write` on torch tensors, updating ``state`` (alive,
-    carrier, prio, conf, new_priority, new_conf) in place; ``pairs`` (s, z, gid, near, in_front,
-    pair_conf) are the landed pairs grouped by new point, frame t's in [runs[t], runs[t + 1])."""
-    alive, carrier, prio, conf, new_priority, new_conf = state
-    device = alive.device
     sizes = [b - a for a, b in zip(runs[:-1], runs[1:])]
     per_frame = zip(*(x.split(sizes) for x in pairs))
     for (m0, m1), (rs, rz, rg, r_near, r_in_front, r_conf) in zip(bounds, per_frame):
@@ -207,100 +201,6 @@ def _decide_frames_torch(bounds, runs, N, max_rounds, pairs, state) -> None:
         new_alive[ts[decided & (same | trusted)]] = False
 
 
-def _fuse_write_numpy(points_world, priority, K, world2cam, hw, new_points, new_frame, new_cells,
-                      new_z, new_priority, voxel_scale, max_rounds, confidence,
-                      new_confidence) -> WritePlan:
-    """:func:`fuse_write` on CPU tensors, in NumPy: the same plan as the torch kernel.
-
-    One difference in the method, not in the result: the pairs are sorted once, by (new point,
-    z), instead of each frame sorting its live pairs by (new point, z, priority). Without depth
-    ties that order is total, and a frame's live pairs, a subsequence, come out as the torch
-    kernel orders them. When two pairs of one new point tie in z (about half the pipeline's
-    writes have such a tie), priorities decide, and a replacement earlier in the write may have
-    changed them: then each frame sorts its live pairs again by the priorities of the moment.
-    """
-    h, w = hw
-    T, N, M = K.shape[0], points_world.shape[0], new_points.shape[0]
-    alive = np.zeros(N + M, dtype=bool)
-    alive[:N] = True
-    carrier = np.concatenate([np.full(N, -1, dtype=np.int64), np.arange(M, dtype=np.int64)])
-    plan = WritePlan(torch.from_numpy(alive), torch.from_numpy(carrier))  # views: filled below
-    if M == 0:
-        return plan
-    new_frame, new_priority = new_frame.numpy(), new_priority.numpy()
-    ends = np.cumsum(np.bincount(new_frame, minlength=T)).tolist()  # per frame
-    bounds = list(zip([0] + ends[:-1], ends))  # frame t's new points: [m0, m1)
-    if N == 0 and T == 1 or max_rounds < 1:  # nothing to fuse against
-        alive[N:] = True
-        return plan
-    prio = np.concatenate([priority.numpy(), new_priority])
-    conf, new_conf = (x.numpy() for x in _confidences(confidence, N, new_confidence, M,
-                                                       new_points.device))
-    # Every (view, point) that lands, for old and new points alike; keep the pairs whose cell
-    # receives a new point of that view's frame, ordered by that new point (a frame's pairs are
-    # then one contiguous run, since new points are ordered by frame), then front to back.
-    cell, z, gid = (x.numpy() for x in project_to_cells(
-        torch.cat([points_world, new_points]), K, world2cam, hw))
-    slot = np.full(T * h * w, -1, dtype=np.int64)
-    slot[new_frame * (h * w) + new_cells.numpy()] = np.arange(M)
-    s = slot[cell]
-    hit = np.flatnonzero(s >= 0)
-    s, z, gid = s[hit], z[hit], gid[hit]
-    order = _order_by_cell_depth(s, z)
-    s, z, gid = s[order], z[order], gid[order]
-    ties = bool(((s[1:] == s[:-1]) & (z[1:] == z[:-1])).any())
-    # What does not change as the frames are fused: each pair against its new cell's depth.
-    zn = new_z.numpy()[s]
-    band = voxel_scale * DEPTH_BAND * zn
-    near = np.abs(z - zn) <= band  # the same voxel
-    in_front = z < zn - band  # contradicted by the free space in front of the new surface
-    pair_conf = new_conf[s]
-    runs = np.searchsorted(s, [0] + ends).tolist()
-    for (m0, m1), a, b in zip(bounds, runs[:-1], runs[1:]):
-        new_alive = alive[N + m0:N + m1]  # this frame's new points, none in memory yet
-        o = np.flatnonzero(alive[gid[a:b]]) + a  # live candidates, by (new point, z)
-        if not o.size:
-            new_alive[:] = True
-            continue
-        if ties:  # priorities of the moment decide a depth tie
-            o = o[_order_by_cell_depth(s[o], z[o], prio[gid[o]])]
-        ts = s[o] - m0  # the new point of each cell, within the frame; ascending
-        tg = gid[o]
-        trusted = conf[tg] > pair_conf[o]
-        same = near[o] & ~trusted
-        carve = in_front[o] & ~trusted
-        rank = np.arange(ts.shape[0]) - np.searchsorted(ts, ts)  # position within the cell
-        # The round that decides a cell: its first candidate not carved, if the loop looks
-        # that deep (rank < max_rounds); else max_rounds.
-        first = np.full(m1 - m0, max_rounds, dtype=np.int64)
-        np.minimum.at(first, ts, np.where(carve, max_rounds, rank))
-        first = first[ts]
-        decided = (rank == first) & (rank < max_rounds)
-        replace = decided & same
-        by, replaced = ts[replace] + m0, tg[replace]
-        carrier[replaced] = by
-        prio[replaced] = new_priority[by]
-        conf[replaced] = new_conf[by]
-        alive[tg[rank < first]] = False
-        # A cell is not appended when it replaced a point, or a more trusted point keeps it.
-        new_alive[:] = True
-        new_alive[ts[decided & (same | trusted)]] = False
-    return plan
-
-
-def _order_by_cell_depth(s: np.ndarray, z: np.ndarray, prio: np.ndarray | None = None) -> np.ndarray:
-    """The permutation ``np.lexsort((z, s))`` (with ``prio``: ``np.lexsort((prio, z, s))``), for
-    s ≥ 0 below 2³¹ and z > 0. For float32 z, by stable sorts of one int64 key s·2³² + bits(z)
-    (the bits of a positive float order as its value): several times faster than a lexsort."""
-    if z.dtype != np.float32:
-        return np.lexsort((z, s)) if prio is None else np.lexsort((prio, z, s))
-    key = (s << 32) | z.view(np.int32)
-    if prio is None:
-        return np.argsort(key, kind="stable")
-    order = np.argsort(prio, kind="stable")  # least significant key first
-    return order[np.argsort(key[order], kind="stable")]
-
-
 def fuse_write_reference(
     points_world: Tensor,  # (N, 3)
     priority: Tensor,  # (N,)
@@ -335,7 +235,11 @@ def fuse_write_reference(
         carrier[g], prio[g], conf[g] = by, new_priority[by], new_conf[by]
         alive[live[plan.carved]] = False
         alive[N + js[plan.append]] = True
-    return WritePlan(alive, carrier)
+    T, (h, w) = K.shape[0], hw
+    live = alive.nonzero().squeeze(1)
+    seen = splat_zbuffer_reference(everything[live], K, world2cam, hw, priority=prio[live]).index
+    visible = torch.where(seen >= 0, live[seen.clamp_min(0)], -1)
+    return WritePlan(alive, carrier, visible.view(T, h, w))
 
 
 def voxel_fusion_reference(

@@ -7,12 +7,12 @@ from typing import Sequence
 import torch
 from torch import Tensor
 
-from mirage.errors import ShapeError
+from mirage.errors import ShapeError, expect_shape
 from mirage.geometry import Camera, check_finite, rescale_intrinsics
 from mirage.memory.depth_grid import PLANARITY_TOL, reduce_depth_to_grid
-from mirage.memory.store import MemoryRead, PointStore, check_write_inputs
+from mirage.memory.store import PointStore, check_write_inputs
 
-__all__ = ["LatentSpatialMemory"]
+__all__ = ["LatentSpatialMemory", "cell_colors"]
 
 
 class LatentSpatialMemory(PointStore):
@@ -23,6 +23,8 @@ class LatentSpatialMemory(PointStore):
         fusion: ``"voxel"`` (default) fuses revisits so the memory grows with observed surface;
             ``"append"`` keeps every valid cell as a point, as the reference implementation does.
         voxel_scale: scales the depth extent of a fusion voxel (see :mod:`mirage.memory.store`).
+        reference_voxel: the voxel edge of reference retrieval in world units
+            (:mod:`mirage.memory.covisibility`; DESIGN §3.5: 0.1).
         dtype: dtype of the stored tokens. Positions are always float32.
         device: where the points live (default CPU).
     """
@@ -40,6 +42,7 @@ class LatentSpatialMemory(PointStore):
         planarity_tol: float = PLANARITY_TOL,
         min_valid_fraction: float = 1.0,
         confidence=1.0,  # float, or T floats (one per frame); see mirage.memory.store
+        images: Tensor | None = None,  # (T, 3, H, W) in [−1, 1]: display colours only
     ) -> int:
         """Back-project latent cell centres with their depth and store the tokens there.
 
@@ -51,6 +54,9 @@ class LatentSpatialMemory(PointStore):
         pixels with depth). Frames are
         fused in order, each at its ``confidence``: a cell never overrides a point of higher
         confidence (:mod:`mirage.memory.fusion`).
+
+        ``images`` give each point a display colour, the mean colour of its cell's pixels
+        (grey without them); the method never reads it.
 
         Returns the number of valid cells written (added, replaced or dropped by fusion).
         """
@@ -65,34 +71,17 @@ class LatentSpatialMemory(PointStore):
                                                  planarity_tol=planarity_tol,
                                                  min_valid_fraction=min_valid_fraction)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
-        return self._write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids, confidence)
+        colors = None
+        if images is not None:
+            expect_shape("images", images, (T, 3, *cameras.hw))
+            colors = cell_colors(images, (h, w))
+        return self.write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids,
+                               confidence, colors)
 
-    def read(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
-        """Z-buffered read of V target views at grid size ``hw``.
 
-        Intrinsics are rescaled from the cameras' (height, width) to ``hw``. Returns features
-        (V, C, h, w) (zeros where empty), mask (V, h, w), depth (V, h, w) (+inf where empty) and
-        the winners' sub-cell offsets (V, 2, h, w) (see :class:`MemoryRead`). Deterministic;
-        linear in the number of points; batched over views.
-        """
-        return self._read(cameras, hw, offsets=True)
-
-    def read_with_references(self, cameras: Camera, hw: tuple[int, int], *, k: int = 4,
-                             min_iou: float = 0.04, voxel_size: float = 0.1,
-                             exclude_frames: Sequence[int] = ()) -> tuple[MemoryRead, list]:
-        """``(read(cameras, hw), retrieve_references(cameras, k, ...))``, the same values from
-        one splat when ``hw`` is the written grid size (what the pipeline asks for every chunk):
-        the target views' splat is both the read and the target side of the covisibility."""
-        return self._read_with_references(cameras, hw, offsets=True, k=k, min_iou=min_iou,
-                                          voxel_size=voxel_size, exclude_frames=exclude_frames)
-
-    @classmethod
-    def _from_config(cls, config: dict, device):
-        return cls(
-            config["channels"],
-            fusion=config["fusion"],
-            voxel_scale=config["voxel_scale"],
-            dtype=getattr(torch, config["dtype"]),
-            device=device,
-        )
-
+def cell_colors(images: Tensor, hw: tuple[int, int]) -> Tensor:  # (T, 3, H, W) → (T, 3, h, w) uint8
+    """The mean colour of each grid cell's pixels, as 0..255 bytes, from images in [−1, 1]."""
+    T, _, H, W = images.shape
+    h, w = hw
+    mean = images.float().reshape(T, 3, h, H // h, w, W // w).mean(dim=(3, 5))
+    return ((mean.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)

@@ -14,7 +14,7 @@ from torch import Tensor
 from mirage.errors import ShapeError
 from mirage.geometry import Camera, check_finite
 from mirage.memory.depth_grid import reduce_depth_to_grid
-from mirage.memory.store import MemoryRead, PointStore, check_write_inputs
+from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore, check_write_inputs
 
 __all__ = ["RGBPointCloudMemory"]
 
@@ -24,8 +24,10 @@ class RGBPointCloudMemory(PointStore):
 
     format_kind = "rgb"
 
-    def __init__(self, *, fusion: str = "append", dtype=torch.float32, device=None) -> None:
-        super().__init__(3, fusion=fusion, dtype=dtype, device=device)
+    def __init__(self, *, fusion: str = "append", voxel_scale: float = 1.0,
+                 reference_voxel: float = REFERENCE_VOXEL, dtype=torch.float32, device=None) -> None:
+        super().__init__(3, fusion=fusion, voxel_scale=voxel_scale, reference_voxel=reference_voxel,
+                         dtype=dtype, device=device)
 
     def write(
         self,
@@ -46,12 +48,17 @@ class RGBPointCloudMemory(PointStore):
             )
         check_finite("images", images)
         depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
-        return self._write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids, confidence)
+        colors = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return self.write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids,
+                               confidence, colors)
 
     def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""
-        return self._read(cameras, hw)
+        return self.read(cameras, hw, offsets=False)
 
     @classmethod
-    def _from_config(cls, config: dict, device):
-        return cls(fusion=config["fusion"], dtype=getattr(torch, config["dtype"]), device=device)
+    def from_config(cls, config: dict, *, dtype: torch.dtype, device=None) -> "RGBPointCloudMemory":
+        if config["channels"] != 3:
+            raise ShapeError(f"an RGB memory has 3 channels but its config says {config['channels']}")
+        return cls(fusion=config["fusion"], voxel_scale=config["voxel_scale"],
+                   reference_voxel=config["reference_voxel"], dtype=dtype, device=device)

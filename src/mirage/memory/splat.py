@@ -20,14 +20,12 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
-from mirage.geometry import on_numpy
 
-__all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "project_to_cells",
+__all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "project_to_cells", "zbuffer_pairs",
            "DEFAULT_NEAR"]
 
 DEFAULT_NEAR = 1e-3  # points at z ≤ near (behind or on the camera plane) never land
@@ -84,27 +82,13 @@ def project_to_cells(
 
 def _project_blocks(points_world, K, world2cam, hw, near, block_entries):
     """Yield (cell, z, point) of the landed pairs, block by block of about ``block_entries``
-    (view, point) pairs, so that the temporaries stay in cache. NumPy for float32/float64 CPU
-    tensors without gradients, torch otherwise: the same elementwise operations in the same
-    order (tested equal). (Neither supports gradients: the torch one writes into buffers.)"""
-    dtype = points_world.dtype
+    (view, point) pairs, so that the temporaries stay in cache. (No gradients: it writes into
+    buffers.)"""
+    h, w = hw
+    V, N = K.shape[0], points_world.shape[0]
+    device, dtype = points_world.device, points_world.dtype
     # One 3x4 matrix per view maps homogeneous world points to homogeneous pixels (u·z, v·z, z).
     P = K.to(dtype) @ world2cam.to(dtype)[:, :3, :]  # (V, 3, 4)
-    if _numpy_projection(points_world, K, world2cam):
-        return _project_blocks_numpy(points_world.numpy(), P.numpy(), hw, near, block_entries)
-    return _project_blocks_torch(points_world, P, hw, near, block_entries)
-
-
-def _numpy_projection(points_world: Tensor, K: Tensor, world2cam: Tensor) -> bool:
-    """Whether the projection runs in NumPy: float32/float64 CPU tensors without gradients."""
-    return on_numpy(points_world, K, world2cam, floats=(torch.float32, torch.float64))
-
-
-def _project_blocks_torch(points_world, P, hw, near, block_entries):
-    """:func:`_project_blocks` in torch, with P (V, 3, 4) = K · world2cam[:3]."""
-    h, w = hw
-    V, N = P.shape[0], points_world.shape[0]
-    device, dtype = points_world.device, points_world.dtype
     P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
     step = max(1, block_entries // max(V, 1))
     buffers = torch.empty(4, V, min(step, N), dtype=dtype, device=device)  # reused per block
@@ -131,40 +115,6 @@ def _project_blocks_torch(points_world, P, hw, near, block_entries):
         view_id = flat // n
         yield (row.reshape(-1).index_select(0, flat).long() + view_id * (h * w),
                z.reshape(-1).index_select(0, flat), flat - view_id * n + n0)
-
-
-def _project_blocks_numpy(points_world, P, hw, near, block_entries):
-    """:func:`_project_blocks` on CPU, the same elementwise operations in the same order in
-    NumPy (IEEE arithmetic, so the same floats), which costs less per operation at latent size.
-    Yields torch tensors."""
-    h, w = hw
-    V, N = P.shape[0], points_world.shape[0]
-    P = [[P[:, k, j, None] for j in range(4)] for k in range(3)]  # (V, 1) columns
-    step = max(1, block_entries // max(V, 1))
-    buffers = np.empty((4, V, min(step, N)), dtype=points_world.dtype)
-    near = points_world.dtype.type(near)
-    for n0 in range(0, N, step):
-        x, y, zw = points_world[n0:n0 + step].T  # (n,) each
-        n = x.shape[0]
-        u, v, z, tmp = (b[:, :n] for b in buffers)
-
-        def homogeneous(k, out):
-            np.multiply(P[k][0], x, out=out)
-            out += np.multiply(P[k][1], y, out=tmp)
-            out += np.multiply(P[k][2], zw, out=tmp)
-            out += P[k][3]
-            return out
-
-        homogeneous(2, z)
-        col = np.floor(np.divide(homogeneous(0, u), z, out=u) + 0.5, out=u)
-        row = np.floor(np.divide(homogeneous(1, v), z, out=v) + 0.5, out=v)
-        landed = (z > near) & (col >= 0) & (col < w) & (row >= 0) & (row < h)
-        row *= w
-        row += col  # the cell within its view, exact in float for any real image
-        flat = np.flatnonzero(landed)  # (m,) into (V·n,), row-major like torch's view
-        view_id = flat // n
-        yield (torch.from_numpy(row.reshape(-1)[flat].astype(np.int64) + view_id * (h * w)),
-               torch.from_numpy(z.reshape(-1)[flat]), torch.from_numpy(flat - view_id * n + n0))
 
 
 def splat_zbuffer(
@@ -195,12 +145,6 @@ def splat_zbuffer(
     # per block (one scatter over all blocks at once is many times slower on a multi-threaded
     # CPU at millions of points)
     blocks = _project_blocks(points_world, K, world2cam, hw, near, block_entries)
-    if _numpy_projection(points_world, K, world2cam):
-        cell, z, point_id = (np.concatenate(x) for x in zip(*((c.numpy(), d.numpy(), p.numpy())
-                                                               for c, d, p in blocks)))
-        prio = None if priority is None else priority.cpu().numpy()
-        _zbuffer_numpy(index.numpy(), depth.numpy(), cell, z, point_id, prio)
-        return Splat(index.view(V, h, w), depth.view(V, h, w))
     cells, depths, point_ids = [], [], []
     for cell, z, point_id in blocks:
         depth.scatter_reduce_(0, cell, z, reduce="amin")  # order-independent minimum
@@ -208,28 +152,36 @@ def splat_zbuffer(
     cell, z, point_id = torch.cat(cells), torch.cat(depths), torch.cat(point_ids)
 
     # 2) among the points at their cell's minimum depth, the smallest priority wins
-    nearest = (z == depth.index_select(0, cell)).nonzero().squeeze(1)
-    cell, point_id = cell.index_select(0, nearest), point_id.index_select(0, nearest)
-    prio = point_id if priority is None else priority.to(device).index_select(0, point_id)
-    best = torch.full((V * h * w,), torch.iinfo(torch.long).max, dtype=torch.long, device=device)
-    best.scatter_reduce_(0, cell, prio, reduce="amin")
-    wins = prio == best.index_select(0, cell)
-    # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
-    index[cell[wins]] = point_id[wins]
+    _pick_winners(index, depth, cell, z, point_id, priority)
     return Splat(index.view(V, h, w), depth.view(V, h, w))
 
 
-def _zbuffer_numpy(index: np.ndarray, depth: np.ndarray, cell: np.ndarray, z: np.ndarray,
-                   point_id: np.ndarray, priority: np.ndarray | None) -> None:
-    """Steps 1–2 of :func:`splat_zbuffer` in NumPy, filling ``index`` and ``depth`` (V·h·w,) in
-    place from the landed pairs: a minimum and a comparison decide, so the result is the same."""
-    np.minimum.at(depth, cell, z)  # order-independent minimum
-    nearest = np.flatnonzero(z == depth[cell])
-    cell, point_id = cell[nearest], point_id[nearest]
-    prio = point_id if priority is None else priority[point_id]
-    best = np.full(depth.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(best, cell, prio)
-    wins = prio == best[cell]
+def zbuffer_pairs(
+    cell: Tensor,  # (M,) long flat cells, from project_to_cells
+    z: Tensor,  # (M,)
+    point_id: Tensor,  # (M,) long
+    size: int,  # number of flat cells
+    *,
+    priority: Tensor | None = None,  # indexed by point_id; default the point id
+) -> Splat:  # index (size,), depth (size,)
+    """The z-buffer of landed (cell, z, point) pairs, with the module contract's rule: per cell
+    the smallest z, exact ties to the smallest priority; index −1 and depth +inf where empty."""
+    index = torch.full((size,), -1, dtype=torch.long, device=cell.device)
+    depth = torch.full((size,), float("inf"), dtype=z.dtype, device=cell.device)
+    depth.scatter_reduce_(0, cell, z, reduce="amin")
+    _pick_winners(index, depth, cell, z, point_id, priority)
+    return Splat(index, depth)
+
+
+def _pick_winners(index, depth, cell, z, point_id, priority) -> None:
+    """Fill ``index`` (flat) with each cell's winner among the pairs at the cell's ``depth``."""
+    nearest = (z == depth.index_select(0, cell)).nonzero().squeeze(1)
+    cell, point_id = cell.index_select(0, nearest), point_id.index_select(0, nearest)
+    prio = point_id if priority is None else priority.to(cell.device).index_select(0, point_id)
+    best = torch.full(index.shape, torch.iinfo(torch.long).max, dtype=torch.long, device=cell.device)
+    best.scatter_reduce_(0, cell, prio, reduce="amin")
+    wins = prio == best.index_select(0, cell)
+    # Priorities are unique, so each cell has exactly one winner and this write is well-defined.
     index[cell[wins]] = point_id[wins]
 
 

@@ -95,10 +95,8 @@ class _PointMemoryMode:
         return read, self.references(_target_cameras(chunk_cameras, temporal_stride), k, exclude)
 
     def references(self, target_cameras, k, exclude) -> list:
-        return self.memory.retrieve_references(
-            target_cameras, k=k, min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL,
-            exclude_frames=exclude,
-        )
+        return self.memory.retrieve_references(target_cameras, k=k, min_iou=REFERENCE_MIN_IOU,
+                                               exclude_frames=exclude)
 
     def stats(self) -> dict:
         return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
@@ -113,26 +111,26 @@ class LatentMode(_PointMemoryMode):
     def __init__(self, channels: int, *, fusion: str = "voxel",
                  planarity_tol: float = GRID_PLANARITY_TOL,
                  min_valid_fraction: float = PARTIAL_CELL_FRACTION) -> None:
-        self.memory = LatentSpatialMemory(channels, fusion=fusion)
+        self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL)
         self.planarity_tol = planarity_tol
         self.min_valid_fraction = min_valid_fraction
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         """Reduce depth to the latent grid (planarity rule, ``planarity_tol``; cells partly
-        without depth kept at ``min_valid_fraction``), then write."""
+        without depth kept at ``min_valid_fraction``), then write; ``frames`` give the points
+        their display colours."""
         self.memory.write(latents, depths.float(), cameras, exclude=exclude, frame_ids=frame_ids,
                           planarity_tol=self.planarity_tol, min_valid_fraction=self.min_valid_fraction,
-                          confidence=confidence)
+                          confidence=confidence, images=frames)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
         return ModeRead(read.features.float(), read.mask, read.offset)
 
     def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
-        """One splat of the target views serves the read and the references."""
-        read, refs = self.memory.read_with_references(
-            _target_cameras(chunk_cameras, temporal_stride), latent_hw, k=k,
-            min_iou=REFERENCE_MIN_IOU, voxel_size=REFERENCE_VOXEL, exclude_frames=exclude)
+        """The target views' read also gives their points for the references."""
+        read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
+        refs = self.memory.references(read, k=k, min_iou=REFERENCE_MIN_IOU, exclude_frames=exclude)
         return ModeRead(read.features.float(), read.mask, read.offset), refs
 
 
@@ -143,7 +141,7 @@ class RGBMode(_PointMemoryMode):
 
     def __init__(self, channels: int, *, fusion: str = "append") -> None:
         self.channels = channels
-        self.memory = RGBPointCloudMemory(fusion=fusion)
+        self.memory = RGBPointCloudMemory(fusion=fusion, reference_voxel=REFERENCE_VOXEL)
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         # The baseline appends every point, as the reference does; confidence is only stored.

@@ -1,0 +1,206 @@
+"""The memory file: safetensors tensors + JSON metadata, versioned, no pickle.
+
+Metadata: ``format`` = "mirage.memory", ``kind`` (the store's ``format_kind``), ``version`` and
+``config`` (JSON: channels, fusion, voxel_scale, reference_voxel, dtype, next_uid, grid_hw).
+Tensors (N points, F frames, S covisibility slots, P pairs):
+
+- points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int64 (N,), uids int64 (N,),
+  confidences float32 (N,), colors uint8 (N, 3);
+- table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4);
+- index_keys int64 (P,) ascending, index_slots int64 (P,), slot_frame int64 (S,),
+  slot_size int64 (S,), slot_live bool (S,): :class:`~mirage.memory.covisibility.FrameIndex`.
+
+Versions: 1 had no confidences (loaded as 1), 2 added them, 3 added colours (older files load
+grey) and the covisibility index (older files rebuild it from what each written frame sees in
+the loaded memory). Everything read from a file is checked before use: any malformed, foreign,
+tampered or newer file raises :class:`~mirage.errors.MemoryFormatError` and nothing else. Names
+read from a file are looked up in explicit tables, never resolved as attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import torch
+from torch import Tensor
+
+from mirage.errors import MemoryFormatError, MirageError
+from mirage.files import load_safetensors, save_safetensors
+from mirage.geometry import rigid_inverse
+from mirage.memory.covisibility import FrameIndex
+from mirage.memory.splat import splat_zbuffer
+from mirage.memory.store import FUSION_MODES, GREY, REFERENCE_VOXEL, PointStore
+
+__all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "memory_to_tensors", "memory_from_tensors",
+           "save_memory", "load_memory"]
+
+FORMAT_VERSION = 3
+READABLE_VERSIONS = ("1", "2", "3")
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+          "float64": torch.float64}
+_POINT_TENSORS = ("points", "features", "frame_ids", "uids", "confidences", "colors")
+_TABLE_TENSORS = ("table_ids", "table_K", "table_cam2world")
+_INDEX_TENSORS = ("index_keys", "index_slots", "slot_frame", "slot_size", "slot_live")
+
+
+def memory_to_tensors(memory: PointStore) -> tuple[dict[str, Tensor], dict[str, str]]:
+    """(tensors, metadata) of ``memory`` in the file layout (module docstring), for embedding a
+    memory in another safetensors file; :func:`memory_from_tensors` reverses it."""
+    config = memory.config() | {"next_uid": memory.next_uid,
+                                "grid_hw": list(memory.grid_hw) if memory.grid_hw else None}
+    metadata = {"format": "mirage.memory", "kind": memory.format_kind,
+                "version": str(FORMAT_VERSION), "config": json.dumps(config)}
+    tensors = {name: getattr(memory, name) for name in _POINT_TENSORS + _TABLE_TENSORS}
+    return tensors | memory.covisibility.to_tensors(), metadata
+
+
+def save_memory(path, memory: PointStore) -> None:
+    """Write ``memory`` to ``path`` atomically: never a half-written file."""
+    save_safetensors(path, *memory_to_tensors(memory))
+
+
+def load_memory(path, cls: type | None = None, *, device=None) -> PointStore:
+    """The memory in ``path`` (of class ``cls``, or of the kind the file names)."""
+    tensors, metadata = load_safetensors(path, "memory file")
+    return memory_from_tensors(tensors, metadata, cls, device=device, source=repr(str(path)))
+
+
+def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | None = None, *,
+                        device=None, source: str = "memory") -> PointStore:
+    """The memory held by ``tensors`` and ``metadata`` (as :func:`memory_to_tensors` makes
+    them), checked throughout; ``cls`` (a :class:`PointStore` subclass) must match its kind."""
+    def fail(message: str):
+        raise MemoryFormatError(f"{source}: {message}")
+
+    if not isinstance(metadata, dict) or metadata.get("format") != "mirage.memory":
+        fail(f"not a mirage memory (format metadata is {_get(metadata, 'format')!r}, expected 'mirage.memory')")
+    kind, version = metadata.get("kind"), metadata.get("version")
+    if version not in READABLE_VERSIONS:
+        fail(f"memory format version {version!r}; this mirage reads versions {', '.join(READABLE_VERSIONS)}")
+    kinds = PointStore.kinds
+    if kind not in kinds or (cls is not None and kind != cls.format_kind):
+        want = repr(cls.format_kind) if cls is not None else f"one of {sorted(kinds)}"
+        fail(f"holds a {kind!r} memory, expected {want}")
+    config = _config(metadata.get("config"), fail)
+    try:
+        memory = kinds[kind].from_config(config, dtype=DTYPES[config["dtype"]], device=device)
+    except MirageError as error:
+        fail(f"its config is invalid: {error}")
+    names = _POINT_TENSORS + _TABLE_TENSORS + (_INDEX_TENSORS if version == "3" else ())
+    if version == "1":
+        names = tuple(n for n in names if n not in ("confidences", "colors"))
+    elif version == "2":
+        names = tuple(n for n in names if n != "colors")
+    missing = [n for n in names if n not in tensors]
+    unknown = sorted(set(tensors) - set(names))
+    if missing or unknown:
+        fail(f"tensors {missing} are missing" if missing else f"holds unexpected tensors {unknown}")
+    t = {name: tensors[name] for name in names}
+    N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
+    t.setdefault("confidences", torch.ones(max(N, 0)))
+    t.setdefault("colors", torch.full((max(N, 0), 3), GREY, dtype=torch.uint8))
+    expected = {
+        "points": ((N, 3), torch.float32), "features": ((N, memory.channels), memory.dtype),
+        "frame_ids": ((N,), torch.int64), "uids": ((N,), torch.int64),
+        "confidences": ((N,), torch.float32), "colors": ((N, 3), torch.uint8),
+        "table_ids": ((F,), torch.int64), "table_K": ((F, 3, 3), torch.float32),
+        "table_cam2world": ((F, 4, 4), torch.float32),
+    }
+    if version == "3":
+        P, S = t["index_keys"].shape[0], t["slot_frame"].shape[0]
+        expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int64),
+                     "slot_frame": ((S,), torch.int64), "slot_size": ((S,), torch.int64),
+                     "slot_live": ((S,), torch.bool)}
+    for name, (shape, dtype) in expected.items():
+        if tuple(t[name].shape) != shape or t[name].dtype != dtype:
+            fail(f"tensor {name!r} is {t[name].dtype} {tuple(t[name].shape)}, expected {dtype} {shape}")
+    _check_values(t, config, N, version, fail)
+    for name in _POINT_TENSORS + _TABLE_TENSORS:
+        setattr(memory, name, t[name].to(memory.device))
+    memory.next_uid = config["next_uid"]
+    memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
+    if version == "3":
+        memory.covisibility = FrameIndex.from_tensors(t, memory.covisibility.voxel_size, memory.device)
+    else:
+        _rebuild_covisibility(memory)
+    return memory
+
+
+def _get(mapping, key):
+    return mapping.get(key) if isinstance(mapping, dict) else None
+
+
+def _config(text, fail) -> dict:
+    """The ``config`` metadata, parsed and type-checked."""
+    try:
+        config = json.loads(text) if isinstance(text, str) else None
+    except ValueError:
+        config = None
+    if not isinstance(config, dict):
+        fail("its `config` metadata is not a JSON object")
+    config.setdefault("reference_voxel", REFERENCE_VOXEL)  # versions 1-2
+
+    def integer(value, low):
+        return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+    def positive(value):
+        return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                and value > 0)
+
+    checks = {
+        "channels": lambda v: integer(v, 1),
+        "fusion": lambda v: v in FUSION_MODES,
+        "voxel_scale": positive,
+        "reference_voxel": positive,
+        "dtype": lambda v: isinstance(v, str) and v in DTYPES,
+        "next_uid": lambda v: integer(v, 0),
+        "grid_hw": lambda v: v is None or (isinstance(v, list) and len(v) == 2
+                                           and all(integer(x, 1) for x in v)),
+    }
+    for key, ok in checks.items():
+        if key not in config or not ok(config[key]):
+            fail(f"config entry {key!r} is missing or invalid ({config.get(key)!r})")
+    return config
+
+
+def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail) -> None:
+    """Values a tampered file could get wrong while shapes and dtypes agree."""
+    for name in ("points", "features", "confidences", "table_K", "table_cam2world"):
+        if not bool(torch.isfinite(t[name].float()).all()):
+            fail(f"tensor {name!r} holds NaN or inf")
+    if (N or t["table_ids"].numel()) and config["grid_hw"] is None:
+        fail("it holds points or frames but no grid size (config 'grid_hw')")
+    uids, table_ids = t["uids"], t["table_ids"]
+    if N and (int(uids.min()) < 0 or int(uids.max()) >= config["next_uid"] or uids.unique().numel() != N):
+        fail("point uids must be distinct and in [0, next_uid)")
+    if table_ids.unique().numel() != table_ids.numel():
+        fail("frame table ids must be distinct")
+    if N and not bool(torch.isin(t["frame_ids"], table_ids).all()):
+        fail("some points carry a frame id that is not in the frame table")
+    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    if table_ids.numel() and not bool((t["table_cam2world"][:, 3] == bottom).all()):
+        fail("frame table poses must end in the row (0, 0, 0, 1)")
+    if version != "3":
+        return
+    keys, slots, S = t["index_keys"], t["index_slots"], t["slot_frame"].shape[0]
+    if keys.numel() and (bool((keys[1:] < keys[:-1]).any()) or int(slots.min()) < 0 or int(slots.max()) >= S):
+        fail("the covisibility index must be sorted by voxel, with slots in range")
+    if S and (int(t["slot_size"].min()) < 0 or not bool(torch.isin(t["slot_frame"], table_ids).all())):
+        fail("covisibility slots must name frames of the table and hold sizes ≥ 0")
+    live = t["slot_frame"][t["slot_live"]]
+    if live.unique().numel() != live.numel():
+        fail("a frame has more than one live covisibility slot")
+
+
+def _rebuild_covisibility(memory: PointStore) -> None:
+    """For files without an index (versions 1-2): each written frame's set is what it sees in
+    the loaded memory, one splat per frame table row."""
+    if memory.grid_hw is None or memory.num_points == 0:
+        return
+    seen = splat_zbuffer(memory.points, memory.table_K, rigid_inverse(memory.table_cam2world),
+                         memory.grid_hw, priority=memory.uids).index  # (F, h, w)
+    F = seen.shape[0]
+    mask = seen >= 0
+    frame_of = torch.arange(F, device=memory.device)[:, None, None].expand_as(seen)[mask]
+    memory.covisibility.add(memory.table_ids.tolist(), memory.points[seen[mask]], frame_of)
