@@ -2,7 +2,6 @@
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
@@ -154,7 +153,7 @@ def test_references_prefer_the_revisited_view():
     depth = ROOM.depth(cams)
     mem = LatentSpatialMemory(2, fusion="append")
     mem.write(torch.randn(17, 2, 4, 8), depth, cams)
-    refs = mem.retrieve_references(cams[3], k=4, min_iou=0.04, voxel_size=0.1)
+    refs = mem.retrieve_references(cams[3], k=4, min_iou=0.04)
     assert len(refs) == 4
     assert {r.frame_id for r in refs[:2]} == {3, 13}  # same pose on the way out and back
     assert refs[0].iou == pytest.approx(1.0) and refs[0].iou >= refs[-1].iou
@@ -164,18 +163,18 @@ def test_references_prefer_the_revisited_view():
 
 
 def test_references_iou_against_python_sets():
+    # One write: each frame's set is what it sees in the memory after that write (a reference
+    # splat per frame), the target's what the target views see; IoUs of Python sets.
     cams = pan_path(9, 64, 128, degrees=90.0)
     depth = ROOM.depth(cams)
-    mem = LatentSpatialMemory(2, fusion="append")
+    mem = LatentSpatialMemory(2, fusion="append", reference_voxel=0.3)
     mem.write(torch.randn(9, 2, 4, 8), depth, cams)
     target = pan_path(3, 64, 128, degrees=40.0)
-    refs = mem.retrieve_references(target, k=9, min_iou=0.0, voxel_size=0.3)
-    vis = mem.frame_visibility().index
-    tgt = mem.read(target, (4, 8))
-    small = target.scaled(4, 8)
+    refs = mem.retrieve_references(target, k=9, min_iou=1e-9)
+    small, grid = target.scaled(4, 8), cams.scaled(4, 8)
     tgt_index = splat_zbuffer_reference(mem.points, small.K, small.world2cam, (4, 8),
                                         priority=mem.uids).index
-    assert torch.equal(tgt.mask, tgt_index >= 0)
+    assert torch.equal(mem.read(target, (4, 8)).mask, tgt_index >= 0)
 
     def voxels(indices):
         return {tuple(v) for v in torch.floor(mem.points[indices] / 0.3).long().tolist()}
@@ -183,17 +182,20 @@ def test_references_iou_against_python_sets():
     target_set = voxels(tgt_index[tgt_index >= 0])
     expected = {}
     for f in range(9):
-        s = voxels(vis[f][vis[f] >= 0])
+        vis = splat_zbuffer_reference(mem.points, grid.K[f:f + 1], grid.world2cam[f:f + 1], (4, 8),
+                                      priority=mem.uids).index
+        s = voxels(vis[vis >= 0])
         expected[f] = len(s & target_set) / len(s | target_set)
     got = {r.frame_id: r.iou for r in refs}
-    assert got.keys() == {f for f, v in expected.items() if v >= 0.0}
+    assert got.keys() == {f for f, v in expected.items() if v > 0} and len(got) > 3
     for f, v in expected.items():
-        assert got[f] == pytest.approx(v)
+        assert got.get(f, 0.0) == pytest.approx(v)
 
 
 @pytest.mark.parametrize("fusion", ["voxel", "append"])
-def test_read_with_references_equals_the_two_calls(fusion):
-    # The pipeline's one-splat path must give exactly what read + retrieve_references give.
+def test_references_of_a_read_equal_retrieve_references(fusion):
+    # The pipeline asks the read of the target views for its references; that must be what
+    # retrieve_references gives from the cameras.
     cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
     depth = ROOM.depth(cams)
     gen = torch.Generator().manual_seed(3)
@@ -203,23 +205,20 @@ def test_read_with_references_equals_the_two_calls(fusion):
         mem.write(torch.randn(4, 3, 4, 8, generator=gen), depth[ids], cams[ids], frame_ids=ids)
         target = cams[[start + 1, start + 4 if start + 4 < 13 else 0, (start * 5) % 13]]
         for k, exclude in ((1, []), (3, [start]), (0, []), (9, list(range(6)))):
-            read, refs = mem.read_with_references(target, (4, 8), k=k, min_iou=0.01,
-                                                  voxel_size=0.2, exclude_frames=exclude)
-            alone = mem.read(target, (4, 8))
-            for name in ("features", "mask", "depth", "offset"):
-                assert torch.equal(getattr(read, name), getattr(alone, name)), name
-            assert refs == mem.retrieve_references(target, k=k, min_iou=0.01, voxel_size=0.2,
-                                                   exclude_frames=exclude)
+            read = mem.read(target, (4, 8))
+            refs = mem.references(read, k=k, min_iou=0.01, exclude_frames=exclude)
+            assert refs == mem.retrieve_references(target, k=k, min_iou=0.01, exclude_frames=exclude)
+            assert len(refs) <= k and all(r.frame_id not in exclude for r in refs)
             if k == 3 and start:
                 assert refs and all(r.frame_id != start for r in refs)
-    # A read at another size than the written grid takes the two-call path.
-    read, refs = mem.read_with_references(cams[[2]], (8, 16), k=2)
-    assert torch.equal(read.features, mem.read(cams[[2]], (8, 16)).features)
-    assert refs == mem.retrieve_references(cams[[2]], k=2)
+    with pytest.raises(ShapeError, match="grid size"):
+        mem.references(mem.read(cams[[2]], (8, 16)), k=2)
     with pytest.raises(ConfigError, match="`k` must be"):
-        mem.read_with_references(cams[[2]], (4, 8), k=-1)
-    empty_read, empty_refs = LatentSpatialMemory(3).read_with_references(cams[[2]], (4, 8), k=2)
-    assert empty_refs == [] and not empty_read.mask.any()
+        mem.references(mem.read(cams[[2]], (4, 8)), k=-1)
+    with pytest.raises(ConfigError, match="`min_iou`"):
+        mem.references(mem.read(cams[[2]], (4, 8)), min_iou=0.0)
+    empty = LatentSpatialMemory(3)
+    assert empty.references(empty.read(cams[[2]], (4, 8)), k=2) == []
 
 
 def test_save_load_round_trip(tmp_path):
@@ -398,61 +397,6 @@ def test_read_offsets_are_zero_at_the_written_view():
     assert read.offset.abs().max() < 1e-3
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_numpy_read_equals_the_torch_read_bit_for_bit(monkeypatch, seed):
-    # On CPU the read gathers tokens and computes the sub-cell offsets in NumPy; torch (other
-    # devices, bfloat16) must give the same read, offsets included: at the written view they
-    # are rounding noise around 0, which float32 keeps, so the arithmetic has to match exactly.
-    import mirage.memory.store as store
-
-    gen = torch.Generator().manual_seed(seed)
-    # Tilted poses and a skew, so that every product and sum of the projection rounds.
-    pose = random_pose(gen).float()
-    poses = pose.expand(6, 4, 4).clone()
-    poses[1:, :3, 3] += 0.05 * torch.randn(5, 3, generator=gen)
-    cams = Camera.from_fov(poses, 32, 64, 70.0)
-    cams = Camera(cams.K + torch.tensor([[0, 0.3, 0], [0, 0, 0], [0, 0, 0]]), cams.cam2world, 32, 64)
-    depth = 2.0 + torch.rand(6, 8, 16, generator=gen).repeat_interleave(4, 1).repeat_interleave(4, 2)
-    mem = LatentSpatialMemory(3)
-    empty = mem.read(cams[:2], (8, 16))
-    mem.write(torch.randn(3, 3, 8, 16, generator=gen), depth[:3], cams[:3])
-    views = cams[torch.tensor([0, 3, 4, 5])]  # a written view and three moved ones
-    fast = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0], empty]
-    monkeypatch.setattr(store, "_array_ops", lambda *tensors: store._torch_ops(tensors[0].device))
-    empty_mem = LatentSpatialMemory(3)
-    slow = [mem.read(views, (8, 16)), mem.read_with_references(views, (8, 16))[0],
-            empty_mem.read(cams[:2], (8, 16))]
-    for a, b in zip(fast, slow):
-        for name in ("features", "mask", "depth", "offset"):
-            x, y = getattr(a, name), getattr(b, name)
-            assert x.dtype == y.dtype and x.shape == y.shape, name
-            assert torch.equal(x, y), name
-            assert x.stride() == y.stride(), name  # the same layout as well
-    written = fast[0].offset[0][:, fast[0].mask[0]]  # at frame 0's view, frame 0's points...
-    assert ((written != 0) & (written.abs() < 1e-5)).any()  # ...carry the noise the match keeps
-
-
-def test_numpy_cell_offsets_equal_torch_on_many_near_zero_offsets():
-    # Cell centres back-projected in float32 and projected again: offsets are float64 rounding
-    # noise around 0, where float32 keeps every bit of it. Exact equality needs the same
-    # operations in the same order.
-    from mirage.memory.store import _cell_offsets, _cell_offsets_numpy
-
-    gen = torch.Generator().manual_seed(4)
-    V, h, w = 4, 64, 64
-    cams = Camera.from_fov(torch.stack([random_pose(gen) for _ in range(V)]).float(), h, w, 70.0)
-    K = cams.K + torch.tensor([[0, 0.2, 0], [0, 0, 0], [0, 0, 0]])
-    depth = 1.0 + 4.0 * torch.rand(V, h, w, generator=gen)
-    points = backproject_depth(depth, K, cams.cam2world).reshape(-1, 3)  # (V·h·w, 3)
-    mask = torch.rand(V, h, w, generator=gen) < 0.9
-    points = points[mask.reshape(-1)]
-    world2cam = torch.linalg.inv(cams.cam2world)
-    fast = _cell_offsets_numpy(points.numpy(), K.numpy(), world2cam.numpy(), mask.numpy())
-    slow = _cell_offsets(points, K, world2cam, mask)
-    assert fast.dtype == np.float32 and (np.abs(fast) < 1e-3).all() and (fast != 0).mean() > 0.5
-    assert np.array_equal(fast, slow.numpy())
-
-
 def test_frame_table_keeps_first_write_order_and_takes_the_newest_pose():
     # Against the obvious per-frame rule: a new id is appended, a known id's pose is replaced.
     gen = torch.Generator().manual_seed(5)
@@ -475,52 +419,13 @@ def test_frame_table_keeps_first_write_order_and_takes_the_newest_pose():
         assert torch.equal(mem.table_cam2world[row], cam2world.float())
 
 
-@pytest.mark.parametrize("voxel_size", [0.05, 0.2, 1e-7])
-def test_frame_ious_numpy_equal_torch(voxel_size):
-    # On CPU the IoUs are computed in NumPy; the torch version (other devices) must agree
-    # exactly, including a voxel size so small that the keys cannot be linearised.
-    from mirage.memory.store import _frame_ious_numpy
-
-    cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
-    depth = ROOM.depth(cams)
-    mem = LatentSpatialMemory(2)
-    for start in range(0, 12, 4):
-        ids = list(range(start, start + 4))
-        mem.write(torch.randn(4, 2, 4, 8), depth[ids], cams[ids], frame_ids=ids)
-    small = cams[[1, 6, 11]].scaled(4, 8)
-    target = splat_zbuffer_reference(mem.points, small.K, small.world2cam, (4, 8),
-                                     priority=mem.uids).index
-    past = mem.frame_visibility().index
-    fast = _frame_ious_numpy(mem.points.numpy(), target.numpy(), past.numpy(), voxel_size)
-    assert fast == mem._frame_ious(target, past, voxel_size)
-    assert len(fast) == 12 and max(fast) > 0
-
-
-def test_frame_ious_when_nothing_is_seen():
-    # Views that see no memory point: every IoU is 0, in both implementations.
-    from mirage.memory.store import _frame_ious_numpy
-
-    mem = LatentSpatialMemory(2)
-    cams = pan_path(3, 64, 128, degrees=20.0)
-    mem.write(torch.randn(3, 2, 4, 8), ROOM.depth(cams), cams)
-    empty_target = torch.full((2, 4, 8), -1, dtype=torch.long)
-    empty_past = torch.full((3, 4, 8), -1, dtype=torch.long)
-    expected = [0.0, 0.0, 0.0]
-    assert _frame_ious_numpy(mem.points.numpy(), empty_target.numpy(), empty_past.numpy(), 0.1) == expected
-    assert mem._frame_ious(empty_target, empty_past, 0.1) == expected
-
-
 def test_excluding_frames_changes_no_other_iou():
-    # Excluded frames are left out of the visibility splat; every other frame's IoU and the
-    # order must be what the full retrieval gives with those frames filtered out.
     cams = pan_path(13, 64, 128, degrees=200.0, passes=2)
     mem = LatentSpatialMemory(2)
     mem.write(torch.randn(13, 2, 4, 8), ROOM.depth(cams), cams)
     target = cams[[2, 7]]
-    full = mem.retrieve_references(target, k=13, min_iou=0.0)
-    assert len(full) == 13
+    full = mem.retrieve_references(target, k=13, min_iou=1e-9)
+    assert len(full) >= 8
     for exclude in ([2], [0, 7, 12], list(range(13)), [99]):
-        got = mem.retrieve_references(target, k=13, min_iou=0.0, exclude_frames=exclude)
+        got = mem.retrieve_references(target, k=13, min_iou=1e-9, exclude_frames=exclude)
         assert got == [r for r in full if r.frame_id not in exclude]
-        read, refs = mem.read_with_references(target, (4, 8), k=3, min_iou=0.0, exclude_frames=exclude)
-        assert refs == got[:3]
