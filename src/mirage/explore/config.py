@@ -1,0 +1,51 @@
+"""`ExploreConfig`: the explorer server's limits and step sizes, one frozen validated dataclass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+from mirage.errors import ConfigError
+
+__all__ = ["ExploreConfig"]
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """How the explorer serves sessions.
+
+    step_frames: new pixel frames per key step, τ·k (4 = one latent frame of the tiny model:
+        small chunks keep a key press close to its first new frame).
+    max_sessions: open sessions (tabs) at once; one more gets a "server is full" message.
+    idle_seconds: a session with no message for this long is closed.
+    max_frames: frames a session may hold; past it the oldest chunks of its history leave the
+        undo stack and the page says so (memory per session stays bounded).
+    undo_depth: steps that can be undone.
+    max_pending: queued steps per session; a tab that sends more gets a "busy" error.
+    max_message_bytes: a WebSocket text message longer than this is refused (the session stays).
+    max_upload_bytes: image, depth and world uploads larger than this are refused.
+    max_points_sent: the 3D view gets at most this many memory points (an even subsample).
+    move_step / turn_step_deg / rise_step: the largest move one step may make (metres, degrees).
+    """
+
+    step_frames: int = 4
+    max_sessions: int = 8
+    idle_seconds: float = 900.0
+    max_frames: int = 4097
+    undo_depth: int = 16
+    max_pending: int = 3
+    max_message_bytes: int = 4096
+    max_upload_bytes: int = 16 * 2**20
+    max_points_sent: int = 60000
+    move_step: float = 1.0
+    turn_step_deg: float = 45.0
+    rise_step: float = 0.5
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"`{f.name}` must be a number > 0 but is {value!r}")
+        for name in ("step_frames", "max_sessions", "max_frames", "undo_depth", "max_pending",
+                     "max_message_bytes", "max_upload_bytes", "max_points_sent"):
+            if not isinstance(getattr(self, name), int):
+                raise ConfigError(f"`{name}` must be an int but is {getattr(self, name)!r}")

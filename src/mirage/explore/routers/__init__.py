@@ -1,0 +1,1 @@
+"""The explorer's routes by concern: the page, the live socket, and files (up and down)."""

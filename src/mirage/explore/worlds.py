@@ -1,0 +1,128 @@
+"""What every session of one server starts from: a backbone, a first view and how to step.
+
+A :class:`WorldMaker` holds the loaded backbone, the pipeline config, the depth estimator and
+masker, and the default :class:`Start` (a procedural scene's first view, or an image). It makes
+generation sessions (``mirage.pipeline`` sessions, or any class with the same API) and renders
+ground truth when the start is a scene.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from mirage.errors import FileFormatError
+from mirage.explore.moves import WalkBounds
+from mirage.geometry import Camera
+
+__all__ = ["Start", "WorldMaker", "scene_view", "image_view", "IMAGE_BOUNDS"]
+
+# A start from an image has no known free space: a disc of 1 unit around its camera (the unit
+# preset paths use for images, mirage.pipeline.inputs.ImageAnchor).
+IMAGE_BOUNDS = WalkBounds(center=(0.0, 0.0, 0.0), radius=1.0, rise=0.3)
+
+
+@dataclass(frozen=True)
+class Start:
+    """A first view. image: (3, H, W) in [−1, 1]; camera: length 1 at (H, W); depth: (H, W)
+    z-depth or None (estimated); exclude: (H, W) bool never-write mask or None; scene: the
+    procedural scene (ground truth) or None."""
+
+    image: Tensor
+    camera: Camera
+    depth: Tensor | None = None
+    exclude: Tensor | None = None
+    scene: object | None = None
+    fps: float = 16.0
+    bounds: WalkBounds = IMAGE_BOUNDS
+    source: dict = field(default_factory=dict)
+
+
+def scene_view(family: str, seed: int, size: tuple[int, int]) -> Start:
+    """The start pose of a procedural scene's presets, its exact depth and sky/dynamic mask."""
+    from mirage.world import DEFAULT_FPS, generate_scene, make_trajectory, render
+
+    scene = generate_scene(family, seed)
+    camera = make_trajectory("forward-back", scene, 5, size[0], size[1])[[0]]
+    out = render(scene, camera, torch.zeros(1, dtype=torch.float64))
+    depth = torch.where(out.sky[0], torch.full_like(out.depth[0], float("inf")), out.depth[0])
+    bounds = WalkBounds(center=tuple(float(v) for v in scene.center), radius=0.85 * float(scene.free_radius),
+                        rise=0.3)
+    return Start(out.rgb[0], camera, depth, out.dynamic[0] | out.sky[0], scene, float(DEFAULT_FPS), bounds,
+                 {"scene": seed, "family": family})
+
+
+def image_view(image_path, size: tuple[int, int], depth_path=None, fov_deg: float = 60.0,
+               name: str | None = None) -> Start:
+    """A start from an image file (+ optional depth file of the image's exact (H, W)) at the
+    identity pose. Raises :class:`FileFormatError` naming what is wrong with either file."""
+    from mirage.pipeline.inputs import image_camera, load_depth, load_image
+
+    image, original = load_image(image_path, size)
+    depth = None
+    if depth_path is not None:
+        raw = _depth_shape(depth_path)
+        if raw is not None and raw != original:
+            raise FileFormatError(f"the depth map must have the image's shape {original} (H, W) but has {raw}")
+        depth = load_depth(depth_path, size)
+    K = image_camera(original, size, fov_deg)
+    camera = Camera(K[None], torch.eye(4)[None], size[0], size[1])
+    return Start(image, camera, depth, None, None, 16.0, IMAGE_BOUNDS,
+                 {"image": name or Path(image_path).name, "depth": depth_path is not None})
+
+
+def _depth_shape(path) -> tuple[int, ...] | None:
+    """The stored shape of a .npy depth map without resizing it (None for other formats,
+    which :func:`load_depth` checks itself)."""
+    import numpy as np
+
+    if Path(path).suffix.lower() != ".npy":
+        return None
+    try:
+        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
+    except Exception as err:
+        raise FileFormatError(f"the depth map is not a readable .npy file: {err}") from None
+
+
+class WorldMaker:
+    """Makes sessions for one server: ``session_class(backbone, first_frame, first_camera,
+    config, depth_estimator=…, masker=…, first_depth=…, first_exclude=…)``."""
+
+    def __init__(self, backbone, config, start: Start, *, depth_estimator, masker, session_class=None,
+                 backbone_name: str = "tiny", text: str | None = None) -> None:
+        if session_class is None:
+            from mirage.pipeline.session import Session as session_class  # noqa: N813
+        self.backbone, self.config, self.start = backbone, config, start
+        self.depth_estimator, self.masker = depth_estimator, masker
+        self.session_class, self.backbone_name, self.text = session_class, backbone_name, text
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.start.camera.hw
+
+    def new(self, start: Start | None = None):
+        start = start or self.start
+        return self.session_class(self.backbone, start.image, start.camera, self.config,
+                                  depth_estimator=self.depth_estimator, masker=self.masker,
+                                  first_depth=start.depth, first_exclude=start.exclude, text=self.text)
+
+    def load(self, path):
+        return self.session_class.load(path, self.backbone, depth_estimator=self.depth_estimator,
+                                       masker=self.masker)
+
+    def ground_truth(self, start: Start, cameras: Camera, frame_ids: list[int]) -> Tensor | None:
+        """(n, 3, H, W) in [−1, 1]: the scene rendered at ``cameras`` at the frames' times."""
+        if start.scene is None:
+            return None
+        from mirage.world import render
+
+        times = torch.tensor(frame_ids, dtype=torch.float64) / start.fps
+        return render(start.scene, cameras, times).rgb
+
+    def fov_x_deg(self, camera: Camera) -> float:
+        fx = float(camera.K[0, 0, 0])
+        return math.degrees(2 * math.atan(camera.width / (2 * fx)))
