@@ -14,6 +14,8 @@ __all__ = [
     "ConfigError",
     "MemoryFormatError",
     "FileFormatError",
+    "SessionError",
+    "SessionFormatError",
 ]
 
 
@@ -43,6 +45,16 @@ class MemoryFormatError(MirageError):
 
 class FileFormatError(MirageError):
     """An input file (trajectory, image, geometry archive) is unreadable or malformed."""
+
+
+class SessionError(MirageError):
+    """A generation session was asked for something its state does not allow (e.g. an undo
+    with nothing to undo)."""
+
+
+class SessionFormatError(FileFormatError):
+    """A saved session file is missing, truncated, foreign, tampered with, of an unsupported
+    format version, or was saved with another kind of backbone."""
 
 
 def expect_shape(name: str, tensor, shape: tuple) -> None:

@@ -3,6 +3,9 @@
 The first chunk has up to ``max_frames`` pixel frames; each later chunk overlaps the previous one
 by one frame (its first frame is the previous chunk's last) and adds up to ``max_frames − 1``
 new frames. Every count is of the form τ·k+1, so chunk boundaries fall on latent frames.
+
+An interactive session (or a trajectory file that records one) may cut a video differently: any
+chunk sizes of τ·k new frames, 1 ≤ τ·k ≤ ``max_frames − 1`` (:func:`plan_from_sizes`).
 """
 
 from __future__ import annotations
@@ -11,7 +14,8 @@ from dataclasses import asdict, dataclass
 
 from mirage.errors import ConfigError
 
-__all__ = ["Chunk", "chunk_plan", "valid_frame_counts", "check_frame_count"]
+__all__ = ["Chunk", "chunk_plan", "valid_frame_counts", "check_frame_count", "check_chunk_size",
+           "plan_from_sizes"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,30 @@ def chunk_plan(frames: int, temporal_stride: int, max_frames: int) -> list[Chunk
     chunks, start = [], 0
     while start < frames - 1:
         end = min(start + step, frames - 1)
+        chunks.append(Chunk(len(chunks), start, end, start // temporal_stride, end // temporal_stride))
+        start = end
+    return chunks
+
+
+def check_chunk_size(new_frames: int, temporal_stride: int, max_frames: int, name: str = "cameras") -> None:
+    """Raise :class:`ConfigError` unless a chunk may add ``new_frames`` frames: τ·k with k ≥ 1
+    and at most ``max_frames − 1`` (the chunk's first frame is the previous chunk's last)."""
+    counts = list(range(temporal_stride, max_frames, temporal_stride))
+    if isinstance(new_frames, bool) or not isinstance(new_frames, int) or new_frames not in counts:
+        raise ConfigError(
+            f"`{name}` must hold a number of new frames in {counts} (τ·k ≤ max_frames − 1 = "
+            f"{max_frames - 1}) but holds {new_frames!r}"
+        )
+
+
+def plan_from_sizes(sizes, temporal_stride: int, max_frames: int) -> list[Chunk]:
+    """The chunks that add ``sizes[i]`` new frames each (see :func:`check_chunk_size`), in order,
+    each overlapping the previous one by one frame. Covers 1 + sum(sizes) frames."""
+    check_frame_count(max_frames, temporal_stride, "max_frames")
+    chunks, start = [], 0
+    for i, n in enumerate(sizes):
+        check_chunk_size(n, temporal_stride, max_frames, f"chunks[{i}].frames")
+        end = start + n
         chunks.append(Chunk(len(chunks), start, end, start // temporal_stride, end // temporal_stride))
         start = end
     return chunks

@@ -1,0 +1,190 @@
+"""`Session`: step, undo, re-seed, and `generate` as a session plus a loop."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mirage.errors import ConfigError, SessionError, ShapeError
+from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, Session, TinyDepthEstimator, generate
+
+
+@pytest.fixture(scope="module")
+def world():
+    from mirage.world import generate_scene, make_trajectory, render
+
+    scene = generate_scene("room", 3)
+    cams = make_trajectory("pan-return", scene, 25, 32, 32, angle_deg=150.0)
+    gt = render(scene, cams, torch.arange(25) / 16)
+    return scene, cams, gt
+
+
+def start(backbone, world, mode="latent", seed=0, history=8, **kw) -> Session:
+    _, cams, gt = world
+    return Session(backbone, gt.rgb[0], cams[0], PipelineConfig(memory_mode=mode, seed=seed, steps=2, **kw),
+                   depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
+                   first_depth=torch.where(gt.sky[0], torch.inf, gt.depth[0]), first_exclude=gt.sky[0],
+                   history=history)
+
+
+def batch(backbone, world, mode="latent", seed=0, chunks=None, **kw):
+    _, cams, gt = world
+    return generate(backbone, gt.rgb[0], cams, PipelineConfig(memory_mode=mode, seed=seed, steps=2, **kw),
+                    depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
+                    first_depth=torch.where(gt.sky[0], torch.inf, gt.depth[0]), first_exclude=gt.sky[0],
+                    chunks=chunks)
+
+
+def same(a, b):
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def walk(session, cams, sizes, seeds=None):
+    results, at = [], session.num_frames
+    for i, n in enumerate(sizes):
+        results.append(session.step(cams[at:at + n], seed=None if seeds is None else seeds[i]))
+        at += n
+    return results
+
+
+@pytest.mark.parametrize("mode", ["latent", "rgb", "none"])
+def test_steps_along_the_plan_equal_generate(backbone, world, mode):
+    _, cams, _ = world
+    session = start(backbone, world, mode, decode_reads=True)
+    assert session.num_frames == 1 and session.video.shape == (1, 3, 32, 32) and session.chunks == []
+    results = walk(session, cams, [16, 8])
+    out, ref = session.output(), batch(backbone, world, mode, decode_reads=True)
+    same(out.video, ref.video)
+    same(out.latents, ref.latents)
+    same(out.memory_reads, ref.memory_reads)
+    same(out.read_latents, ref.read_latents)
+    same(out.read_mask, ref.read_mask)
+    assert out.references == ref.references and out.plan == ref.plan
+    assert [{k: v for k, v in s.items()} for s in out.memory_stats] == ref.memory_stats
+    # the step results are the new frames, their decoded reads and the chunk's read coverage
+    same(torch.cat([ref.video[:1]] + [r.frames for r in results]), ref.video)
+    same(torch.cat([ref.memory_reads[:1]] + [r.read_frames for r in results]), ref.memory_reads)
+    assert [r.read_mask.shape for r in results] == [(4, 4, 4), (2, 4, 4)]
+    assert [r.chunk_index for r in results] == [0, 1] and [r.seed for r in results] == [0, None]
+    assert session.chunks == [{"frames": 16, "seed": 0}, {"frames": 8, "seed": None}]
+    assert session.num_frames == 25 and len(session.cameras) == 25
+    same(session.cameras.cam2world, cams.cam2world)
+    assert results[1].memory_stats == ref.memory_stats[1] and results[1].timing.total > 0
+    assert session.mode.name == mode and (session.memory is None) == (mode == "none")
+
+
+def test_irregular_chunks_with_a_reseed_replay_in_batch(backbone, world):
+    """A walk of chunk sizes 4, 12, 8 with a re-seed regenerates with `generate` frame for frame."""
+    _, cams, _ = world
+    session = start(backbone, world)
+    walk(session, cams, [4, 12, 8], seeds=[None, 7, None])
+    assert session.chunks == [{"frames": 4, "seed": 0}, {"frames": 12, "seed": 7}, {"frames": 8, "seed": None}]
+    replay = batch(backbone, world, chunks=session.chunks, seed=123)  # the chunks carry the seeds
+    same(replay.video, session.video)
+    same(replay.latents, session.latents)
+    assert [(c.start_frame, c.end_frame) for c in replay.plan] == [(0, 4), (4, 16), (16, 24)]
+    assert not torch.equal(replay.video, batch(backbone, world).video)  # not the default plan
+
+
+def test_undo_restores_everything_exactly(backbone, world):
+    _, cams, _ = world
+    session = start(backbone, world, references=2)
+    first = session.step(cams[1:9])
+    before = (session.video, session.latents, session.memory.num_points, session.output().memory_stats)
+    second = session.step(cams[9:17])
+    session.step(cams[17:25], seed=3)
+    session.undo()
+    session.undo()
+    assert session.num_frames == 9 and session.chunks == [{"frames": 8, "seed": 0}]
+    same(session.video, before[0])
+    same(session.latents, before[1])
+    assert session.memory.num_points == before[2] and session.output().memory_stats == before[3]
+    again = session.step(cams[9:17])  # the generator state was restored too
+    same(again.frames, second.frames)
+    assert again.references == second.references and again.memory_stats == second.memory_stats
+    session.undo()
+    session.undo()
+    same(session.video, start(backbone, world).video)
+    assert session.step(cams[1:9]).memory_stats == first.memory_stats
+    session.undo()
+    with pytest.raises(SessionError, match="nothing to undo"):
+        session.undo()
+
+
+def test_reroll_and_history_bound(backbone, world):
+    _, cams, _ = world
+    session = start(backbone, world, history=1)
+    session.step(cams[1:5])
+    a = session.step(cams[5:9], seed=11)
+    session.undo()
+    b = session.step(cams[5:9], seed=12)
+    session.undo()
+    c = session.step(cams[5:9], seed=11)
+    same(a.frames, c.frames)
+    assert not torch.equal(a.frames, b.frames)
+    session.undo()
+    with pytest.raises(SessionError, match="last 1 steps"):
+        session.undo()
+    quiet = start(backbone, world, history=0)
+    quiet.step(cams[1:5])
+    with pytest.raises(SessionError, match="history=0"):
+        quiet.undo()
+
+
+def test_progress_callback(backbone, world):
+    _, cams, _ = world
+    calls = []
+    start(backbone, world).step(cams[1:5], callback=lambda i, n: calls.append((i, n)))
+    assert calls == [(1, 2), (2, 2)]
+
+
+def test_bad_steps_leave_the_session_as_it_was(backbone, world):
+    _, cams, _ = world
+    session = start(backbone, world)
+    session.step(cams[1:5])
+    video = session.video
+    with pytest.raises(ConfigError, match=r"\[4, 8, 12, 16\]"):
+        session.step(cams[5:11])
+    with pytest.raises(ConfigError, match=r"\[4, 8, 12, 16\]"):
+        session.step(cams[0:20])
+    with pytest.raises(ShapeError, match="32x32"):
+        session.step(cams[5:9].scaled(64, 64))
+    with pytest.raises(ConfigError, match="seed"):
+        session.step(cams[5:9], seed=-1)
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("depth failed")
+
+    session.depth_estimator = boom
+    with pytest.raises(RuntimeError, match="depth failed"):
+        session.step(cams[5:9])
+    session.depth_estimator = TinyDepthEstimator(backbone)
+    same(session.video, video)
+    assert session.num_frames == 5 and len(session.chunks) == 1
+    reference = start(backbone, world)
+    reference.step(cams[1:5])
+    same(session.step(cams[5:9]).frames, reference.step(cams[5:9]).frames)
+
+
+def test_bad_starts(backbone, world):
+    _, cams, gt = world
+    kw = dict(depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker())
+    with pytest.raises(ShapeError, match="length 1"):
+        Session(backbone, gt.rgb[0], cams[0:2], PipelineConfig(), **kw)
+    with pytest.raises(ShapeError, match=r"\(3, H, W\)"):
+        Session(backbone, gt.rgb[:1], cams[0], PipelineConfig(), **kw)
+    with pytest.raises(ShapeError, match="first_depth"):
+        Session(backbone, gt.rgb[0], cams[0], PipelineConfig(), first_depth=torch.ones(3, 3), **kw)
+    with pytest.raises(ConfigError, match="history"):
+        Session(backbone, gt.rgb[0], cams[0], PipelineConfig(), history=-1, **kw)
+
+
+def test_generate_checks_chunks(backbone, world):
+    for chunks, match in (([{"frames": 8, "seed": None}], "add up to 24"),
+                          ([{"frames": 6}, {"frames": 18}], r"chunks\[0\].frames"),
+                          ([{"frames": 24}], r"chunks\[0\].frames"),
+                          ([{"frames": 8, "seed": "x"}, {"frames": 16}], r"chunks\[0\].seed"),
+                          ([{"frames": 8, "colour": 1}, {"frames": 16}], r"chunks\[0\]"),
+                          ([], "non-empty")):
+        with pytest.raises(ConfigError, match=match):
+            batch(backbone, world, chunks=chunks)
