@@ -188,3 +188,117 @@ def test_generate_checks_chunks(backbone, world):
                           ([], "non-empty")):
         with pytest.raises(ConfigError, match=match):
             batch(backbone, world, chunks=chunks)
+
+
+# -- save / load ------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["latent", "rgb", "none"])
+def test_a_loaded_session_continues_exactly(backbone, world, mode, tmp_path):
+    _, cams, _ = world
+    session = start(backbone, world, mode, decode_reads=True)
+    walk(session, cams, [4, 8], seeds=[None, 5])
+    session.save(tmp_path / "s.session")
+    loaded = Session.load(tmp_path / "s.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.num_frames == 13 and loaded.chunks == session.chunks and loaded.config == session.config
+    same(loaded.latents, session.latents)
+    same(loaded.cameras.cam2world, session.cameras.cam2world)
+    assert (loaded.video - session.video).abs().max() <= 1 / 127.5  # 8-bit frames
+    assert loaded.video.shape == session.video.shape and loaded.output().memory_reads.shape == (13, 3, 32, 32)
+    a, b = session.step(cams[13:25]), loaded.step(cams[13:25])
+    same(a.frames, b.frames)
+    same(a.read_frames, b.read_frames)
+    assert a.references == b.references and a.memory_stats == b.memory_stats
+    same(session.latents, loaded.latents)
+    with pytest.raises(SessionError):  # the undo history is not saved ...
+        Session.load(tmp_path / "s.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                     masker=LatentDisagreementMasker()).undo()
+    loaded.undo()  # ... but steps after loading can be undone
+    assert loaded.num_frames == 13
+
+
+def test_a_fresh_session_round_trips(backbone, world, tmp_path):
+    _, cams, _ = world
+    session = start(backbone, world)
+    session.save(tmp_path / "s.session")
+    loaded = Session.load(tmp_path / "s.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.num_frames == 1 and loaded.chunks == []
+    same(session.step(cams[1:9]).frames, loaded.step(cams[1:9]).frames)
+
+
+def test_bad_session_files(backbone, world, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from mirage.errors import SessionFormatError
+
+    _, cams, _ = world
+    session = start(backbone, world)
+    session.step(cams[1:9])
+    good = tmp_path / "good.session"
+    session.save(good)
+    kw = dict(depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker())
+
+    def load(path, model=backbone):
+        return Session.load(path, model, **kw)
+
+    data = good.read_bytes()
+    (tmp_path / "truncated").write_bytes(data[: len(data) // 2])
+    with pytest.raises(SessionFormatError, match="truncated or corrupt"):
+        load(tmp_path / "truncated")
+    with pytest.raises(SessionFormatError, match="does not exist"):
+        load(tmp_path / "missing")
+    memory_file = tmp_path / "memory.safetensors"
+    session.memory.save(memory_file)
+    with pytest.raises(SessionFormatError, match="not a mirage session"):
+        load(memory_file)
+    # a flipped byte in a tensor: the digest no longer matches
+    tampered = bytearray(data)
+    tampered[-5] ^= 0xFF
+    (tmp_path / "tampered").write_bytes(bytes(tampered))
+    with pytest.raises(SessionFormatError, match="digest"):
+        load(tmp_path / "tampered")
+
+    # files rewritten with a valid digest but wrong contents are still refused
+    from safetensors import safe_open
+
+    from mirage.pipeline.session_file import _digest
+
+    with safe_open(str(good), framework="pt") as f:
+        metadata = f.metadata()
+    tensors = load_file(str(good))
+
+    def rewrite(name, tensors=tensors, **meta):
+        meta = {**metadata, **meta}
+        meta["digest"] = _digest(tensors, meta["session"], meta.get("memory", ""))
+        save_file(tensors, str(tmp_path / name), meta)
+        return tmp_path / name
+
+    import json
+
+    info = json.loads(metadata["session"])
+    with pytest.raises(SessionFormatError, match="version"):
+        load(rewrite("v", version="99"))
+    with pytest.raises(SessionFormatError, match="latents"):
+        load(rewrite("lat", tensors={**tensors, "latents": tensors["latents"][:2]}))
+    with pytest.raises(SessionFormatError, match="NaN"):
+        load(rewrite("nan", tensors={**tensors, "latents": tensors["latents"] * float("nan")}))
+    with pytest.raises(SessionFormatError, match="chunks"):
+        load(rewrite("chunks", session=json.dumps({**info, "chunks": [{"frames": 5, "seed": 0}]})))
+    with pytest.raises(SessionFormatError, match="memory_mode"):
+        load(rewrite("cfg", session=json.dumps({**info, "config": {**info["config"], "memory_mode": "x"}})))
+    with pytest.raises(SessionFormatError, match="not JSON"):
+        load(rewrite("json", session="{"))
+    with pytest.raises(SessionFormatError, match="cam2world|rigid"):
+        load(rewrite("cam", tensors={**tensors, "cam2world": tensors["cam2world"] * 2}))
+    no_points = {k: v for k, v in tensors.items() if k != "memory.points"}
+    with pytest.raises(SessionFormatError, match="points"):
+        load(rewrite("mem", tensors=no_points))
+    # another kind of backbone
+    from tests.backbones.conftest import SMALL
+    from dataclasses import replace
+
+    from mirage.backbones.tiny import TinyBackbone
+
+    other = TinyBackbone(replace(SMALL, latent_channels=8)).eval()
+    with pytest.raises(SessionFormatError, match="backbone"):
+        load(good, other)

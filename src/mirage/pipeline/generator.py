@@ -18,34 +18,10 @@ from mirage.errors import ConfigError, ShapeError
 from mirage.geometry import Camera
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
-from mirage.pipeline.plan import chunk_plan, check_frame_count
+from mirage.pipeline.plan import check_chunks, check_frame_count, chunk_plan
 from mirage.pipeline.session import Session
 
-__all__ = ["PipelineConfig", "ChunkTiming", "PipelineOutput", "generate", "check_chunks"]
-
-
-def check_chunks(chunks, frames: int, temporal_stride: int, max_frames: int) -> list[dict]:
-    """``chunks`` as a list of {"frames": n, "seed": int | None} that cuts ``frames`` frames:
-    every n a valid chunk size (:func:`~mirage.pipeline.plan.check_chunk_size`) and their sum
-    ``frames − 1``. Raises :class:`ConfigError` naming the entry that is wrong."""
-    from mirage.pipeline.plan import check_chunk_size
-
-    if isinstance(chunks, (str, bytes)) or not isinstance(chunks, Sequence) or not chunks:
-        raise ConfigError(f"`chunks` must be a non-empty list of {{'frames', 'seed'}} but is {chunks!r}")
-    out = []
-    for i, c in enumerate(chunks):
-        if not isinstance(c, dict) or "frames" not in c or set(c) - {"frames", "seed"}:
-            raise ConfigError(f"`chunks[{i}]` must be {{'frames': n, 'seed': int | None}} but is {c!r}")
-        check_chunk_size(c["frames"], temporal_stride, max_frames, f"chunks[{i}].frames")
-        seed = c.get("seed")
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
-            raise ConfigError(f"`chunks[{i}].seed` must be None or an int in [0, 2**64 − 1] but is {seed!r}")
-        out.append({"frames": c["frames"], "seed": seed})
-    total = sum(c["frames"] for c in out)
-    if total != frames - 1:
-        raise ConfigError(f"`chunks` must add up to {frames - 1} new frames (the cameras' {frames} "
-                          f"frames less the first) but add up to {total}")
-    return out
+__all__ = ["PipelineConfig", "ChunkTiming", "PipelineOutput", "generate"]
 
 
 def generate(
