@@ -38,7 +38,7 @@ class FakeSession:
     """The Session API on a toy: see the module docstring."""
 
     def __init__(self, backbone, first_frame, first_camera, config, *, depth_estimator=None, masker=None,
-                 first_depth=None, first_exclude=None, text=None) -> None:
+                 first_depth=None, first_exclude=None, text=None, history: int = 8) -> None:
         self.backbone, self.config = backbone, config
         self.video = first_frame[None].float().clone()
         self.cameras = first_camera
@@ -47,6 +47,10 @@ class FakeSession:
         self.generator = torch.Generator().manual_seed(config.seed)
         self._history: list[tuple] = []
         self._write(first_camera)
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._history)
 
     @property
     def num_frames(self) -> int:
@@ -111,7 +115,7 @@ class FakeSession:
             json.dump({"format": "fake-session", "sha256": digest, "body": text}, f)
 
     @classmethod
-    def load(cls, path, backbone, *, depth_estimator=None, masker=None) -> "FakeSession":
+    def load(cls, path, backbone, *, depth_estimator=None, masker=None, history: int = 8) -> "FakeSession":
         try:
             with open(path) as f:
                 data = json.load(f)

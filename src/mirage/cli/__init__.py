@@ -17,6 +17,7 @@ COMMANDS = {
     "eval": "mirage.cli.eval",
     "data": "mirage.cli.data",
     "wan": "mirage.cli.wan",
+    "explore": "mirage.cli.explore",
 }
 
 

@@ -40,7 +40,6 @@ class Tab:
         self.session = None  # made on the worker by `open`
         self.ground_truth = False
         self.pending_steps = 0  # queued steps (the manager's count, under its lock)
-        self.undoable = 0  # steps the undo stack still holds (≤ config.undo_depth)
         self.last_active = time.monotonic()
         self.closed = False
 
@@ -127,7 +126,6 @@ class Tab:
         steps = self.maker.config.steps
         result = s.step(cameras, seed=seed, callback=self._progress if steps > 1 else None)
         wall = time.perf_counter() - t0
-        self.undoable = min(self.undoable + 1, self.config.undo_depth)
         n, h, w = result.frames.shape[0], *self.maker.size
         payload = [wire.frames_to_rgb(result.frames)]
         has_reads = result.read_frames is not None
@@ -160,23 +158,19 @@ class Tab:
         self.emit(Progress(step=i + 1, steps=n))
 
     def undo(self) -> None:
-        if self.undoable == 0:
-            raise MirageError("nothing to undo" if not self.session.chunks
-                              else f"only the last {self.config.undo_depth} steps can be undone")
-        self.session.undo()
-        self.undoable -= 1
+        self.session.undo()  # a SessionError says why it cannot
         self.send_state("undo")
 
     def reroll(self, seed: int | None) -> None:
         """The last chunk again, from the same cameras, with a new seed."""
         s = self.session
-        if self.undoable == 0:
-            raise MirageError("nothing to re-roll: take a step first")
+        if not s.chunks or not s.can_undo:
+            raise MirageError("nothing to re-roll: take a step first" if not s.chunks
+                              else "the last step can no longer be re-rolled (it is past the undo history)")
         n = int(s.chunks[-1]["frames"])
         cams = s.cameras
         last = cams[list(range(len(cams) - n, len(cams)))]
         s.undo()
-        self.undoable -= 1
         self.send_state("reroll")
         self._generate(last, secrets.randbelow(2**31) if seed is None else seed, None)
 
@@ -200,7 +194,7 @@ class Tab:
         if session.cameras.hw != self.maker.size:
             raise MirageError(f"the world is {session.cameras.hw[0]}x{session.cameras.hw[1]} but this "
                               f"server generates {self.maker.size[0]}x{self.maker.size[1]}")
-        self.session, self.undoable = session, 0
+        self.session = session
         self.send_state("load")
 
     def start_from_image(self, image: bytes, depth: bytes | None, image_name: str, depth_name: str | None) -> None:
@@ -214,7 +208,7 @@ class Tab:
                 dpath.write_bytes(depth)
             start = image_view(ipath, self.maker.size, dpath, name=image_name)
             session = self.maker.new(start)
-        self.start, self.session, self.undoable, self.ground_truth = start, session, 0, False
+        self.start, self.session, self.ground_truth = start, session, False
         self.send_state("start")
 
     def ply(self) -> bytes:

@@ -90,15 +90,17 @@ def _depth_shape(path) -> tuple[int, ...] | None:
 
 class WorldMaker:
     """Makes sessions for one server: ``session_class(backbone, first_frame, first_camera,
-    config, depth_estimator=…, masker=…, first_depth=…, first_exclude=…)``."""
+    config, depth_estimator=…, masker=…, first_depth=…, first_exclude=…, **session_options)``
+    and ``session_class.load(path, backbone, depth_estimator=…, masker=…, **session_options)``."""
 
     def __init__(self, backbone, config, start: Start, *, depth_estimator, masker, session_class=None,
-                 backbone_name: str = "tiny", text: str | None = None) -> None:
+                 session_options: dict | None = None, backbone_name: str = "tiny", text: str | None = None) -> None:
         if session_class is None:
             from mirage.pipeline.session import Session as session_class  # noqa: N813
         self.backbone, self.config, self.start = backbone, config, start
         self.depth_estimator, self.masker = depth_estimator, masker
-        self.session_class, self.backbone_name, self.text = session_class, backbone_name, text
+        self.session_class, self.session_options = session_class, dict(session_options or {})
+        self.backbone_name, self.text = backbone_name, text
 
     @property
     def size(self) -> tuple[int, int]:
@@ -108,11 +110,12 @@ class WorldMaker:
         start = start or self.start
         return self.session_class(self.backbone, start.image, start.camera, self.config,
                                   depth_estimator=self.depth_estimator, masker=self.masker,
-                                  first_depth=start.depth, first_exclude=start.exclude, text=self.text)
+                                  first_depth=start.depth, first_exclude=start.exclude, text=self.text,
+                                  **self.session_options)
 
     def load(self, path):
         return self.session_class.load(path, self.backbone, depth_estimator=self.depth_estimator,
-                                       masker=self.masker)
+                                       masker=self.masker, **self.session_options)
 
     def ground_truth(self, start: Start, cameras: Camera, frame_ids: list[int]) -> Tensor | None:
         """(n, 3, H, W) in [−1, 1]: the scene rendered at ``cameras`` at the frames' times."""
@@ -126,3 +129,38 @@ class WorldMaker:
     def fov_x_deg(self, camera: Camera) -> float:
         fx = float(camera.K[0, 0, 0])
         return math.degrees(2 * math.atan(camera.width / (2 * fx)))
+
+
+def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_options: dict | None = None,
+                scene: int | None = None, family: str = "room", image=None, depth=None, fov: float = 60.0,
+                size: tuple[int, int] | None = None, memory: str = "latent", steps: int | None = None,
+                seed: int = 0, text: str | None = None, history: int = 16) -> WorldMaker:
+    """Everything a server needs, loaded and checked: the backbone, the pipeline config (decoded
+    reads on, for the page's memory panel), the tiny depth estimator and the built-in masker
+    (DESIGN §5: updates estimate depth from the generated frames), and the first view."""
+    from mirage.backbones import load_backbone
+    from mirage.errors import ConfigError
+    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator
+    from mirage.pipeline.session import Session
+    from mirage.world import FAMILIES
+
+    if image is not None and scene is not None:
+        raise ConfigError("give either `--image` or `--scene`, not both")
+    if image is None and depth is not None:
+        raise ConfigError("`--depth` describes `--image`, which is missing")
+    if family not in FAMILIES:
+        raise ConfigError(f"`--family` must be one of {FAMILIES} but is {family!r}")
+    if scene is not None and scene < 0:
+        raise ConfigError(f"`--scene` must be a seed ≥ 0 but is {scene}")
+    model = load_backbone(backbone, weights, device=device, **(backbone_options or {}))
+    size = size or (model.config.height, model.config.width)
+    stride = getattr(model, "size_multiple", model.spatial_stride)
+    if size[0] % stride or size[1] % stride:
+        raise ConfigError(f"`--size` must be divisible by {stride} but is {size[0]}x{size[1]}")
+    steps = steps if steps is not None else getattr(getattr(model, "config", None), "steps", 6)
+    config = PipelineConfig(memory_mode=memory, steps=steps, seed=seed, decode_reads=True)
+    start = (image_view(image, size, depth, fov) if image is not None
+             else scene_view(family, 0 if scene is None else scene, size))
+    return WorldMaker(model, config, start, depth_estimator=TinyDepthEstimator(model),
+                      masker=LatentDisagreementMasker(), session_class=Session,
+                      session_options={"history": history}, backbone_name=backbone, text=text)

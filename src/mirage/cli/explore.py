@@ -1,0 +1,90 @@
+"""`mirage explore`: walk through a persistent generated world in the browser."""
+
+from __future__ import annotations
+
+from mirage.errors import ConfigError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("explore", help="walk through a generated world in the browser (local web app)")
+    src = p.add_argument_group("start (default: --scene 0 --family room)")
+    src.add_argument("--scene", type=int, default=None, metavar="SEED", help="procedural world scene seed")
+    src.add_argument("--family", default="room", help="room | courtyard (with --scene)")
+    src.add_argument("--image", metavar="PATH", help="first frame (any image Pillow reads)")
+    src.add_argument("--depth", metavar="PATH", help="depth of --image (.npy/.npz metres, 16-bit .png mm, .tif metres)")
+    src.add_argument("--fov", type=float, default=60.0, help="horizontal FOV of --image in degrees (default 60)")
+    p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
+    p.add_argument("--weights", metavar="PATH", help="tiny: weights file (default: shipped); wan22: a diffusers-format directory")
+    p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available for wan22)")
+    p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
+    p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
+    p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed of every new world (default 0)")
+    p.add_argument("--step-frames", type=int, default=4, metavar="N",
+                   help="new frames per key step, τ·k (default 4: one latent frame of the tiny model)")
+    p.add_argument("--undo-steps", type=int, default=16, help="steps a tab can undo (default 16)")
+    wan = p.add_argument_group("wan22 backbone")
+    wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors")
+    wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
+    wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
+    wan.add_argument("--negative-prompt", metavar="TEXT")
+    wan.add_argument("--guidance", type=float)
+    wan.add_argument("--sampler")
+    wan.add_argument("--shift", type=float)
+    wan.add_argument("--dtype")
+    wan.add_argument("--offload")
+    wan.add_argument("--vae-tiling", action="store_true")
+    srv = p.add_argument_group("server")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    srv.add_argument("--max-sessions", type=int, default=8, help="tabs served at once (default 8)")
+    srv.add_argument("--idle-minutes", type=float, default=15.0, help="close a tab's session after this idle time")
+    srv.add_argument("--max-frames", type=int, default=2049, help="frames one world may hold (default 2049)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    try:
+        import uvicorn
+
+        from mirage.explore.app import create_app
+    except ImportError as err:
+        raise ConfigError(f"`mirage explore` needs FastAPI and uvicorn: pip install 'mirage-world[explore]' "
+                          f"({err})") from None
+    from mirage.cli.generate import backbone_options
+    from mirage.cli.options import parse_size
+    from mirage.explore.config import ExploreConfig
+    from mirage.explore.worlds import build_world
+    from mirage.pipeline.plan import check_chunk_size
+
+    config = ExploreConfig(step_frames=args.step_frames, max_sessions=args.max_sessions,
+                           idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames)
+    maker = build_world(backbone=args.backbone, weights=args.weights, device=args.device,
+                        backbone_options=backbone_options(args), scene=args.scene, family=args.family,
+                        image=args.image, depth=args.depth, fov=args.fov,
+                        size=parse_size(args.size) if args.size else None, memory=args.memory,
+                        steps=args.steps, seed=args.seed, text=args.prompt, history=args.undo_steps)
+    check_chunk_size(args.step_frames, maker.backbone.temporal_stride, maker.backbone.max_frames, "--step-frames")
+    app = create_app(maker, config)
+    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
+                                           ws_max_size=2**20))
+    _announce(server, args.host)
+    server.run()
+    return 0
+
+
+def _announce(server, host: str) -> None:
+    """Print the URL once the server listens (the port may have been picked by the system)."""
+    import threading
+    import time
+
+    def wait() -> None:
+        while not server.started:
+            time.sleep(0.05)
+            if server.should_exit:
+                return
+        port = server.servers[0].sockets[0].getsockname()[1]
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        print(f"mirage explore: open http://{shown}:{port}/ in a browser (Ctrl+C stops the server)", flush=True)
+
+    threading.Thread(target=wait, daemon=True).start()
