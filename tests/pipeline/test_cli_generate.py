@@ -118,3 +118,23 @@ def test_interrupted_run_leaves_marker(tmp_path, weights, monkeypatch):
     with pytest.raises(RuntimeError):
         cli(weights, out, "--frames", "9")
     assert (out / "INCOMPLETE").exists() and not (out / "run.json").exists()
+
+
+def test_trajectory_chunks_are_replayed(tmp_path, weights, capsys):
+    """A trajectory JSON with chunks (an exported session walk) sets the chunk plan and seeds;
+    chunks the backbone cannot generate fail before anything is written."""
+    from mirage.world import generate_scene, make_trajectory
+    from mirage.world.io import save_trajectory_json
+
+    cams = make_trajectory("pan-return", generate_scene("room", 2), 25, 32, 32)
+    chunks = [{"frames": 4, "seed": 0}, {"frames": 12, "seed": 9}, {"frames": 8, "seed": None}]
+    save_trajectory_json(tmp_path / "walk.json", cams, chunks=chunks)
+    out = tmp_path / "walk"
+    assert cli(weights, out, "--scene", "2", "--trajectory", str(tmp_path / "walk.json")) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert [(c["start_frame"], c["end_frame"]) for c in run["plan"]] == [(0, 4), (4, 16), (16, 24)]
+    assert run["config"]["chunks"] == chunks
+    save_trajectory_json(tmp_path / "bad.json", cams, chunks=[{"frames": 2, "seed": 0}, {"frames": 22, "seed": 0}])
+    assert cli(weights, tmp_path / "bad", "--scene", "2", "--trajectory", str(tmp_path / "bad.json")) != 0
+    assert "`chunks[0].frames` must hold a number of new frames in [4, 8, 12, 16]" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -302,3 +302,24 @@ def test_bad_session_files(backbone, world, tmp_path):
     other = TinyBackbone(replace(SMALL, latent_channels=8)).eval()
     with pytest.raises(SessionFormatError, match="backbone"):
         load(good, other)
+
+
+def test_an_exported_walk_replays_through_the_trajectory_file(backbone, world, tmp_path):
+    """Irregular chunks and a re-seed, exported as a trajectory JSON, regenerate identically."""
+    from mirage.world.io import load_trajectory, load_trajectory_chunks, save_trajectory_json
+
+    _, cams, gt = world
+    session = start(backbone, world)
+    walk(session, cams, [8, 4, 12], seeds=[None, None, 99])
+    session.undo()  # a re-roll of the last chunk
+    walk(session, cams, [12], seeds=[42])
+    save_trajectory_json(tmp_path / "walk.json", session.cameras, fps=16, chunks=session.chunks)
+    cameras = load_trajectory(tmp_path / "walk.json", height=32, width=32)
+    chunks = load_trajectory_chunks(tmp_path / "walk.json")
+    assert chunks == [{"frames": 8, "seed": 0}, {"frames": 4, "seed": None}, {"frames": 12, "seed": 42}]
+    replay = generate(backbone, gt.rgb[0], cameras, PipelineConfig(steps=2, seed=5),
+                      depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
+                      first_depth=torch.where(gt.sky[0], torch.inf, gt.depth[0]), first_exclude=gt.sky[0],
+                      chunks=chunks)
+    same(replay.video, session.video)
+    same(replay.latents, session.latents)

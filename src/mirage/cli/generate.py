@@ -9,6 +9,10 @@ a pan-return path. Writes into ``--out``:
 - ``run.json``: config, timings, the chunk plan, the references chosen, memory stats and, with
   ground truth, PSNR. It is written last.
 
+A mirage trajectory JSON that records ``chunks`` (a path exported from an interactive session)
+is generated with those chunk boundaries and per-chunk seeds, so it replays the session's video
+frame for frame.
+
 Every input is validated before anything is written. While a run is in progress the folder
 holds an ``INCOMPLETE`` marker and no ``run.json``; a folder with the marker is unfinished.
 """
@@ -170,6 +174,31 @@ def prepare(args):
     return backbone, start, config, source
 
 
+def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
+    """The chunk boundaries and seeds a mirage trajectory JSON records (an exported session
+    walk), checked against the backbone's chunk sizes; None for any other trajectory."""
+    from mirage.pipeline.plan import check_chunks
+
+    path = Path(spec)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None  # not ours: the trajectory loader has already said what is wrong with it
+    if not (isinstance(data, dict) and data.get("format") == "mirage-trajectory"):
+        return None
+    from mirage.world.io import load_trajectory_chunks
+
+    chunks = load_trajectory_chunks(path)
+    if chunks is None:
+        return None
+    try:
+        return check_chunks(chunks, frames, backbone.temporal_stride, backbone.max_frames)
+    except ConfigError as err:
+        raise ConfigError(f"`--trajectory` {spec!r}: {err}") from None
+
+
 def run(args) -> int:
     import numpy as np
     import torch
@@ -179,6 +208,7 @@ def run(args) -> int:
     from mirage.video import write_mp4
 
     backbone, start, config, source = prepare(args)  # nothing is written before this succeeds
+    chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
     depth_estimator = (OracleDepthEstimator(start.scene, start.fps) if args.depth_estimator == "oracle"
                        else TinyDepthEstimator(backbone))
     masker = OracleMasker(start.scene, start.fps) if args.masker == "oracle" else LatentDisagreementMasker()
@@ -190,7 +220,8 @@ def run(args) -> int:
         (out / name).unlink(missing_ok=True)
 
     result = generate(backbone, start.image, start.cameras, config, depth_estimator=depth_estimator,
-                      masker=masker, first_depth=start.depth, first_exclude=start.exclude, text=args.prompt)
+                      masker=masker, first_depth=start.depth, first_exclude=start.exclude, text=args.prompt,
+                      chunks=chunks)
 
     def to_uint8(video):  # (F, 3, H, W) in [-1, 1] → (F, H, W, 3)
         return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
@@ -221,7 +252,7 @@ def run(args) -> int:
             "weights": str(args.weights) if args.weights else "shipped",
             "first_frame_depth": "given" if start.depth is not None else "tiny estimator",
             "update_depth": result.depth_source + (" (ABLATION: true geometry)" if result.depth_source == "oracle" else ""),
-            "masker": result.masker, "fps": args.fps, **result.config,
+            "masker": result.masker, "fps": args.fps, **result.config, "chunks": chunks,
             "prompt": args.prompt,
             **({"backbone_info": backbone.run_info()} if hasattr(backbone, "run_info") else {}),
         },

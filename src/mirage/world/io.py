@@ -5,7 +5,11 @@ Formats:
 - **Scene JSON** (``scene.json``): :func:`~mirage.world.scene.scene_to_json`.
 - **Trajectory JSON** (ours): ``{"format": "mirage-trajectory", "version": 1, "height": H,
   "width": W, "fps": f | null, "frames": [{"K": 3x3, "cam2world": 4x4}, ...]}`` in OpenCV axes
-  and DESIGN §2 pixel convention.
+  and DESIGN §2 pixel convention. Version 2 adds ``"chunks": [{"frames": n, "seed": s | null},
+  ...]``: how a session cut the walk (n new frames per chunk, summing to F − 1) and the seed each
+  chunk re-seeded its sampling with, so that ``mirage generate`` replays it frame for frame. A
+  file without chunks is written as version 1, so older readers still read it; a reader of
+  version 1 would ignore chunks, hence the new version when they are present.
 - **NeRF ``transforms.json``**: OpenGL camera axes (x right, y up, z backward), converted with
   ``cam2world_cv = cam2world_gl · diag(1, −1, −1, 1)``. Intrinsics come from ``fl_x``/``fl_y``/
   ``cx``/``cy`` (top level or per frame) or else ``camera_angle_x``; the file's principal point
@@ -29,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage.errors import FileFormatError, MirageError
+from mirage.errors import ConfigError, FileFormatError, MirageError
 from mirage.files import atomic_path
 from mirage.geometry import Camera
 from mirage.world.scene import Scene, scene_from_json, scene_to_json
@@ -41,6 +45,7 @@ __all__ = [
     "load_scene",
     "save_trajectory_json",
     "load_trajectory_json",
+    "load_trajectory_chunks",
     "save_transforms_json",
     "load_transforms_json",
     "save_geometry_npz",
@@ -48,7 +53,8 @@ __all__ = [
     "load_trajectory",
 ]
 
-TRAJECTORY_FORMAT_VERSION = 1
+TRAJECTORY_FORMAT_VERSION = 2  # 2 added "chunks"; files without chunks are still written as 1
+TRAJECTORY_VERSIONS = (1, 2)
 _GL_TO_CV = torch.diag(torch.tensor([1.0, -1.0, -1.0, 1.0], dtype=torch.float64))
 
 
@@ -98,11 +104,13 @@ def load_scene(path) -> Scene:
 
 
 # -- our trajectory JSON ---------------------------------------------------------------------
-def save_trajectory_json(path, cameras: Camera, fps: float | None = None) -> None:
-    """Write cameras (OpenCV, DESIGN §2 pixels) as our trajectory JSON."""
+def save_trajectory_json(path, cameras: Camera, fps: float | None = None,
+                         chunks: list[dict] | None = None) -> None:
+    """Write cameras (OpenCV, DESIGN §2 pixels) as our trajectory JSON, with the session's
+    ``chunks`` ([{"frames": n, "seed": int | None}], summing to F − 1) when given."""
     data = {
         "format": "mirage-trajectory",
-        "version": TRAJECTORY_FORMAT_VERSION,
+        "version": 1 if chunks is None else TRAJECTORY_FORMAT_VERSION,
         "height": cameras.height,
         "width": cameras.width,
         "fps": fps,
@@ -111,25 +119,68 @@ def save_trajectory_json(path, cameras: Camera, fps: float | None = None) -> Non
             for K, c2w in zip(cameras.K.double(), cameras.cam2world.double())
         ],
     }
+    if chunks is not None:
+        data["chunks"] = _chunks(chunks, len(cameras), "save_trajectory_json", ConfigError)
     _write_text(path, json.dumps(data, indent=1))
 
 
+def _chunks(value, frames: int, where: str, error) -> list[dict]:
+    """``value`` checked as a chunks list for ``frames`` cameras: [{"frames": int ≥ 1, "seed":
+    int ≥ 0 | None}] whose frames sum to ``frames − 1``. (Which sizes a backbone accepts is the
+    pipeline's check.)"""
+    def bad(message):
+        raise error(f"{where}: {message}")
+
+    if not isinstance(value, list) or not value:
+        bad("`chunks` must be a non-empty list of {\"frames\": n, \"seed\": s | null}")
+    out = []
+    for i, c in enumerate(value):
+        if not isinstance(c, dict) or set(c) != {"frames", "seed"}:
+            bad(f"`chunks[{i}]` must be {{\"frames\": n, \"seed\": s | null}} but is {c!r}")
+        n, seed = c["frames"], c["seed"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            bad(f"`chunks[{i}].frames` must be an int ≥ 1 but is {n!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64):
+            bad(f"`chunks[{i}].seed` must be null or an int in [0, 2**64 − 1] but is {seed!r}")
+        out.append({"frames": n, "seed": seed})
+    if sum(c["frames"] for c in out) != frames - 1:
+        bad(f"`chunks` must add up to {frames - 1} new frames (the {frames} frames less the first) "
+            f"but add up to {sum(c['frames'] for c in out)}")
+    return out
+
+
 def load_trajectory_json(path) -> Camera:
+    """The cameras of our trajectory JSON (any version; see :func:`load_trajectory_chunks`)."""
+    return _read_trajectory_json(path)[0]
+
+
+def load_trajectory_chunks(path) -> list[dict] | None:
+    """The ``chunks`` of our trajectory JSON ([{"frames": n, "seed": int | None}]), or None
+    when it has none (version 1, or a version-2 file without them)."""
+    return _read_trajectory_json(path)[1]
+
+
+def _read_trajectory_json(path) -> tuple[Camera, list[dict] | None]:
     where = str(path)
     data = _read_json(path)
     if not isinstance(data, dict) or data.get("format") != "mirage-trajectory":
         raise FileFormatError(f"{where}: expected an object with \"format\": \"mirage-trajectory\"")
-    if data.get("version") != TRAJECTORY_FORMAT_VERSION:
-        raise FileFormatError(f"{where}: `version` must be {TRAJECTORY_FORMAT_VERSION} but is {data.get('version')!r}")
+    version = data.get("version")
+    if isinstance(version, bool) or version not in TRAJECTORY_VERSIONS:
+        raise FileFormatError(f"{where}: `version` must be one of {TRAJECTORY_VERSIONS} but is {version!r}")
     frames = data.get("frames")
     if not isinstance(frames, list) or not frames:
         raise FileFormatError(f"{where}: `frames` must be a non-empty list")
     try:
         Ks = torch.stack([_matrix("K", f["K"], (3, 3), where) for f in frames])
         c2w = torch.stack([_matrix("cam2world", f["cam2world"], (4, 4), where) for f in frames])
-        return _camera(Ks, c2w, data["height"], data["width"], where)
+        cameras = _camera(Ks, c2w, data["height"], data["width"], where)
     except (KeyError, TypeError) as err:
         raise FileFormatError(f"{where}: a frame or the header lacks {err}") from err
+    chunks = data.get("chunks")
+    if chunks is not None and version < 2:
+        raise FileFormatError(f"{where}: `chunks` need `version` 2 but the file is version {version}")
+    return cameras, None if chunks is None else _chunks(chunks, len(cameras), where, FileFormatError)
 
 
 # -- NeRF transforms.json ------------------------------------------------------------------
