@@ -45,7 +45,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401
 
         from mirage.explore.app import create_app
     except ImportError as err:
@@ -54,6 +54,7 @@ def run(args) -> int:
     from mirage.cli.generate import backbone_options
     from mirage.cli.options import parse_size
     from mirage.explore.config import ExploreConfig
+    from mirage.explore.server import make_server
     from mirage.explore.worlds import build_world
     from mirage.pipeline.plan import check_chunk_size
 
@@ -65,26 +66,25 @@ def run(args) -> int:
                         size=parse_size(args.size) if args.size else None, memory=args.memory,
                         steps=args.steps, seed=args.seed, text=args.prompt, history=args.undo_steps)
     check_chunk_size(args.step_frames, maker.backbone.temporal_stride, maker.backbone.max_frames, "--step-frames")
-    app = create_app(maker, config)
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
-                                           ws_max_size=2**20))
+    server = make_server(create_app(maker, config), args.host, args.port)
     _announce(server, args.host)
     server.run()
     return 0
 
 
 def _announce(server, host: str) -> None:
-    """Print the URL once the server listens (the port may have been picked by the system)."""
+    """Print the URL once the server listens (port 0 lets the system pick one)."""
     import threading
     import time
+
+    from mirage.explore.server import bound_port
 
     def wait() -> None:
         while not server.started:
             time.sleep(0.05)
             if server.should_exit:
                 return
-        port = server.servers[0].sockets[0].getsockname()[1]
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-        print(f"mirage explore: open http://{shown}:{port}/ in a browser (Ctrl+C stops the server)", flush=True)
+        print(f"mirage explore: open http://{shown}:{bound_port(server)}/ in a browser (Ctrl+C stops it)", flush=True)
 
     threading.Thread(target=wait, daemon=True).start()

@@ -7,7 +7,6 @@ page should see through ``emit`` (thread-safe; a pydantic model for text, bytes 
 
 from __future__ import annotations
 
-import json
 import secrets
 import tempfile
 import time
@@ -216,17 +215,10 @@ class Tab:
 
     def path_json(self) -> bytes:
         """The walk as a trajectory JSON with its chunk boundaries and seeds: `mirage generate
-        --trajectory` replays it to the same video."""
+        --trajectory FILE` with this server's start and options replays it to the same video."""
         from mirage.world.io import save_trajectory_json
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "path.json"
-            kwargs = {"chunks": [dict(c) for c in self.session.chunks]}
-            try:
-                save_trajectory_json(path, self.session.cameras, fps=self.start.fps, **kwargs)
-            except TypeError:  # a trajectory writer without chunk records: add them here
-                save_trajectory_json(path, self.session.cameras, fps=self.start.fps)
-                data = json.loads(path.read_text())
-                data.update(kwargs)
-                path.write_text(json.dumps(data, indent=1))
+            save_trajectory_json(path, self.session.cameras, fps=self.start.fps, chunks=self.session.chunks)
             return path.read_bytes()

@@ -63,7 +63,7 @@ export class Walker {
       this.pressedAt.set(move.id, fresh ? pressed : null);
       this.inFlight += 1;
       this.send(move);
-      fresh = false;
+      if (fresh) return; // a tap is one step; holding on asks for more as chunks arrive
     }
   }
 }

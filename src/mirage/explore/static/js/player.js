@@ -27,6 +27,7 @@ export class Player {
     for (let i = 0; i < n; i++) {
       this.queue.push({ h, w, view: view(i), read: read && read(i), truth: truth && truth(i), chunk, first: i === 0 });
     }
+    this.canvases.view.dataset.queued = String(this.queue.length);
     this.tick(performance.now());
   }
 
@@ -43,6 +44,8 @@ export class Player {
     const frame = this.queue.shift();
     this.draw(frame);
     this.shown += 1;
+    this.canvases.view.dataset.queued = String(this.queue.length);
+    this.canvases.view.dataset.shown = String(this.shown);
     if (this.onShown) this.onShown(frame, now);
   }
 
