@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints-cpu.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet $(PIP_FLAGS) -e '.[wan,eval,dev,explore]'
+	$(PY) -m pip install --quiet $(PIP_FLAGS) -e '.[wan,eval,data,dev,explore]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -6,6 +6,11 @@ and pose estimators produce), encodes it with the backbone's VAE, builds one sam
 start with the memory read and references computed as at inference, and writes tar shards and
 ``index.json`` into ``--out``. Rerunning the same command resumes; bad clips are skipped and
 their reasons logged (``--out/build.log`` and the index).
+
+``mirage data import --cameras PATH [--images DIR] (--depth-dir DIR | --depth-model DIR) --out DIR``
+turns RealEstate10K camera files, NeRF ``transforms.json`` files or COLMAP sparse models (and
+their frames) into such clip folders (:mod:`mirage.data.importers`). Under ``torchrun`` or
+``accelerate launch``, ``data build`` splits the clips' shards over the processes.
 """
 
 from __future__ import annotations
@@ -32,6 +37,56 @@ def add_parser(sub) -> None:
     b.add_argument("--vae-tiling", action="store_true", help="tiled VAE encoding (large frames, wan22)")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_build)
+
+    i = dsub.add_parser("import", help="RealEstate10K / transforms.json / COLMAP + frames → clips with geometry.npz")
+    i.add_argument("--cameras", required=True, metavar="PATH",
+                   help="a RealEstate10K .txt (or a folder of them), a transforms.json (or a folder searched for "
+                        "them) or a COLMAP sparse model folder (or a folder searched for them)")
+    i.add_argument("--images", metavar="DIR",
+                   help="frames: RealEstate10K <DIR>/<sequence>/<timestamp>.png or <DIR>/<sequence>.mp4; "
+                        "transforms/COLMAP image names relative to DIR (defaults: beside the camera file, "
+                        "<project>/images for COLMAP)")
+    i.add_argument("--out", required=True, metavar="DIR", help="clip folders + index.json (rerun to resume)")
+    i.add_argument("--format", default="auto", help="auto (default) | realestate10k | transforms | colmap")
+    depth = i.add_mutually_exclusive_group(required=True)
+    depth.add_argument("--depth-dir", metavar="DIR",
+                       help="metric depth per frame: <DIR>/<frame name>.npy (float) or .png (16-bit, millimetres)")
+    depth.add_argument("--depth-model", metavar="DIR",
+                       help="a local transformers depth model folder (Depth Anything V2, DPT, ...), aligned "
+                            "per frame to COLMAP sparse points or triangulated matches; nothing is downloaded")
+    i.add_argument("--clip-frames", type=int, default=0, help="frames per clip (default 0: a sequence is one clip)")
+    i.add_argument("--stride", type=int, default=1, help="take every STRIDE-th frame (default 1)")
+    i.add_argument("--size", default=None, metavar="HxW", help="resize frames (intrinsics rescaled); default: as stored")
+    i.add_argument("--batch-size", type=int, default=8, help="depth-model frames per batch (default 8)")
+    i.add_argument("--device", default=None, help="depth-model device (default: cuda when available)")
+    i.add_argument("--max-residual", type=float, default=0.1,
+                   help="skip a clip whose depth fit leaves a larger median relative depth error (default 0.1)")
+    i.add_argument("--min-points", type=int, default=8, help="reference points a frame needs for the fit (default 8)")
+    i.add_argument("--no-progress", action="store_true")
+    i.set_defaults(func=run_import)
+
+
+def run_import(args) -> int:
+    import sys
+
+    from mirage.cli.options import parse_size
+    from mirage.data.depth_align import AlignConfig
+    from mirage.data.importers import ImportConfig, import_clips
+
+    config = ImportConfig(format=args.format, clip_frames=args.clip_frames, stride=args.stride,
+                          size=parse_size(args.size) if args.size else None,
+                          align=AlignConfig(min_points=args.min_points, max_residual=args.max_residual))
+    model = None
+    if args.depth_model is not None:
+        from mirage.data.depth_model import HFDepthModel
+
+        model = HFDepthModel(args.depth_model, device=args.device, batch_size=args.batch_size)
+    index = import_clips(args.cameras, args.out, config, images=args.images, depth_dir=args.depth_dir,
+                         depth_model=model, progress=not args.no_progress,
+                         log=lambda line: print(line, file=sys.stderr))
+    print(f"{len(index['clips'])} clips in {args.out} ({len(index['skipped'])} skipped; see "
+          f"{args.out}/index.json and {args.out}/import.log)")
+    return 0 if index["clips"] else 2
 
 
 def run_build(args) -> int:

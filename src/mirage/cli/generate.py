@@ -40,9 +40,10 @@ def add_parser(sub) -> None:
                      help="pixel intrinsics of --image at its file size (overrides --fov)")
     src.add_argument("--scene", type=int, default=None, metavar="SEED", help="procedural world scene seed")
     src.add_argument("--family", default="room", help="room | courtyard (with --scene)")
-    p.add_argument("--trajectory", default="pan-return", metavar="PRESET|FILE",
-                   help="a world preset (pan-return, orbit, forward-back, loop, random-walk) or a "
-                        "trajectory .json / transforms.json / geometry.npz")
+    p.add_argument("--trajectory", default="pan-return", metavar="PRESET|FILE|PATH",
+                   help="a world preset (pan-return, orbit, forward-back, loop, random-walk), a "
+                        "trajectory .json / transforms.json / geometry.npz / RealEstate10K .txt / COLMAP "
+                        "model folder, or a written path such as \"forward 2, turn-left 30, up 0.5\"")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames, of the form τ·k+1 (presets: default 33; files: the file's count)")
     p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
@@ -117,8 +118,8 @@ def prepare(args):
     from mirage.backbones import load_backbone
     from mirage.cli.options import parse_paste_reads, parse_size
     from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES, PipelineConfig, check_frame_count
-    from mirage.pipeline.inputs import (StartFrame, image_camera, image_trajectory, load_depth,
-                                        load_image, scene_start)
+    from mirage.cli.starts import image_trajectory, scene_start
+    from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
     from mirage.world import FAMILIES, PRESETS
 
     if args.memory not in MEMORY_MODES:
@@ -145,9 +146,14 @@ def prepare(args):
     stride = getattr(backbone, "size_multiple", backbone.spatial_stride)
     if size[0] % stride or size[1] % stride:
         raise ConfigError(f"`--size` must be divisible by {stride} but is {size[0]}x{size[1]}")
-    is_preset = args.trajectory in PRESETS
-    if not is_preset and not Path(args.trajectory).is_file():
-        raise ConfigError(f"`--trajectory` must be a preset {sorted(PRESETS)} or an existing file but is {args.trajectory!r}")
+    from mirage.world.path_grammar import GRAMMAR, is_written_path, parse_path
+
+    is_preset = args.trajectory in PRESETS or is_written_path(args.trajectory)  # frames come from --frames
+    if is_written_path(args.trajectory):
+        parse_path(args.trajectory)  # a malformed path fails here, showing the grammar
+    elif not is_preset and not Path(args.trajectory).exists():
+        raise ConfigError(f"`--trajectory` must be a preset {sorted(PRESETS)}, an existing file or COLMAP "
+                          f"folder, or a written path ({GRAMMAR}) but is {args.trajectory!r}")
     frames = args.frames if args.frames is not None else (33 if is_preset else None)
     if frames is not None:
         check_frame_count(frames, tau, "--frames")
@@ -203,8 +209,9 @@ def run(args) -> int:
     import numpy as np
     import torch
 
-    from mirage.pipeline import (LatentDisagreementMasker, OracleDepthEstimator, OracleMasker,
-                                 TinyDepthEstimator, frame_psnr, generate, revisit_frames)
+    from mirage.evaluation.metrics import frame_psnr, revisit_frames
+    from mirage.pipeline import LatentDisagreementMasker, TinyDepthEstimator, generate
+    from mirage.world.oracle import OracleDepthEstimator, OracleMasker
     from mirage.video import write_mp4
 
     backbone, start, config, source = prepare(args)  # nothing is written before this succeeds

@@ -338,8 +338,15 @@ def load_trajectory(
     - A preset name (``PRESETS``) needs ``scene``, ``height`` and ``width``; ``frames``
       defaults to ``DEFAULT_FRAMES``, ``kwargs`` go to the preset.
     - A file: ``*.npz`` is a geometry archive, ``*.json`` is our trajectory JSON or a NeRF
-      ``transforms.json`` (told apart by content). Its intrinsics are rescaled (DESIGN §2) to
+      ``transforms.json`` (told apart by content), ``*.txt`` a RealEstate10K camera file (needs
+      ``height`` and ``width``: its intrinsics are normalised), and a folder a COLMAP sparse model
+      (images in name order; the first image is frame 0). See
+      :mod:`mirage.world.camera_formats`. Its intrinsics are rescaled (DESIGN §2) to
       ``(height, width)`` when given. ``frames`` must then be ``None`` or the file's count.
+    - A written path such as ``"forward 2, turn-left 30, up 0.5"``
+      (:mod:`mirage.world.path_grammar`): ``frames`` (default ``DEFAULT_FRAMES``) poses from the
+      scene's start pose (``scene.center``, ``scene.start_yaw``) or the identity, with the presets'
+      field of view at ``(height, width)``.
     """
     from mirage.errors import ConfigError
     from mirage.world.trajectories import DEFAULT_FRAMES, PRESETS, make_trajectory
@@ -351,10 +358,26 @@ def load_trajectory(
         return make_trajectory(name, scene, DEFAULT_FRAMES if frames is None else frames, height, width, **kwargs)
     path = Path(name)
     if not path.exists():
+        from mirage.world.path_grammar import GRAMMAR, is_written_path
+
+        if is_written_path(name):
+            return _written_trajectory(name, scene, DEFAULT_FRAMES if frames is None else frames, height, width)
         raise ConfigError(
-            f"`trajectory` must be a preset {sorted(PRESETS)} or an existing file but is {name!r}"
+            f"`trajectory` must be a preset {sorted(PRESETS)}, an existing file or a written path "
+            f"({GRAMMAR}) but is {name!r}"
         )
-    if path.suffix == ".npz":
+    if path.is_dir():
+        from mirage.world.camera_formats import read_colmap
+
+        cameras = read_colmap(path, points=False).camera()
+    elif path.suffix == ".txt":
+        from mirage.world.camera_formats import read_realestate10k
+
+        if height is None or width is None:
+            raise ConfigError(f"a RealEstate10K camera file ({name!r}) has normalised intrinsics: "
+                              f"`height` and `width` are needed")
+        cameras = read_realestate10k(path).at_size(height, width).camera()
+    elif path.suffix == ".npz":
         cameras = load_geometry_npz(path).cameras
     elif path.suffix == ".json":
         data = _read_json(path)
@@ -365,9 +388,23 @@ def load_trajectory(
         else:
             raise FileFormatError(f"{name}: neither a mirage trajectory nor a transforms.json")
     else:
-        raise FileFormatError(f"{name}: trajectory files must end in .json or .npz")
+        raise FileFormatError(f"{name}: trajectory files must end in .json, .npz or .txt (RealEstate10K), "
+                              f"or be a COLMAP model folder")
     if frames is not None and frames != len(cameras):
         raise ConfigError(f"`frames` must be None or {len(cameras)} (the file's count) for {name!r} but is {frames}")
     if height is not None and width is not None and (height, width) != cameras.hw:
         cameras = cameras.scaled(height, width)
     return cameras
+
+
+def _written_trajectory(text: str, scene, frames: int, height, width) -> Camera:
+    """Cameras of a written path (see :func:`load_trajectory`)."""
+    from mirage.errors import ConfigError
+    from mirage.world.path_grammar import path_poses
+    from mirage.world.trajectories import DEFAULT_FOV_X_DEG, level_pose
+
+    if height is None or width is None:
+        raise ConfigError(f"a written path ({text!r}) needs `height` and `width` for its intrinsics")
+    start = None if scene is None else level_pose(scene.center, getattr(scene, "start_yaw", 0.0)).numpy()
+    poses = torch.from_numpy(path_poses(text, frames, start))
+    return Camera.from_fov(poses.float(), height, width, DEFAULT_FOV_X_DEG)
