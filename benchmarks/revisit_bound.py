@@ -47,8 +47,8 @@ def measure_case(backbone, case, frames: int) -> dict[str, list[float]] | None:
     from mirage.evaluation.metrics import frame_psnr, revisit_frames
     from mirage.evaluation.runs import prepare_ground_truth
     from mirage.memory import LatentSpatialMemory
-    from mirage.pipeline import (LatentDisagreementMasker, OracleDepthEstimator, PipelineConfig,
-                                 TinyDepthEstimator, generate)
+    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
+    from mirage.world.oracle import OracleDepthEstimator
     from mirage.pipeline.memory_modes import GRID_PLANARITY_TOL
 
     tau = backbone.temporal_stride

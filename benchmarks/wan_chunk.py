@@ -153,7 +153,7 @@ def main(argv=None) -> int:
 
     from mirage.backbones.wan22 import Wan22Backbone, Wan22Config
     from mirage.backbones.wan22.config import resolve_device, resolve_dtype
-    from mirage.pipeline.inputs import scene_start
+    from mirage.cli.starts import scene_start
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(None, device)

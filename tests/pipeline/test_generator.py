@@ -5,8 +5,9 @@ import torch
 
 from mirage.errors import ConfigError
 from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
-from mirage.pipeline import (LatentDisagreementMasker, OracleDepthEstimator, OracleMasker,
-                             PipelineConfig, TinyDepthEstimator, generate, revisit_frames)
+from mirage.evaluation.metrics import revisit_frames
+from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
+from mirage.world.oracle import OracleDepthEstimator, OracleMasker
 
 from .conftest import SMALL
 

@@ -10,8 +10,8 @@ pytestmark = pytest.mark.slow
 
 def test_revisit_psnr_gain_with_latent_memory():
     from mirage.backbones.tiny import SHIPPED_WEIGHTS, TinyBackbone
-    from mirage.pipeline import (LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator,
-                                 frame_psnr, generate, revisit_frames)
+    from mirage.evaluation.metrics import frame_psnr, revisit_frames
+    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
     from mirage.world import generate_scene, make_trajectory, render
 
     if not SHIPPED_WEIGHTS.exists():

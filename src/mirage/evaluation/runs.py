@@ -156,8 +156,8 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
     Returns (record, frames): a JSON-ready dict of every metric, and uint8 key frames
     ``{"video": (n, H, W, 3), "ground_truth": (n, H, W, 3)}`` at :func:`key_frame_indices`.
     """
-    from mirage.pipeline import (LatentDisagreementMasker, OracleDepthEstimator, PipelineConfig,
-                                 TinyDepthEstimator, generate)
+    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
+    from mirage.world.oracle import OracleDepthEstimator
 
     cams, tau = gt.cameras, backbone.temporal_stride
     estimator = OracleDepthEstimator(gt.scene, FPS) if depth == "oracle" else TinyDepthEstimator(backbone)

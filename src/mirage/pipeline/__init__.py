@@ -6,6 +6,10 @@ Main API::
                    depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker())
     out.video, out.latents, out.timings, out.memory_stats, out.references
 
+The ``oracle`` depth estimator and masker render the procedural world, so they live there
+(:mod:`mirage.world.oracle`); metrics live in :mod:`mirage.evaluation`. This package imports
+neither (``tests/test_imports.py``).
+
 or one chunk at a time (an interactive walk; undo, save and load)::
 
     session = Session(backbone, first_frame, cameras[0], config, depth_estimator=..., masker=...)
@@ -13,13 +17,12 @@ or one chunk at a time (an interactive walk; undo, save and load)::
     session.undo(); session.step(cameras[1:17], seed=7)   # re-roll
 """
 
-from mirage.pipeline.depth import DEPTH_ESTIMATORS, OracleDepthEstimator, TinyDepthEstimator
+from mirage.pipeline.depth import DEPTH_ESTIMATORS, TinyDepthEstimator
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.generator import generate
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
-from mirage.pipeline.masks import MASKERS, LatentDisagreementMasker, OracleMasker
+from mirage.pipeline.masks import MASKERS, LatentDisagreementMasker
 from mirage.pipeline.memory_modes import MEMORY_MODES
-from mirage.pipeline.metrics import frame_psnr, psnr, revisit_frames
 from mirage.pipeline.plan import Chunk, check_frame_count, chunk_plan, valid_frame_counts
 from mirage.pipeline.session import Session, StepResult
 
@@ -27,6 +30,5 @@ __all__ = [
     "generate", "Session", "StepResult", "PipelineConfig", "PipelineOutput", "ChunkTiming",
     "Chunk", "chunk_plan", "check_frame_count", "valid_frame_counts",
     "MEMORY_MODES", "DEPTH_ESTIMATORS", "MASKERS",
-    "TinyDepthEstimator", "OracleDepthEstimator", "LatentDisagreementMasker", "OracleMasker",
-    "psnr", "frame_psnr", "revisit_frames",
+    "TinyDepthEstimator", "LatentDisagreementMasker",
 ]

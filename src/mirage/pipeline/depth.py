@@ -1,4 +1,6 @@
-"""Depth estimators for the memory update (DESIGN §5): ``tiny`` (the backbone's) and ``oracle``.
+"""Depth estimators for the memory update (DESIGN §5): ``tiny`` (the backbone's) and ``oracle``
+(the world's exact depth, :class:`mirage.world.oracle.OracleDepthEstimator`: it renders the
+scene, so it lives with the world).
 
 A :class:`DepthEstimator` maps images (T, 3, H, W) in [−1, 1] at known cameras to z-depth
 (T, H, W) and a validity mask (T, H, W); invalid depth is +inf and never written to memory.
@@ -11,13 +13,12 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import torch
 from torch import Tensor
 
 from mirage.errors import ConfigError
 from mirage.geometry import Camera
 
-__all__ = ["DepthEstimator", "TinyDepthEstimator", "OracleDepthEstimator", "DEPTH_ESTIMATORS"]
+__all__ = ["DepthEstimator", "TinyDepthEstimator", "DEPTH_ESTIMATORS"]
 
 DEPTH_ESTIMATORS = ("tiny", "oracle")
 
@@ -45,20 +46,3 @@ class TinyDepthEstimator:
 
     def __call__(self, images, cameras, frame_indices):
         return self.backbone.estimate_depth(images)
-
-
-class OracleDepthEstimator:
-    """The procedural world's exact z-depth at the given cameras and frame times (ablation)."""
-
-    name = "oracle"
-
-    def __init__(self, scene, fps: float) -> None:
-        self.scene, self.fps = scene, fps
-
-    def __call__(self, images, cameras, frame_indices):
-        from mirage.world import render
-
-        times = torch.tensor(frame_indices, dtype=torch.float64) / self.fps
-        out = render(self.scene, cameras, times)
-        valid = ~out.sky & torch.isfinite(out.depth) & (out.depth > 0)
-        return torch.where(valid, out.depth, torch.full_like(out.depth, float("inf"))), valid

@@ -1,4 +1,7 @@
-"""Loading what `mirage generate` starts from: an image (+ optional depth), or a world scene.
+"""Loading what `mirage generate` starts from: an image (+ optional depth).
+
+A start from a world scene, and the camera paths of a run, come from the world and are built by
+the CLI (:mod:`mirage.cli.starts`): the pipeline does not import the world.
 
 Everything here validates its input and raises a :class:`~mirage.errors.MirageError` that
 names the argument, so the CLI can fail before it writes anything.
@@ -17,8 +20,7 @@ from torch.nn import functional as F
 from mirage.errors import ConfigError, FileFormatError, NonFiniteError
 from mirage.geometry import Camera
 
-__all__ = ["StartFrame", "load_image", "load_depth", "image_camera", "ImageAnchor",
-           "scene_start", "image_trajectory"]
+__all__ = ["StartFrame", "load_image", "load_depth", "image_camera"]
 
 
 @dataclass(frozen=True)
@@ -121,37 +123,3 @@ def image_camera(original_hw: tuple[int, int], size: tuple[int, int], fov_deg: f
         raise ConfigError(f"`--intrinsics` must have fx > 0 and fy > 0 but are {fx}, {fy}")
     K = torch.tensor([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]])
     return rescale_intrinsics(K, original_hw, size)
-
-
-@dataclass(frozen=True)
-class ImageAnchor:
-    """Stands in for a scene when a preset path starts from an image: the camera starts at the
-    origin looking along +z (identity pose), and paths use a free radius of 1 unit."""
-
-    center: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    free_radius: float = 1.0
-    start_yaw: float = 0.0
-    seed: int = 0
-
-
-def image_trajectory(spec: str, frames: int, size: tuple[int, int], K: Tensor) -> Camera:
-    """Cameras for a run from an image: a preset around :class:`ImageAnchor`, or a file
-    (poses as stored; frame 0 is the image's camera). Intrinsics ``K`` replace a preset's."""
-    from mirage.world import PRESETS, load_trajectory, make_trajectory
-
-    if spec in PRESETS:
-        cams = make_trajectory(spec, ImageAnchor(), frames, size[0], size[1])
-        return Camera(K.expand(len(cams), 3, 3).clone(), cams.cam2world, size[0], size[1])
-    return load_trajectory(spec, frames=None, height=size[0], width=size[1])
-
-
-def scene_start(family: str, seed: int, trajectory: str, frames: int, size: tuple[int, int],
-                fps: float = 16.0) -> StartFrame:
-    """A world scene: its exact frame-0 depth and masks, and the ground truth of every frame."""
-    from mirage.world import generate_scene, load_trajectory, render
-
-    scene = generate_scene(family, seed)
-    cams = load_trajectory(trajectory, scene=scene, frames=frames, height=size[0], width=size[1])
-    out = render(scene, cams, torch.arange(len(cams), dtype=torch.float64) / fps)
-    depth0 = torch.where(out.sky[0], torch.full_like(out.depth[0], float("inf")), out.depth[0])
-    return StartFrame(out.rgb[0], depth0, out.dynamic[0] | out.sky[0], cams, out.rgb, scene, fps)

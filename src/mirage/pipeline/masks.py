@@ -1,6 +1,7 @@
 """Dynamic maskers (DESIGN §5): which pixels of a generated frame must not enter the memory.
 
-- :class:`OracleMasker`: the world's dynamic-object and sky masks.
+- ``oracle``: the world's dynamic-object and sky masks (:class:`mirage.world.oracle.OracleMasker`:
+  it renders the scene, so it lives with the world).
 - :class:`LatentDisagreementMasker` (built in, training-free): a latent cell is excluded where
   the memory read was confident (covered) and the generated latent disagrees with it by more
   than ``threshold`` (mean squared difference per channel, in the backbone's normalised latent
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 from typing import Protocol
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from mirage.errors import ConfigError
 from mirage.geometry import Camera
 
-__all__ = ["DynamicMasker", "OracleMasker", "LatentDisagreementMasker", "MASKERS"]
+__all__ = ["DynamicMasker", "LatentDisagreementMasker", "MASKERS"]
 
 MASKERS = ("builtin", "oracle")
 
@@ -50,19 +50,3 @@ class LatentDisagreementMasker:
         diff = (latents.float() - read_features.float()).pow(2).mean(dim=1)  # (T, h, w)
         cells = read_mask.bool() & (diff > self.threshold)
         return F.interpolate(cells[:, None].float(), size=(H, W), mode="nearest")[:, 0].bool()
-
-
-class OracleMasker:
-    """The world's exact dynamic and sky masks at the given cameras and frame times."""
-
-    name = "oracle"
-
-    def __init__(self, scene, fps: float) -> None:
-        self.scene, self.fps = scene, fps
-
-    def __call__(self, frames, latents, read_features, read_mask, cameras, frame_indices):
-        from mirage.world import render
-
-        times = torch.tensor(frame_indices, dtype=torch.float64) / self.fps
-        out = render(self.scene, cameras, times)
-        return out.dynamic | out.sky
