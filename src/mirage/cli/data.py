@@ -92,17 +92,25 @@ def run_import(args) -> int:
 def run_build(args) -> int:
     import sys
 
+    import torch
+
     from mirage.backbones import load_backbone
-    from mirage.data.build import BuildConfig, build_dataset
+    from mirage.data.build import BuildConfig, build_dataset, process_group
     from mirage.data.clips import find_clips
 
     config = BuildConfig(preceding=args.preceding, references=args.references, stride=args.stride,
                          clips_per_shard=args.clips_per_shard, min_frames=args.min_frames, dtype=args.dtype)
     find_clips(args.clips)  # fail on a wrong --clips before loading weights
     options = {"vae_tiling": True} if args.vae_tiling else {}
-    backbone = load_backbone(args.backbone, args.weights, device=args.device, **options)
-    index = build_dataset(args.clips, backbone, args.out, config, progress=not args.no_progress,
-                          log=lambda line: print(line, file=sys.stderr))
-    print(f"{index['samples']} samples from {len(index['clips']) - len(index['skipped'])} clips in "
-          f"{args.out} ({len(index['skipped'])} skipped; see {args.out}/build.log)")
+    with process_group() as (rank, world, barrier, local):  # torchrun / accelerate launch: split the shards
+        device = args.device
+        if device is None and world > 1 and torch.cuda.is_available():
+            device = f"cuda:{local}"
+        backbone = load_backbone(args.backbone, args.weights, device=device, **options)
+        index = build_dataset(args.clips, backbone, args.out, config, progress=not args.no_progress,
+                              log=lambda line: print(line, file=sys.stderr), rank=rank, world_size=world,
+                              barrier=barrier)
+    if rank == 0:
+        print(f"{index['samples']} samples from {len(index['clips']) - len(index['skipped'])} clips in "
+              f"{args.out} ({len(index['skipped'])} skipped; see {args.out}/build.log)")
     return 0

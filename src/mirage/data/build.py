@@ -7,16 +7,26 @@ Layout of ``out``::
     shard-NNNNN.tar       the samples of clips [N·k, (N+1)·k) (k = ``clips_per_shard``)
     build.log             one line per skipped clip, and a summary per run
 
+    records/shard-NNNNN.json   the record of each finished shard (merged into index.json)
+
 Clips are taken in sorted order and grouped ``clips_per_shard`` at a time; a shard is written to
-a temporary file and renamed when whole, then recorded in ``index.json``. A rerun with the same
-config skips the recorded shards, so an interrupted build continues where it stopped. A clip
-that cannot be used (see :func:`mirage.data.clips.read_clip`) is skipped and its reason logged;
-the build never stops on one.
+a temporary file and renamed when whole, then its record is written (atomically) and merged into
+``index.json``. A rerun with the same config skips the shards that have a record and a tar, so an
+interrupted build continues where it stopped. A clip that cannot be used (see
+:func:`mirage.data.clips.read_clip`) is skipped and its reason logged; the build never stops on one.
+
+**Many processes** (``torchrun`` / ``accelerate launch``, see :func:`process_group`): shard group g
+goes to rank ``g mod world_size``; each rank writes its own shards and records, then rank 0 merges
+every record into the one ``index.json`` after a barrier. Shard boundaries depend only on
+``clips_per_shard``, so the samples, their keys and the index do not depend on the number of
+ranks, and a rerun with any number of ranks resumes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,7 +40,7 @@ from mirage.data.shards import INDEX_FORMAT, INDEX_VERSION, ShardWriter
 from mirage.errors import ConfigError, MirageError
 from mirage.files import atomic_path
 
-__all__ = ["BuildConfig", "build_dataset"]
+__all__ = ["BuildConfig", "build_dataset", "process_group"]
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -84,16 +94,26 @@ def build_dataset(
     *,
     progress: bool = True,
     log: Callable[[str], None] | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
 ) -> dict:
     """Build (or resume building) the samples of every clip in ``clips_dir`` into ``out``.
 
     ``backbone`` provides the VAE (``encode``) and the chunk geometry (strides, ``max_frames``,
     ``latent_channels``). Returns the index (see the module docstring). Raises
     :class:`ConfigError` when ``out`` holds a build with another config.
+
+    ``rank`` / ``world_size`` / ``barrier``: this process's share of a multi-process build (see the
+    module docstring and :func:`process_group`); every rank returns the merged index.
     """
     from tqdm.auto import tqdm
 
     config = config or BuildConfig()
+    if not (isinstance(world_size, int) and world_size >= 1 and isinstance(rank, int) and 0 <= rank < world_size):
+        raise ConfigError(f"`rank` must be in [0, world_size) with `world_size` ≥ 1 but they are {rank!r}, {world_size!r}")
+    if world_size > 1 and barrier is None:
+        raise ConfigError("a build over `world_size` > 1 processes needs a `barrier`")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     folders = find_clips(clips_dir)
@@ -106,6 +126,7 @@ def build_dataset(
     root = Path(clips_dir)
     names = [f.relative_to(root).as_posix() for f in folders]
     index_path = out / "index.json"
+    records = out / "records"
     index = {"format": INDEX_FORMAT, "version": INDEX_VERSION, "config": settings, "clips": names,
              "shards": [], "skipped": [], "complete": False}
     if index_path.exists():
@@ -115,8 +136,6 @@ def build_dataset(
                 f"`out` {str(out)!r} holds a build with config {old.get('config')} of "
                 f"{len(old.get('clips', []))} clips, but this run asks for {settings} of {len(names)} "
                 f"clips; use a fresh folder")
-        index = old
-    done = {g["group"] for g in index["shards"]}
     log_path = out / "build.log"
 
     def note(line: str) -> None:
@@ -127,16 +146,19 @@ def build_dataset(
 
     k = config.clips_per_shard
     groups = [list(range(i, min(i + k, len(folders)))) for i in range(0, len(folders), k)]
-    bar = tqdm(total=len(folders), desc="clips", unit="clip", disable=not progress)
+    done = _finished(out, len(groups), settings)
+    mine = [g for g in range(len(groups)) if g % world_size == rank]
+    bar = tqdm(total=sum(len(groups[g]) for g in mine), desc="clips", unit="clip", disable=not progress or rank != 0)
     dtype = DTYPES[config.dtype]
     built = skipped = 0
-    for g, members in enumerate(groups):
+    for g in mine:
+        members = groups[g]
         if g in done:
             bar.update(len(members))
             continue
         name = f"shard-{g:05d}.tar"
-        record = {"group": g, "name": name, "clips": [names[i] for i in members], "keys": []}
-        skips = []
+        record = {"group": g, "name": name, "clips": [names[i] for i in members], "keys": [], "skipped": [],
+                  "config": settings}
         with ShardWriter(out / name) as writer:
             for i in members:
                 try:
@@ -145,7 +167,7 @@ def build_dataset(
                     samples = clip_samples(backbone, clip, preceding=config.preceding,
                                            references=config.references, stride=config.stride, dtype=dtype)
                 except MirageError as err:  # ClipError, or a clip the backbone refuses (shape, …)
-                    skips.append({"clip": names[i], "reason": str(err)})
+                    record["skipped"].append({"clip": names[i], "reason": str(err)})
                     note(f"skipped {names[i]}: {err}")
                     bar.update(1)
                     continue
@@ -154,15 +176,81 @@ def build_dataset(
                     writer.write(key, tensors, meta)
                     record["keys"].append(key)
                 bar.update(1)
-        index["shards"].append(record)
-        index["skipped"].extend(skips)
-        built += len(members) - len(skips)
-        skipped += len(skips)
-        _write_index(index_path, index)
+        _write_index(records / f"shard-{g:05d}.json", record)
+        built += len(members) - len(record["skipped"])
+        skipped += len(record["skipped"])
+        if world_size == 1:  # a single process keeps index.json current after every shard
+            _write_index(index_path, _merge(index, out, len(groups), settings))
     bar.close()
-    index["complete"] = True
-    index["samples"] = sum(len(r["keys"]) for r in index["shards"])
-    _write_index(index_path, index)
-    note(f"run: {built} clips built, {skipped} skipped, {len(done)} shards already done; "
-         f"{index['samples']} samples in {len(index['shards'])} shards")
+    if world_size > 1:
+        barrier()  # every rank's shards and records are written
+    if rank == 0:
+        index = _merge(index, out, len(groups), settings)
+        _write_index(index_path, index)
+    if world_size > 1:
+        barrier()  # the merged index is written
+    index = json.loads(index_path.read_text())
+    if rank == 0:
+        note(f"run: {built} clips built, {skipped} skipped, {len(done)} shards already done, "
+             f"{world_size} process(es); {index['samples']} samples in {len(index['shards'])} shards")
+    else:
+        note(f"rank {rank}: {built} clips built, {skipped} skipped")
     return index
+
+
+def _record(out: Path, g: int) -> dict | None:
+    path = out / "records" / f"shard-{g:05d}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _finished(out: Path, groups: int, settings: dict) -> set[int]:
+    """Shard groups with a record of this config and a tar (the tar is renamed whole before its
+    record is written)."""
+    return {g for g in range(groups)
+            if (out / f"shard-{g:05d}.tar").is_file() and (_record(out, g) or {}).get("config") == settings}
+
+
+def _merge(index: dict, out: Path, groups: int, settings: dict) -> dict:
+    """``index`` with the records of every finished shard, in group order."""
+    shards, skipped = [], []
+    for g in sorted(_finished(out, groups, settings)):
+        record = _record(out, g)
+        record.pop("config")
+        skipped.extend(record.pop("skipped"))
+        shards.append(record)
+    merged = {**index, "shards": shards, "skipped": skipped, "complete": len(shards) == groups}
+    merged["samples"] = sum(len(r["keys"]) for r in shards)
+    return merged
+
+
+@contextlib.contextmanager
+def process_group():
+    """(rank, world_size, barrier, local_rank) of a ``torchrun`` / ``accelerate launch`` run.
+
+    Both launchers set ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; with ``WORLD_SIZE`` > 1 a
+    process group is joined (NCCL on GPUs, gloo on CPUs) with a long timeout, because a rank waits
+    at the final barrier until the slowest rank's shards are done, and left at the end. Without
+    them this is one process: (0, 1, None, 0).
+    """
+    import datetime
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        yield 0, 1, None, 0
+        return
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    created = not dist.is_initialized()
+    if created:
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend, timeout=datetime.timedelta(hours=48))
+    # gloo's barrier is the portable one: NCCL's needs a device and would hold GPU memory
+    group = dist.new_group(backend="gloo", timeout=datetime.timedelta(hours=48))
+    try:
+        yield dist.get_rank(), dist.get_world_size(), lambda: dist.barrier(group=group), local
+    finally:
+        if created:
+            dist.destroy_process_group()
