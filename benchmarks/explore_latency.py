@@ -94,8 +94,10 @@ def single(browser, url, presses, gap):
     codes = [CYCLE[i % len(CYCLE)] for i in range(presses)]
     page.evaluate(DRIVER, [codes, gap])
     values = latencies(page)
+    step_ms = page.evaluate("window.explore.stepMs")
     page.context.close()
     return {"presses": presses, "median_ms": statistics.median(values), "p95_ms": percentile(values, 0.95),
+            "server_step_median_ms": statistics.median(step_ms),
             "min_ms": min(values), "max_ms": max(values), "latencies_ms": [round(v, 1) for v in values]}
 
 
@@ -152,6 +154,16 @@ def long_walk(browser, url, frames, gap):
             "rss_growth_mib_per_1000_frames": (rss[-1][1] - rss[1][1]) / max(1, 4 * (rss[-1][0] - rss[1][0])) * 1000}
 
 
+def screenshot(browser, url, path):
+    """The page mid-walk, ground truth on, for the README."""
+    page = open_tab(browser, url)
+    page.locator("#show-truth").check()
+    page.evaluate(DRIVER, [["KeyW"] * 3 + ["ArrowLeft"] * 6 + ["KeyW"] * 2 + ["ArrowRight"] * 9 + ["KeyD"] * 2, 30])
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(path), full_page=True)
+    page.context.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default="benchmarks/results/explore")
@@ -162,7 +174,9 @@ def main() -> None:
     parser.add_argument("--tabs", type=int, default=4)
     parser.add_argument("--long-frames", type=int, default=2001)
     parser.add_argument("--runs", default="single,walking,tabs,long")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2: the target machine)")
+    parser.add_argument("--screenshot", metavar="PNG", help="also save the page mid-walk (docs/explore.png)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1, as `mirage explore` on a CPU: the browser shares the cores)")
     args = parser.parse_args()
 
     import torch
@@ -175,7 +189,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     server = start_in_thread(create_app(build_world(scene=0, family="room"), ExploreConfig(max_sessions=8)))
-    runs = args.runs.split(",")
+    runs = [r for r in args.runs.split(",") if r]
     results = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch_threads": args.threads,
                            "load_before": os.getloadavg()},
                "setup": {"backbone": "tiny", "scene": "room 0", "memory": "latent", "step_frames": 4,
@@ -198,6 +212,8 @@ def main() -> None:
             if "long" in runs:
                 results["long"] = long_walk(browser, server.url, args.long_frames, args.gap_ms)
                 print("long", {k: v for k, v in results["long"].items()}, flush=True)
+            if args.screenshot:
+                screenshot(browser, server.url, args.screenshot)
             browser.close()
     finally:
         server.stop()

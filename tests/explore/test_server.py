@@ -35,8 +35,7 @@ def test_hello_then_a_move_gives_its_frames_reads_timings_and_points(make_client
         assert (hello["height"], hello["width"], hello["step_frames"]) == (H, W, 4)
         ws.send_text(json.dumps({"type": "move", "forward": 0.25, "id": 7}))
         chunk, before = receive_until(ws, "chunk")
-        assert [m["type"] for m in before] == ["progress", "progress"]
-        assert before[-1]["step"] == before[-1]["steps"] == 2
+        assert before == []  # a fast chunk sends no progress
         assert chunk["move_id"] == 7 and chunk["frames"] == 4 and chunk["has_reads"]
         assert len(chunk["payload"]) == 2 * 4 * H * W * 3  # frames, then tinted reads
         assert set(chunk["timing"]) >= {"read", "denoise", "decode", "depth", "update", "wall"}
@@ -49,6 +48,18 @@ def test_hello_then_a_move_gives_its_frames_reads_timings_and_points(make_client
         assert len(points["payload"]) == 5 * 15
         xyz = np.frombuffer(points["payload"][: 5 * 12], dtype="<f4").reshape(5, 3)
         np.testing.assert_allclose(xyz[-1], [0, 0, 2.25], atol=1e-5)
+
+
+def test_a_slow_chunk_reports_each_denoising_step(make_client, monkeypatch):
+    from mirage.explore import tab
+
+    monkeypatch.setattr(tab, "PROGRESS_AFTER_S", -1.0)  # every chunk counts as slow
+    client = make_client()
+    with client.websocket_connect("/ws") as ws:
+        opened(ws)
+        ws.send_text('{"type": "move", "forward": 0.25}')
+        chunk, before = receive_until(ws, "chunk")
+        assert [(m["type"], m["step"], m["steps"]) for m in before] == [("progress", 1, 2), ("progress", 2, 2)]
 
 
 def test_undo_restores_the_walk_and_reroll_replaces_the_last_chunk(make_client):

@@ -23,6 +23,9 @@ def add_parser(sub) -> None:
     p.add_argument("--step-frames", type=int, default=4, metavar="N",
                    help="new frames per key step, τ·k (default 4: one latent frame of the tiny model)")
     p.add_argument("--undo-steps", type=int, default=16, help="steps a tab can undo (default 16)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default 1 on CPU: a one-latent-frame step is small, and the "
+                        "browser shares the cores; a spinning thread pool made steps 5x slower on 2 cores)")
     wan = p.add_argument_group("wan22 backbone")
     wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors")
     wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
@@ -58,6 +61,11 @@ def run(args) -> int:
     from mirage.explore.worlds import build_world
     from mirage.pipeline.plan import check_chunk_size
 
+    import torch
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"`--threads` must be ≥ 1 but is {args.threads}")
+    torch.set_num_threads(args.threads or (1 if args.device in (None, "cpu") else torch.get_num_threads()))
     config = ExploreConfig(step_frames=args.step_frames, max_sessions=args.max_sessions,
                            idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames)
     maker = build_world(backbone=args.backbone, weights=args.weights, device=args.device,

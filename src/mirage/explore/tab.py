@@ -27,6 +27,7 @@ __all__ = ["Tab", "WORLD_SUFFIX"]
 
 WORLD_SUFFIX = ".mirage-world"
 GREY = 160
+PROGRESS_AFTER_S = 0.25  # a chunk reports its denoising steps once it has run this long
 
 
 class Tab:
@@ -57,7 +58,9 @@ class Tab:
         self.send_state("start")
 
     def close(self) -> None:
-        self.closed, self.session = True, None
+        """Mark the tab closed (from any thread). A job running on it finishes undisturbed; the
+        manager runs no further job and drops its reference, which frees the session."""
+        self.closed = True
 
     # -- what the page sees ---------------------------------------------------------------------
     def send_state(self, reason: str) -> None:
@@ -121,9 +124,8 @@ class Tab:
 
     def _generate(self, cameras, seed, move_id) -> None:
         s = self.session
-        t0 = time.perf_counter()
-        steps = self.maker.config.steps
-        result = s.step(cameras, seed=seed, callback=self._progress if steps > 1 else None)
+        t0 = self._step_started = time.perf_counter()
+        result = s.step(cameras, seed=seed, callback=self._progress)
         wall = time.perf_counter() - t0
         n, h, w = result.frames.shape[0], *self.maker.size
         payload = [wire.frames_to_rgb(result.frames)]
@@ -154,7 +156,10 @@ class Tab:
         self.send_points()
 
     def _progress(self, i: int, n: int) -> None:
-        self.emit(Progress(step=i + 1, steps=n))
+        # Only slow chunks (Wan2.2: seconds) report their denoising steps; a fast one would
+        # only add messages in front of its frames.
+        if time.perf_counter() - self._step_started > PROGRESS_AFTER_S:
+            self.emit(Progress(step=i + 1, steps=n))
 
     def undo(self) -> None:
         self.session.undo()  # a SessionError says why it cannot

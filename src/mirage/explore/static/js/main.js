@@ -8,12 +8,13 @@ import { MemoryView } from "./memory3d.js";
 import { showMessage, showStats, download, upload } from "./panel.js";
 
 const $ = (id) => document.getElementById(id);
-const state = { session: null, hello: null, fov: 60, latencies: [], shownAt: [], chunks: 0 };
-window.explore = state; // for benchmarks: latencies (ms) and frame display times
+const state = { session: null, hello: null, fov: 60, latencies: [], shownAt: [], stepMs: [], chunks: 0 };
+window.explore = state; // for benchmarks: latencies and server step times (ms), frame display times
 
 const memory = new MemoryView($("memory3d"));
 const player = new Player({ view: $("view"), read: $("read"), truth: $("truth") }, (frame, now) => {
   state.shownAt.push(now);
+  if (walker.held.size || walker.dragYaw) walker.pump(); // room in the queue: keep a held key walking
   if (!frame.first) return;
   const pressed = walker.pressedAt.get(frame.chunk.move_id);
   walker.pressedAt.delete(frame.chunk.move_id);
@@ -50,6 +51,7 @@ function onMessage(m) {
     }
     case "chunk":
       state.chunks += 1;
+      state.stepMs.push(1000 * m.timing.wall);
       player.push(m);
       memory.extendPath(m.cameras.map((c) => [c[3], c[7], c[11]]), m.cameras[m.cameras.length - 1], state.fov);
       showStats(m);

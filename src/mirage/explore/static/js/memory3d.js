@@ -5,6 +5,7 @@
 import * as THREE from "three";
 import { OrbitControls } from "/static/vendor/three/OrbitControls.js";
 
+const RENDER_MS = 250;
 const toThree = (x, y, z) => new THREE.Vector3(x, -y, -z);
 
 export class MemoryView {
@@ -25,7 +26,7 @@ export class MemoryView {
     this.camera = new THREE.PerspectiveCamera(55, 1, 0.05, 200);
     this.camera.position.set(0, 6, 6);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.addEventListener("change", () => this.render());
+    this.controls.addEventListener("change", () => this.renderer.render(this.scene, this.camera));
     this.scene.add(new THREE.GridHelper(20, 20, 0x333a44, 0x22272e));
 
     this.points = new THREE.Points(new THREE.BufferGeometry(),
@@ -109,7 +110,16 @@ export class MemoryView {
     this.render();
   }
 
+  // Draw at most every RENDER_MS, on the next animation frame: a chunk changes the points, the
+  // path and the frustum at once, and while walking the frames matter more than the map.
   render() {
-    if (this.renderer) this.renderer.render(this.scene, this.camera);
+    if (!this.renderer || this.pending) return;
+    this.pending = true;
+    const wait = Math.max(0, RENDER_MS - (performance.now() - (this.drawnAt || -Infinity)));
+    setTimeout(() => requestAnimationFrame(() => {
+      this.pending = false;
+      this.drawnAt = performance.now();
+      this.renderer.render(this.scene, this.camera);
+    }), wait);
   }
 }
