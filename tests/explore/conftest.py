@@ -29,6 +29,14 @@ def fake_maker(steps: int = 2) -> WorldMaker:
                       session_class=FakeSession, backbone_name="fake")
 
 
+@pytest.fixture(scope="session")
+def tiny_world():
+    """The real thing: the tiny backbone (shipped weights) on procedural room 0."""
+    from mirage.explore.worlds import build_world
+
+    return build_world(scene=0, family="room")
+
+
 @pytest.fixture
 def make_client():
     from fastapi.testclient import TestClient

@@ -33,7 +33,7 @@ except ImportError:  # pragma: no cover
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(tiny_world):
     if sync_playwright is None:
         _missing("playwright is not installed (pip install -e '.[dev]')")
     if not os.access(CHROMIUM, os.X_OK):
@@ -41,9 +41,8 @@ def server():
     pytest.importorskip("fastapi")
     from mirage.explore.app import create_app
     from mirage.explore.server import start_in_thread
-    from mirage.explore.worlds import build_world
 
-    running = start_in_thread(create_app(build_world(scene=0, family="room")))
+    running = start_in_thread(create_app(tiny_world))
     yield running
     running.stop()
 
