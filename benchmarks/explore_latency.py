@@ -249,9 +249,9 @@ def table(r) -> str:
             f"{lw['last10_median_ms']:.0f} / {lw['first10_median_ms']:.0f} ms = {lw['last_over_first']:.2f}",
             "≤ 1.5", lw["last_over_first"] <= 1.5)
         rss = lw["rss_mib_by_step"]
-        row(f"{lw['frames']}-frame walk: server RSS", f"{rss[1][1]:.0f} → {rss[-1][1]:.0f} MiB "
-            f"({lw['rss_growth_mib_per_1000_frames']:.0f} MiB / 1000 frames)",
-            "bounded", True)
+        rows.append(f"| {lw['frames']}-frame walk: server RSS | {rss[1][1]:.0f} → {rss[-1][1]:.0f} MiB "
+                    f"({lw['rss_growth_mib_per_1000_frames']:.0f} MiB / 1000 frames) | bounded | "
+                    f"by the frame cap only: grows linearly until then |")
     m = r["machine"]
     rows.append("")
     rows.append(f"{m['cpus']} CPUs, torch threads {m['torch_threads']}, load average before "

@@ -46,7 +46,7 @@ export class MemoryView {
     this.renderer.setSize(w, h);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
-    this.render();
+    this.renderer.render(this.scene, this.camera); // setSize cleared the canvas: draw now
   }
 
   // header: {count, total}; payload: float32 xyz × count, then uint8 rgb × count
