@@ -40,6 +40,15 @@ def test_eval_writes_the_report_and_resumes(weights, tmp_path, capsys):
     assert metrics["cases"] == ["courtyard05-pan-return", "room05-pan-return"]
     assert metrics["info"]["proxies_note"] == "not computed (--no-proxies)"
     assert "not computed (--no-proxies)" in (out / "report.md").read_text()
+    # the exact return per family (printed, report.md, metrics.json) and per path (report.md, metrics.json)
+    er = metrics["exact_return"]
+    assert er["families"] == ["room", "courtyard"] and len(er["paths"]) == 12
+    run = json.loads((out / "runs" / "courtyard05-pan-return-rgb-s1.json").read_text())
+    row = next(r for r in er["paths"] if r["case"] == "courtyard05-pan-return" and r["mode"] == "rgb" and r["seed"] == 1)
+    assert row["return_psnr"] == run["psnr"][-1] and row["decoded_first_psnr"] == run["psnr"][0]
+    assert "Exact return" in printed and "| courtyard | rgb |" in printed and "| room | latent |" in printed
+    report = (out / "report.md").read_text()
+    assert "| courtyard | 5 | pan-return | 1 |" in report and "| room | 5 | pan-return | 0 |" in report
     # a second invocation reuses every stored run
     assert main(_args(weights, out)) == 0
     assert "0 runs now, 12 reused" in capsys.readouterr().out

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from mirage.errors import ConfigError
+from mirage.evaluation.metrics import gap_closed
 from mirage.evaluation.report import aggregate, format_report, main_table
 from mirage.evaluation.runs import evaluate_run, load_runs, prepare_ground_truth, save_run
 from mirage.evaluation.suite import SUITES, Case, SuiteConfig, suite_cases, suite_modes
@@ -81,6 +82,30 @@ def test_aggregate_is_mean_and_std_over_seeds(records):
     assert len(metrics["curves"]["loop"]["psnr"]["rgb"]) == 25
 
 
+def test_exact_return_in_run_records_and_aggregate(records):
+    _, runs = records
+    by = {r["id"]: r for r in runs}
+    latent = by["room03-pan-return-latent-s0"]
+    assert latent["exact_return"] == {"frame": 24, "return_psnr": latent["psnr"][-1],
+                                      "decoded_first_psnr": latent["psnr"][0],
+                                      "return_loss_db": pytest.approx(latent["psnr"][0] - latent["psnr"][-1])}
+    er = aggregate(runs)["exact_return"]
+    assert er["families"] == ["room", "courtyard"] and er["modes"] == ["latent", "rgb", "none"]
+    assert len(er["paths"]) == 12  # both paths return exactly: 2 cases × 3 modes × 2 seeds
+    row = next(r for r in er["paths"] if r["case"] == "room03-pan-return" and r["mode"] == "latent" and r["seed"] == 0)
+    none = by["room03-pan-return-none-s0"]["psnr"][-1]
+    assert row["none_return_psnr"] == none
+    assert row["gap_closed"] == gap_closed(latent["psnr"][-1], none, latent["psnr"][0])
+    for r in er["paths"]:  # a random backbone: some returns beat frame 0, which leaves no gap to close
+        gap = r["decoded_first_psnr"] - r["none_return_psnr"]
+        expected = None if gap <= 0 else (r["return_psnr"] - r["none_return_psnr"]) / gap
+        assert r["gap_closed"] == pytest.approx(expected)
+        assert r["mode"] != "none" or r["gap_closed"] in (0.0, None)
+    room = er["by_family"]["room"]["latent"]["return_psnr"]
+    assert room["seeds"] == 2 and room["mean"] == pytest.approx(
+        (latent["psnr"][-1] + by["room03-pan-return-latent-s1"]["psnr"][-1]) / 2)
+
+
 def test_report_and_plots(records, tmp_path):
     pytest.importorskip("matplotlib")
     from mirage.evaluation.plots import PLOTS, save_plots
@@ -94,6 +119,7 @@ def test_report_and_plots(records, tmp_path):
                     "## 4. The memory itself", "## 5. Time and memory", "## 6. Classical PROXIES", "## Not computed"):
         assert heading in text
     assert "LPIPS" in text and "DROID-SLAM" in text and "CLIP" in text
+    assert "**Exact return.**" in text and "| courtyard | 4 | loop | 1 |" in text and "| room | none |" in text
     assert main_table(metrics).count("\n| ") == 3 and " ± " in main_table(metrics)
     frames = {m: load_run_frames(folder, f"room03-pan-return-{m}-s0") for m in ("latent", "rgb", "none")}
     assert frames["latent"]["video"].shape == (5, 32, 32, 3) and list(frames["latent"]["indices"]) == [0, 6, 12, 18, 24]
@@ -106,6 +132,7 @@ def test_report_and_plots(records, tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["summary"]["latent"]["revisit_psnr"]["mean"] == pytest.approx(metrics["summary"]["latent"]["revisit_psnr"]["mean"])
+    assert len(saved["exact_return"]["paths"]) == 12
 
 
 def test_pipeline_keeps_the_reads_the_targets_were_conditioned_on(backbone):

@@ -5,7 +5,9 @@
 
 Writes into ``--out``: ``suite.json`` (what runs), ``runs/<id>.json`` + ``runs/<id>.npz`` (one
 per scene × preset × mode × seed, written as each finishes; present ones are skipped, so an
-interrupted suite resumes), then ``metrics.json``, ``report.md`` and the PNG plots.
+interrupted suite resumes), then ``metrics.json``, ``report.md`` and the PNG plots. It prints the
+main table and the exact-return table per family (its per-path table is in ``report.md`` and,
+with the per-family one, under ``exact_return`` in ``metrics.json``).
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def run(args) -> int:
     from mirage.backbones import load_backbone
     from mirage.evaluation.plots import require_matplotlib, save_plots
     from mirage.evaluation.proxies import opencv_available
-    from mirage.evaluation.report import aggregate, main_table, save_report
+    from mirage.evaluation.report import aggregate, exact_return_family_table, main_table, save_report
     from mirage.evaluation.runs import (evaluate_run, load_run_frames, load_runs, prepare_ground_truth,
                                         run_id, save_run)
     from mirage.evaluation.suite import suite_cases, suite_modes
@@ -154,6 +156,8 @@ def run(args) -> int:
     info["wall_seconds"] = time.perf_counter() - started
     save_report(out, metrics, info)
     print(main_table(metrics))
+    print("\nExact return (last frame at the start pose) per family; per path in report.md:\n")
+    print(exact_return_family_table(metrics["exact_return"]))
     print(f"\nwrote {out / 'report.md'}, {out / 'metrics.json'} and plots "
           f"({len(todo)} runs now, {reused} reused, {info['wall_seconds']:.0f} s)")
     return 0

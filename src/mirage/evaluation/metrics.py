@@ -17,6 +17,13 @@ Frames are (3, H, W) or videos (F, 3, H, W) with values in [−1, 1] (``data_ran
   around closure.
 - **Closed loop**: the last generated frame against the first, on paths whose last pose equals
   the first (a consistent model reproduces the start view).
+- **Exact return**: on paths whose last pose *equals* the first bit for bit (closed presets copy
+  the first pose into the last frame), the PSNR of the last generated frame against the ground
+  truth (``return``) and of generated frame 0 against ground-truth frame 0 (``decoded first``:
+  the decoded encoding of the given first frame, the ceiling of any return). Against the return
+  PSNR of the same (scene, path, seed) without memory (``none``), the **gap closed** is
+  ``(return − none) / (decoded first − none)``: 1 when the return is as good as the first frame,
+  0 when memory adds nothing (so ``none`` itself closes 0).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from mirage.errors import ShapeError
 from mirage.geometry import Camera
 
 __all__ = ["psnr", "frame_psnr", "ssim", "frame_ssim", "revisit_frames", "frame_segments",
-           "closed_loop", "read_latent_error", "SSIM_WINDOW", "SSIM_SIGMA"]
+           "closed_loop", "exact_return", "gap_closed", "read_latent_error", "SSIM_WINDOW", "SSIM_SIGMA"]
 
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
@@ -130,6 +137,33 @@ def closed_loop(video: Tensor, cameras: Camera, tol: float = 1e-4) -> dict | Non
     if len(cameras) < 2 or (c2w[-1] - c2w[0]).abs().max().item() > tol:
         return None
     return {"psnr": psnr(video[-1], video[0]), "ssim": ssim(video[-1], video[0])}
+
+
+def exact_return(psnrs: list[float], cameras: Camera) -> dict | None:
+    """The exact-return PSNRs of a generated video (module doc), or None when the path's last
+    cam2world is not exactly its first (or it has fewer than 2 frames).
+
+    psnrs: the F per-frame PSNRs against ground truth (:func:`frame_psnr`); cameras: the F
+    cameras. Returns ``{"frame": F − 1, "return_psnr", "decoded_first_psnr", "return_loss_db"}``
+    with ``return_loss_db`` = decoded first − return.
+    """
+    if len(psnrs) != len(cameras):
+        raise ShapeError(f"`psnrs` must have one value per camera ({len(cameras)}) but has {len(psnrs)}")
+    c2w = cameras.cam2world
+    if len(cameras) < 2 or not torch.equal(c2w[-1], c2w[0]):
+        return None
+    first, last = float(psnrs[0]), float(psnrs[-1])
+    return {"frame": len(psnrs) - 1, "return_psnr": last, "decoded_first_psnr": first,
+            "return_loss_db": first - last}
+
+
+def gap_closed(return_psnr: float, none_psnr: float, first_psnr: float) -> float | None:
+    """``(return − none) / (decoded first − none)`` (module doc); None where the gap is not
+    positive or a value is not finite (no memory already reaches the decoded first frame)."""
+    gap = first_psnr - none_psnr
+    if not (math.isfinite(return_psnr) and math.isfinite(none_psnr) and math.isfinite(first_psnr)) or gap <= 0:
+        return None
+    return (return_psnr - none_psnr) / gap
 
 
 def read_latent_error(read: Tensor, mask: Tensor, target: Tensor) -> dict | None:

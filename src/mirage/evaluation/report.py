@@ -15,7 +15,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-__all__ = ["aggregate", "format_report", "save_report", "NOT_COMPUTED", "METRICS", "main_table"]
+from mirage.evaluation.metrics import gap_closed
+
+__all__ = ["aggregate", "format_report", "save_report", "NOT_COMPUTED", "METRICS", "main_table",
+           "exact_return_paths", "exact_return_summary", "exact_return_family_table", "exact_return_path_table"]
 
 TIME_KEYS = ("read", "denoise", "decode", "depth", "update")
 
@@ -131,6 +134,58 @@ def _modes(records: list[dict]) -> list[str]:
     return sorted(dict.fromkeys(r["mode"] for r in records), key=lambda m: (order.get(m, 3), m))
 
 
+EXACT_RETURN_KEYS = ("return_psnr", "decoded_first_psnr", "return_loss_db", "gap_closed")
+
+
+def exact_return_paths(records: list[dict]) -> list[dict]:
+    """One row per run on an exact-return path (``record["exact_return"]`` set; see
+    :func:`mirage.evaluation.metrics.exact_return`): case, family, scene, preset, seed, mode,
+    ``return_psnr``, ``decoded_first_psnr``, ``return_loss_db``, ``none_return_psnr`` and
+    ``gap_closed`` against the ``none`` run of the same (case, seed) (None without one).
+    Ordered by family, scene, preset, seed, mode."""
+    none = {(r["case"], r["seed"]): r["exact_return"]["return_psnr"] for r in records
+            if r["mode"] == "none" and r.get("exact_return")}
+    modes = _modes(records)
+    rows = []
+    for r in records:
+        er = r.get("exact_return")
+        if not er:
+            continue
+        base = none.get((r["case"], r["seed"]))
+        ok = base is not None and er["return_psnr"] is not None and er["decoded_first_psnr"] is not None
+        rows.append({"case": r["case"], "family": r["family"], "scene": r["scene"], "preset": r["preset"],
+                     "seed": r["seed"], "mode": r["mode"], **{k: er[k] for k in EXACT_RETURN_KEYS[:3]},
+                     "none_return_psnr": base,
+                     "gap_closed": gap_closed(er["return_psnr"], base, er["decoded_first_psnr"]) if ok else None})
+    families = _families(records)
+    return sorted(rows, key=lambda row: (families.index(row["family"]), row["scene"], row["preset"], row["seed"],
+                                         modes.index(row["mode"])))
+
+
+def exact_return_summary(records: list[dict]) -> dict:
+    """The exact-return metric per family: ``by_family[family][mode][key]`` = {mean, std, seeds}
+    over the sampling seeds (as :func:`aggregate`), with ``range[family][mode][key]`` = [min, max]
+    over the paths, for ``return_psnr``, ``decoded_first_psnr``, ``return_loss_db`` and
+    ``gap_closed``; ``paths``: :func:`exact_return_paths`."""
+    rows = exact_return_paths(records)
+    families = _families(rows)
+    modes = [m for m in _modes(records) if any(r["mode"] == m for r in rows)]
+    by_family, ranges = {}, {}
+    for f in families:
+        by_family[f], ranges[f] = {}, {}
+        for m in modes:
+            mine = [r for r in rows if r["family"] == f and r["mode"] == m]
+            by_family[f][m] = {k: _over_seeds(mine, _get(k)) for k in EXACT_RETURN_KEYS}
+            ranges[f][m] = {k: ([min(v), max(v)] if (v := _finite(r[k] for r in mine)) else None)
+                            for k in EXACT_RETURN_KEYS}
+    return {"families": families, "modes": modes, "by_family": by_family, "range": ranges, "paths": rows}
+
+
+def _families(records: list[dict]) -> list[str]:
+    order = {"room": 0, "courtyard": 1}
+    return sorted(dict.fromkeys(r["family"] for r in records), key=lambda f: (order.get(f, 2), f))
+
+
 def aggregate(records: list[dict]) -> dict:
     """Summaries of run records (see :func:`mirage.evaluation.runs.evaluate_run`):
     ``summary[mode][metric]`` and ``by_preset[preset][mode][metric]`` = {mean, std, seeds},
@@ -157,7 +212,7 @@ def aggregate(records: list[dict]) -> dict:
     return {"modes": modes, "presets": presets, "runs": len(records),
             "seeds": sorted({r["seed"] for r in records}),
             "cases": sorted({r["case"] for r in records}),
-            "summary": summary, "by_preset": by_preset,
+            "summary": summary, "by_preset": by_preset, "exact_return": exact_return_summary(records),
             "curves": curves, "cache_curves": cache, "time_split_s_per_frame": timing,
             "not_computed": [{"metric": n, "why": w} for n, w in NOT_COMPUTED]}
 
@@ -219,6 +274,51 @@ def main_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def _pct(value) -> str:
+    return "–" if value is None else f"{value:.1%}"
+
+
+def _num(value, spec=".2f") -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def exact_return_family_table(summary: dict) -> str:
+    """Markdown: the exact return per family and mode (``summary``: :func:`exact_return_summary`),
+    mean ± std over seeds, and the range over the paths of the loss and the gap closed."""
+    if not summary["paths"]:
+        return "No path of this run returns exactly to its start pose."
+    lines = ["| family | mode | return PSNR (dB) | decoded first (dB) | return loss (dB) | gap closed "
+             "| loss, paths (dB) | gap closed, paths |", "|---|---|---|---|---|---|---|---|"]
+    for f in summary["families"]:
+        for m in summary["modes"]:
+            s, rng = summary["by_family"][f][m], summary["range"][f][m]
+            gap = s["gap_closed"]
+            gap_text = "–" if gap is None else (_pct(gap["mean"]) + ("" if gap["std"] is None else f" ± {gap['std']:.1%}"))
+            loss_range = "–" if rng["return_loss_db"] is None else "{:.2f} – {:.2f}".format(*rng["return_loss_db"])
+            gap_range = "–" if rng["gap_closed"] is None else f"{_pct(rng['gap_closed'][0])} – {_pct(rng['gap_closed'][1])}"
+            lines.append(f"| {f} | {m} | {_fmt(s['return_psnr'], '.2f')} | {_fmt(s['decoded_first_psnr'], '.2f')} | "
+                         f"{_fmt(s['return_loss_db'], '.2f')} | {gap_text} | {loss_range} | {gap_range} |")
+    return "\n".join(lines)
+
+
+def exact_return_path_table(summary: dict) -> str:
+    """Markdown: one line per exact-return path and sampling seed, per mode the return PSNR, the
+    return loss (decoded first − return) and the gap closed."""
+    if not summary["paths"]:
+        return "No path of this run returns exactly to its start pose."
+    modes = summary["modes"]
+    head = "".join(f" {m} return (dB) | {m} loss (dB) | {m} gap closed |" for m in modes)
+    lines = ["| family | scene | path | seed |" + head, "|---|---|---|---|" + "---|---|---|" * len(modes)]
+    by_path = defaultdict(dict)
+    for r in summary["paths"]:
+        by_path[(r["family"], r["scene"], r["preset"], r["seed"])][r["mode"]] = r
+    for (f, scene, preset, seed), runs in by_path.items():
+        cells = "".join(f" {_num(runs[m]['return_psnr'])} | {_num(runs[m]['return_loss_db'])} | {_pct(runs[m]['gap_closed'])} |"
+                        if m in runs else " – | – | – |" for m in modes)
+        lines.append(f"| {f} | {scene} | {preset} | {seed} |" + cells)
+    return "\n".join(lines)
+
+
 def format_report(metrics: dict, info: dict) -> str:
     """report.md: the main table, one table per question, the proxies, what is not computed."""
     suite = info.get("suite", {})
@@ -265,6 +365,19 @@ def format_report(metrics: dict, info: dict) -> str:
         "The last generated frame against the first, on paths whose last pose equals the first.",
         "",
         *_table(metrics, [("closed_loop_psnr", "closed-loop PSNR (dB)"), ("closed_loop_ssim", "closed-loop SSIM")]),
+        "",
+        "**Exact return.** On paths whose last pose equals the first exactly, the last generated frame "
+        "against the ground truth (`return`), and generated frame 0 against ground-truth frame 0 "
+        "(`decoded first`: the decoded encoding of the given first frame, the ceiling). Return loss = "
+        "decoded first − return; gap closed = (return − none) / (decoded first − none), with `none` the "
+        "return PSNR of the same scene, path and seed without memory (so `none` closes 0). Per family, "
+        "mean ± std over the seeds, and the range over the paths:",
+        "",
+        exact_return_family_table(metrics["exact_return"]),
+        "",
+        "Per path:",
+        "",
+        exact_return_path_table(metrics["exact_return"]),
         "",
         "## 3. Geometric consistency: does the video follow the scene's geometry?",
         "",

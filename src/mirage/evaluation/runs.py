@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mirage.evaluation.metrics import closed_loop, frame_psnr, frame_ssim, read_latent_error, revisit_frames
+from mirage.evaluation.metrics import (closed_loop, exact_return, frame_psnr, frame_ssim, read_latent_error,
+                                       revisit_frames)
 from mirage.evaluation.proxies import opencv_available, video_camera_error, video_flow_roundtrip
 from mirage.evaluation.suite import Case, mode_label
 from mirage.evaluation.warp import video_warp_error
@@ -193,6 +194,7 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
         "psnr_all": _mean(psnrs), "ssim_all": _mean(ssims), "ceiling_all": _mean(gt.ceiling_psnr),
         "closed_loop_psnr": loop["psnr"] if loop else None,
         "closed_loop_ssim": loop["ssim"] if loop else None,
+        "exact_return": exact_return(psnrs, cams),
         "warp_error": video_warp_error(video, gt.depth, cams, gap=tau, exclude=gt.exclude),
         "warp_error_gt": gt.floors["warp_error"],
         "read_coverage": [s["read_coverage"] for s in out.memory_stats],
