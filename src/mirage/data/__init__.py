@@ -3,7 +3,10 @@
 - ``clips``: find, read and validate clips (``geometry.npz`` layout); :class:`ClipError` reasons.
 - ``samples``: one sample per chunk start, built as the pipeline conditions a chunk.
 - ``shards``: tar shards (webdataset layout, stdlib ``tarfile``) and the sample index.
-- ``build``: ``mirage data build``, resumable, with skipped clips logged.
+- ``build``: ``mirage data build``, resumable, with skipped clips logged, split over the
+  processes of ``torchrun`` / ``accelerate launch``.
+- ``importers`` (with ``import_sources``, ``depth_align``, ``depth_model``): ``mirage data
+  import``, real camera datasets (RealEstate10K, ``transforms.json``, COLMAP) → clips.
 """
 
 from mirage.data.build import BuildConfig, build_dataset
