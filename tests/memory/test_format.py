@@ -51,7 +51,8 @@ def test_round_trip_keeps_everything(tmp_path, fusion):
 def test_version_2_files_load_grey_and_rebuild_the_index(tmp_path):
     mem = _memory()
     tensors, metadata = memory_to_tensors(mem)
-    for name in ("colors", "index_keys", "index_slots", "slot_frame", "slot_size", "slot_live"):
+    for name in ("colors", "table_confidence", "index_keys", "index_slots", "slot_frame", "slot_size",
+                 "slot_live"):
         del tensors[name]
     config = json.loads(metadata["config"])
     del config["reference_voxel"]

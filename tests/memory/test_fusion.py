@@ -384,8 +384,8 @@ def test_confidences_are_checked_saved_and_loaded(tmp_path):
     assert torch.equal(again.confidences, memory.confidences)
     # a version-1 file (no confidences) loads with every point at confidence 1
     tensors, meta = load_safetensors(tmp_path / "m.safetensors", "memory")
-    for name in ("confidences", "colors", "index_keys", "index_slots", "slot_frame", "slot_size",
-                 "slot_live"):  # what versions 2 and 3 added
+    for name in ("confidences", "colors", "table_confidence", "index_keys", "index_slots",
+                 "slot_frame", "slot_size", "slot_live"):  # what versions 2 and 3 added
         del tensors[name]
     save_safetensors(tmp_path / "v1.safetensors", tensors, {**meta, "version": "1"})
     old = LatentSpatialMemory.load(tmp_path / "v1.safetensors")

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
 
-__all__ = ["valid_depth", "reduce_depth_to_grid", "PLANARITY_TOL"]
+__all__ = ["valid_depth", "reduce_depth_to_grid", "far_cells", "PLANARITY_TOL"]
 
 PLANARITY_TOL = 0.05
 
@@ -119,3 +119,24 @@ def reduce_depth_to_grid(
         valid = valid | partial
     return depth, valid
 
+
+
+def far_cells(
+    depths: Tensor,  # (T, H, W) z-depth
+    hw: tuple[int, int],
+    *,
+    exclude: Tensor | None = None,  # (T, H, W) bool
+) -> Tensor:  # (T, h, w) bool
+    """Cells with no pixel of finite positive depth and no excluded pixel: what the far field
+    stores (:mod:`mirage.memory.far_field`); never a point (every pixel lacks depth)."""
+    T, H, W = depths.shape
+    h, w = hw
+    sy, sx = H // h, W // w
+
+    def blocks(x: Tensor) -> Tensor:
+        return x.reshape(T, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(T, h, w, sy * sx)
+
+    far = ~blocks(valid_depth(depths)).any(dim=-1)
+    if exclude is not None:
+        far &= ~blocks(exclude.bool()).any(dim=-1)
+    return far

@@ -6,13 +6,18 @@ Tensors (N points, F frames, S covisibility slots, P pairs):
 
 - points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int64 (N,), uids int64 (N,),
   confidences float32 (N,), colors uint8 (N, 3);
-- table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4);
+- table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4),
+  table_confidence float32 (F,) (each frame's write confidence; 0 in files of versions 1-2);
 - index_keys int64 (P,) ascending, index_slots int64 (P,), slot_frame int64 (S,),
   slot_size int64 (S,), slot_live bool (S,): :class:`~mirage.memory.covisibility.FrameIndex`.
 
+- with a far field (config ``far_resolution`` R): far_features (6R², C), far_directions
+  float32 (6R², 3), far_confidences float32, far_frame_ids int64, far_colors uint8 (6R², 3),
+  far_written bool (6R²,): :class:`~mirage.memory.far_field.FarField`.
+
 Versions: 1 had no confidences (loaded as 1), 2 added them, 3 added colours (older files load
-grey) and the covisibility index (older files rebuild it from what each written frame sees in
-the loaded memory). Everything read from a file is checked before use: any malformed, foreign,
+grey), the covisibility index (older files rebuild it from what each written frame sees in the
+loaded memory) and the far field (older files have none). Everything read from a file is checked before use: any malformed, foreign,
 tampered or newer file raises :class:`~mirage.errors.MemoryFormatError` and nothing else. Names
 read from a file are looked up in explicit tables, never resolved as attributes.
 """
@@ -29,6 +34,7 @@ from mirage.errors import MemoryFormatError, MirageError
 from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import rigid_inverse
 from mirage.memory.covisibility import FrameIndex
+from mirage.memory.far_field import MAX_RESOLUTION, FarField
 from mirage.memory.splat import splat_zbuffer
 from mirage.memory.store import FUSION_MODES, GREY, REFERENCE_VOXEL, PointStore
 
@@ -40,19 +46,23 @@ READABLE_VERSIONS = ("1", "2", "3")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
 _POINT_TENSORS = ("points", "features", "frame_ids", "uids", "confidences", "colors")
-_TABLE_TENSORS = ("table_ids", "table_K", "table_cam2world")
+_TABLE_TENSORS = ("table_ids", "table_K", "table_cam2world", "table_confidence")
 _INDEX_TENSORS = ("index_keys", "index_slots", "slot_frame", "slot_size", "slot_live")
+_FAR_TENSORS = ("far_features", "far_directions", "far_confidences", "far_frame_ids", "far_colors",
+                "far_written")
 
 
 def memory_to_tensors(memory: PointStore) -> tuple[dict[str, Tensor], dict[str, str]]:
     """(tensors, metadata) of ``memory`` in the file layout (module docstring), for embedding a
     memory in another safetensors file; :func:`memory_from_tensors` reverses it."""
     config = memory.config() | {"next_uid": memory.next_uid,
-                                "grid_hw": list(memory.grid_hw) if memory.grid_hw else None}
+                                "grid_hw": list(memory.grid_hw) if memory.grid_hw else None,
+                                "far_resolution": memory.far.resolution if memory.far is not None else None}
     metadata = {"format": "mirage.memory", "kind": memory.format_kind,
                 "version": str(FORMAT_VERSION), "config": json.dumps(config)}
     tensors = {name: getattr(memory, name) for name in _POINT_TENSORS + _TABLE_TENSORS}
-    return tensors | memory.covisibility.to_tensors(), metadata
+    far = memory.far.state() if memory.far is not None else {}
+    return tensors | memory.covisibility.to_tensors() | far, metadata
 
 
 def save_memory(path, memory: PointStore) -> None:
@@ -87,11 +97,13 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
         memory = kinds[kind].from_config(config, dtype=DTYPES[config["dtype"]], device=device)
     except MirageError as error:
         fail(f"its config is invalid: {error}")
-    names = _POINT_TENSORS + _TABLE_TENSORS + (_INDEX_TENSORS if version == "3" else ())
+    R = config["far_resolution"]
+    far_names = _FAR_TENSORS if R is not None else ()
+    names = _POINT_TENSORS + _TABLE_TENSORS + ((_INDEX_TENSORS + far_names) if version == "3" else ())
     if version == "1":
-        names = tuple(n for n in names if n not in ("confidences", "colors"))
+        names = tuple(n for n in names if n not in ("confidences", "colors", "table_confidence"))
     elif version == "2":
-        names = tuple(n for n in names if n != "colors")
+        names = tuple(n for n in names if n not in ("colors", "table_confidence"))
     missing = [n for n in names if n not in tensors]
     unknown = sorted(set(tensors) - set(names))
     if missing or unknown:
@@ -100,18 +112,25 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
     t.setdefault("confidences", torch.ones(max(N, 0)))
     t.setdefault("colors", torch.full((max(N, 0), 3), GREY, dtype=torch.uint8))
+    t.setdefault("table_confidence", torch.zeros(F))  # versions 1-2: no frame is more trusted
     expected = {
         "points": ((N, 3), torch.float32), "features": ((N, memory.channels), memory.dtype),
         "frame_ids": ((N,), torch.int64), "uids": ((N,), torch.int64),
         "confidences": ((N,), torch.float32), "colors": ((N, 3), torch.uint8),
         "table_ids": ((F,), torch.int64), "table_K": ((F, 3, 3), torch.float32),
-        "table_cam2world": ((F, 4, 4), torch.float32),
+        "table_cam2world": ((F, 4, 4), torch.float32), "table_confidence": ((F,), torch.float32),
     }
     if version == "3":
         P, S = t["index_keys"].shape[0], t["slot_frame"].shape[0]
         expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int64),
                      "slot_frame": ((S,), torch.int64), "slot_size": ((S,), torch.int64),
                      "slot_live": ((S,), torch.bool)}
+        if R is not None:
+            n = 6 * R * R
+            expected |= {"far_features": ((n, memory.channels), memory.dtype),
+                         "far_directions": ((n, 3), torch.float32), "far_confidences": ((n,), torch.float32),
+                         "far_frame_ids": ((n,), torch.int64), "far_colors": ((n, 3), torch.uint8),
+                         "far_written": ((n,), torch.bool)}
     for name, (shape, dtype) in expected.items():
         if tuple(t[name].shape) != shape or t[name].dtype != dtype:
             fail(f"tensor {name!r} is {t[name].dtype} {tuple(t[name].shape)}, expected {dtype} {shape}")
@@ -122,6 +141,8 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
     if version == "3":
         memory.covisibility = FrameIndex.from_tensors(t, memory.covisibility.voxel_size, memory.device)
+        if R is not None:
+            memory.far = FarField.from_state(t, memory.channels, R, dtype=memory.dtype, device=memory.device)
     else:
         _rebuild_covisibility(memory)
     return memory
@@ -140,6 +161,8 @@ def _config(text, fail) -> dict:
     if not isinstance(config, dict):
         fail("its `config` metadata is not a JSON object")
     config.setdefault("reference_voxel", REFERENCE_VOXEL)  # versions 1-2
+    config.setdefault("far_field", False)
+    config.setdefault("far_resolution", None)
 
     def integer(value, low):
         return isinstance(value, int) and not isinstance(value, bool) and value >= low
@@ -157,6 +180,8 @@ def _config(text, fail) -> dict:
         "next_uid": lambda v: integer(v, 0),
         "grid_hw": lambda v: v is None or (isinstance(v, list) and len(v) == 2
                                            and all(integer(x, 1) for x in v)),
+        "far_field": lambda v: isinstance(v, bool),
+        "far_resolution": lambda v: v is None or (integer(v, 1) and v <= MAX_RESOLUTION),
     }
     for key, ok in checks.items():
         if key not in config or not ok(config[key]):
@@ -166,7 +191,7 @@ def _config(text, fail) -> dict:
 
 def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail) -> None:
     """Values a tampered file could get wrong while shapes and dtypes agree."""
-    for name in ("points", "features", "confidences", "table_K", "table_cam2world"):
+    for name in ("points", "features", "confidences", "table_K", "table_cam2world", "table_confidence"):
         if not bool(torch.isfinite(t[name].float()).all()):
             fail(f"tensor {name!r} holds NaN or inf")
     if (N or t["table_ids"].numel()) and config["grid_hw"] is None:
@@ -191,6 +216,16 @@ def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail
     live = t["slot_frame"][t["slot_live"]]
     if live.unique().numel() != live.numel():
         fail("a frame has more than one live covisibility slot")
+    if "far_features" in t:
+        written = t["far_written"]
+        for name in ("far_features", "far_directions", "far_confidences"):
+            if not bool(torch.isfinite(t[name][written].float()).all()):
+                fail(f"tensor {name!r} holds NaN or inf where written")
+        norms = t["far_directions"][written].norm(dim=1)
+        if norms.numel() and not bool(((norms - 1).abs() < 1e-3).all()):
+            fail("far-field directions must be unit vectors where written")
+        if not bool(torch.isin(t["far_frame_ids"][written], table_ids).all()):
+            fail("some far-field cells carry a frame id that is not in the frame table")
 
 
 def _rebuild_covisibility(memory: PointStore) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
 from mirage.geometry import Camera, check_finite, rescale_intrinsics
-from mirage.memory.depth_grid import PLANARITY_TOL, reduce_depth_to_grid
+from mirage.memory.depth_grid import PLANARITY_TOL, far_cells, reduce_depth_to_grid
 from mirage.memory.store import PointStore, check_write_inputs
 
 __all__ = ["LatentSpatialMemory", "cell_colors"]
@@ -25,6 +25,8 @@ class LatentSpatialMemory(PointStore):
         voxel_scale: scales the depth extent of a fusion voxel (see :mod:`mirage.memory.store`).
         reference_voxel: the voxel edge of reference retrieval in world units
             (:mod:`mirage.memory.covisibility`; DESIGN §3.5: 0.1).
+        far_field: also keep cells without depth (sky) by direction, composited behind the
+            points (:mod:`mirage.memory.far_field`; DESIGN §3.6).
         dtype: dtype of the stored tokens. Positions are always float32.
         device: where the points live (default CPU).
     """
@@ -55,7 +57,8 @@ class LatentSpatialMemory(PointStore):
         fused in order, each at its ``confidence``: a cell never overrides a point of higher
         confidence (:mod:`mirage.memory.fusion`).
 
-        ``images`` give each point a display colour, the mean colour of its cell's pixels
+        With ``far_field``, cells where no pixel has depth and none is excluded go to the far
+        field. ``images`` give each point a display colour, the mean colour of its cell's pixels
         (grey without them); the method never reads it.
 
         Returns the number of valid cells written (added, replaced or dropped by fusion).
@@ -75,8 +78,9 @@ class LatentSpatialMemory(PointStore):
         if images is not None:
             expect_shape("images", images, (T, 3, *cameras.hw))
             colors = cell_colors(images, (h, w))
+        far = far_cells(depths, (h, w), exclude=exclude) if self.far_field else None
         return self.write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids,
-                               confidence, colors)
+                               confidence, colors, far)
 
 
 def cell_colors(images: Tensor, hw: tuple[int, int]) -> Tensor:  # (T, 3, H, W) → (T, 3, h, w) uint8

@@ -13,21 +13,27 @@ from torch import Tensor
 
 from mirage.errors import ShapeError
 from mirage.geometry import Camera, check_finite
-from mirage.memory.depth_grid import reduce_depth_to_grid
+from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
 from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore, check_write_inputs
 
 __all__ = ["RGBPointCloudMemory"]
 
 
 class RGBPointCloudMemory(PointStore):
-    """A pixel-resolution RGB point cloud. ``fusion="append"`` (default) as in the peers' caches."""
+    """A pixel-resolution RGB point cloud. ``fusion="append"`` (default) as in the peers' caches.
+
+    The peers drop pixels without depth (sky); ``far_field=True`` keeps them in a far-field
+    colour map by direction instead, the RGB counterpart of the latent far field, so an A/B can
+    show what the latent map adds over an RGB one.
+    """
 
     format_kind = "rgb"
 
     def __init__(self, *, fusion: str = "append", voxel_scale: float = 1.0,
-                 reference_voxel: float = REFERENCE_VOXEL, dtype=torch.float32, device=None) -> None:
+                 reference_voxel: float = REFERENCE_VOXEL, far_field: bool = False,
+                 dtype=torch.float32, device=None) -> None:
         super().__init__(3, fusion=fusion, voxel_scale=voxel_scale, reference_voxel=reference_voxel,
-                         dtype=dtype, device=device)
+                         far_field=far_field, dtype=dtype, device=device)
 
     def write(
         self,
@@ -49,8 +55,9 @@ class RGBPointCloudMemory(PointStore):
         check_finite("images", images)
         depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
         colors = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        far = far_cells(depths, cameras.hw, exclude=exclude) if self.far_field else None
         return self.write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids,
-                               confidence, colors)
+                               confidence, colors, far)
 
     def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""
@@ -61,4 +68,5 @@ class RGBPointCloudMemory(PointStore):
         if config["channels"] != 3:
             raise ShapeError(f"an RGB memory has 3 channels but its config says {config['channels']}")
         return cls(fusion=config["fusion"], voxel_scale=config["voxel_scale"],
-                   reference_voxel=config["reference_voxel"], dtype=dtype, device=device)
+                   reference_voxel=config["reference_voxel"], far_field=config["far_field"],
+                   dtype=dtype, device=device)

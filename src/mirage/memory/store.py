@@ -51,8 +51,9 @@ from torch import Tensor
 from mirage.errors import ConfigError, ShapeError, expect_shape
 from mirage.geometry import Camera, backproject_depth, project_points, rescale_intrinsics, rigid_inverse
 from mirage.memory.covisibility import FrameIndex, voxel_keys
+from mirage.memory.far_field import FarField, cell_rays
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
-from mirage.memory.splat import splat_zbuffer
+from mirage.memory.splat import project_to_cells, splat_zbuffer
 
 __all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND", "REFERENCE_VOXEL",
            "check_write_inputs"]
@@ -73,6 +74,8 @@ class MemoryRead(NamedTuple):
         far a nearest-cell read is misaligned (0 when the target sees the point exactly where a
         source cell centre was). None when the read did not compute it.
     index: (V, h, w) long, the winning point's row in the store, −1 where empty.
+    far: (V, h, w) bool, where the far field filled a cell no point covers (then ``mask`` is
+        True, ``depth`` +inf, ``index`` −1 and ``offset`` is where the written ray projects).
     """
 
     features: Tensor
@@ -80,6 +83,7 @@ class MemoryRead(NamedTuple):
     depth: Tensor
     offset: Tensor | None = None
     index: Tensor | None = None
+    far: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class PointStore:
         fusion: str = "voxel",
         voxel_scale: float = 1.0,
         reference_voxel: float = REFERENCE_VOXEL,
+        far_field: bool = False,
         dtype: torch.dtype = torch.float32,
         device=None,
     ) -> None:
@@ -125,8 +130,12 @@ class PointStore:
                 raise ConfigError(f"`{name}` must be a finite number > 0 but is {value!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ConfigError(f"`dtype` must be a floating torch dtype but is {dtype!r}")
+        if not isinstance(far_field, bool):
+            raise ConfigError(f"`far_field` must be a bool but is {far_field!r}")
         self.channels = channels
         self.fusion = fusion
+        self.far_field = far_field  # keep content without depth by direction (mirage.memory.far_field)
+        self.far: FarField | None = None  # the map, made by the first far write
         self.voxel_scale = float(voxel_scale)
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
@@ -142,19 +151,21 @@ class PointStore:
         self.table_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (F,)
         self.table_K = torch.zeros(0, 3, 3, dtype=torch.float32, device=self.device)  # (F, 3, 3)
         self.table_cam2world = torch.zeros(0, 4, 4, dtype=torch.float32, device=self.device)
+        self.table_confidence = torch.zeros(0, dtype=torch.float32, device=self.device)  # (F,)
         self._table_rows: dict[int, int] = {}
         self.covisibility = FrameIndex(reference_voxel, self.device)
 
     def config(self) -> dict:
         """What :meth:`from_config` needs to build an empty memory like this one."""
         return {"channels": self.channels, "fusion": self.fusion, "voxel_scale": self.voxel_scale,
-                "reference_voxel": self.covisibility.voxel_size,
+                "reference_voxel": self.covisibility.voxel_size, "far_field": self.far_field,
                 "dtype": str(self.dtype).removeprefix("torch.")}
 
     @classmethod
     def from_config(cls, config: dict, *, dtype: torch.dtype, device=None) -> "PointStore":
         return cls(config["channels"], fusion=config["fusion"], voxel_scale=config["voxel_scale"],
-                   reference_voxel=config["reference_voxel"], dtype=dtype, device=device)
+                   reference_voxel=config["reference_voxel"], far_field=config["far_field"],
+                   dtype=dtype, device=device)
 
     # -- size -----------------------------------------------------------------------------
     @property
@@ -167,12 +178,13 @@ class PointStore:
         covisibility index. The display colours are not counted (the method never reads them):
         see :attr:`display_nbytes`."""
         tensors = (self.points, self.features, self.frame_ids, self.uids, self.confidences,
-                   self.table_ids, self.table_K, self.table_cam2world)
-        return sum(t.numel() * t.element_size() for t in tensors) + self.covisibility.nbytes
+                   self.table_ids, self.table_K, self.table_cam2world, self.table_confidence)
+        far = self.far.nbytes if self.far is not None else 0
+        return sum(t.numel() * t.element_size() for t in tensors) + self.covisibility.nbytes + far
 
     @property
     def display_nbytes(self) -> int:
-        return self.colors.numel()
+        return self.colors.numel() + (self.far.colors.numel() if self.far is not None else 0)
 
     @property
     def frames(self) -> list[int]:
@@ -193,8 +205,10 @@ class PointStore:
         frame_ids: Sequence[int] | None = None,
         confidence=1.0,  # float, or T floats: one per frame
         colors: Tensor | None = None,  # (T, 3, h, w) uint8 display colours; None: grey
+        far: Tensor | None = None,  # (T, h, w) bool cells without depth, for the far field
     ) -> int:
-        """Back-project the valid cells and fuse them in, frame by frame (module docstring).
+        """Back-project the valid cells and fuse them in, frame by frame (module docstring);
+        with ``far_field``, write the ``far`` cells to the far field by direction.
         Subclasses call this after turning their input into a grid. Returns the valid cells."""
         T, C, h, w = features.shape
         frame_confidence = _check_confidence(confidence, T).to(self.device)
@@ -216,6 +230,10 @@ class PointStore:
         points_world = backproject_depth(depth.masked_fill(~valid, 1), K, cam2world)  # (T, h, w, 3)
         cells = valid.reshape(-1).nonzero().squeeze(1)  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
+        if self.fusion == "voxel" and self.table_ids.numel():
+            keep = ~self._hides_trusted(points_world.reshape(-1, 3).index_select(0, cells),
+                                        frame_confidence.index_select(0, new_frame))
+            cells, new_frame = cells[keep], new_frame[keep]
         new = [
             points_world.reshape(-1, 3).index_select(0, cells),
             features.reshape(T, C, h * w).transpose(1, 2).reshape(-1, C).index_select(0, cells),
@@ -259,10 +277,25 @@ class PointStore:
             visible = visible.reshape(T, h * w)
             seen = visible >= 0
             seen_rows = visible[seen]
-        self._register_frames(frame_ids, K, cam2world)
+        self._register_frames(frame_ids, K, cam2world, frame_confidence)
         frame_of = torch.arange(T, device=self.device)[:, None].expand(T, h * w)[seen]
         self.covisibility.add(frame_ids, self.points.index_select(0, seen_rows), frame_of)
+        if self.far_field and far is not None:
+            self._write_far(features, colors, far.to(self.device), K, cam2world, frame_ids, frame_confidence)
         return int(cells.shape[0])
+
+    def _write_far(self, features, colors, far, K, cam2world, frame_ids, frame_confidence) -> None:
+        """The far cells (T, h, w) of a write into the far field, by their centre rays."""
+        if not bool(far.any()):
+            return
+        T, C, h, w = features.shape
+        if self.far is None:
+            self.far = FarField(C, FarField.resolution_for(K), dtype=self.dtype, device=self.device)
+        t, i, j = far.nonzero(as_tuple=True)
+        rays = cell_rays(K, cam2world, (h, w))[t, i, j]  # (M, 3)
+        ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
+        self.far.write(features[t, :, i, j], rays, frame_confidence[t], t, ids[t],
+                       colors.to(self.device)[t, :, i, j])
 
     def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
         if frame_ids is None:
@@ -273,10 +306,46 @@ class PointStore:
             raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
         return frame_ids
 
-    def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor) -> None:
-        """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), in
-        order: a frame written again (the overlap frame of two chunks) keeps its row in the
-        table and takes the newer pose; a new frame is appended."""
+    def _hides_trusted(self, points: Tensor, confidence: Tensor) -> Tensor:  # (M, 3), (M,) → (M,)
+        """Which new points would hide, in the view of a more trusted written frame, what that
+        frame saw: a point landing in one of its cells in front of (or within the depth band
+        of) its trusted point there, or anywhere in a cell where it saw trusted far field.
+
+        Fusion judges a cell in the writing frame's view only; this extends "a less trusted
+        write never hides a more trusted point" to the trusted frames' own views, so that
+        returning to the given first frame's pose sees what it showed. The trusted frames are
+        the few written at a higher confidence (the first frame), so the cost does not grow
+        with the walk."""
+        hide = torch.zeros(points.shape[0], dtype=torch.bool, device=self.device)
+        if not points.shape[0]:
+            return hide
+        rows = (self.table_confidence > confidence.min()).nonzero().squeeze(1)
+        if not rows.numel():
+            return hide
+        h, w = self.grid_hw
+        for level in self.table_confidence[rows].unique().tolist():
+            views = rows[self.table_confidence[rows] == level]
+            K, cam2world = self.table_K[views], self.table_cam2world[views]
+            world2cam = rigid_inverse(cam2world)
+            trusted = (self.confidences >= level).nonzero().squeeze(1)
+            depth = splat_zbuffer(self.points[trusted], K, world2cam, (h, w)).depth.reshape(-1)
+            limit = depth * (1 + self.voxel_scale * DEPTH_BAND)  # +inf where no trusted point
+            if self.far is not None:
+                cell, written = self.far.lookup(cell_rays(K, cam2world, (h, w)).reshape(-1, 3))
+                sky = written & (self.far.confidences[cell] >= level)
+                limit = torch.where(torch.isinf(depth) & ~sky, -torch.inf, limit)
+            else:
+                limit = torch.where(torch.isinf(depth), -torch.inf, limit)
+            cell, z, point = project_to_cells(points, K, world2cam, (h, w))
+            drop = (confidence.index_select(0, point) < level) & (z <= limit.index_select(0, cell))
+            hide[point[drop]] = True
+        return hide
+
+    def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor,
+                         confidence: Tensor) -> None:
+        """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), and
+        confidence (T,), in order: a frame written again (the overlap frame of two chunks) keeps
+        its row in the table and takes the newer pose and confidence; a new frame is appended."""
         latest: dict[int, int] = {}  # frame id → the last t that writes it
         for t, f in enumerate(frame_ids):
             latest[f] = t
@@ -286,6 +355,7 @@ class PointStore:
             at, ts = (list(x) for x in zip(*again))
             self.table_K[at] = K[ts]
             self.table_cam2world[at] = cam2world[ts]
+            self.table_confidence[at] = confidence[ts]
         new = [(f, t) for f, t in latest.items() if f not in rows]  # in order of first write
         if new:
             ids, ts = (list(x) for x in zip(*new))
@@ -294,6 +364,7 @@ class PointStore:
             self.table_ids = torch.cat([self.table_ids, torch.tensor(ids, dtype=torch.long, device=self.device)])
             self.table_K = torch.cat([self.table_K, K[ts]])
             self.table_cam2world = torch.cat([self.table_cam2world, cam2world[ts]])
+            self.table_confidence = torch.cat([self.table_confidence, confidence[ts]])
 
     def table_rows(self) -> dict[int, int]:
         """Frame id → its row in the frame table (kept up to date by writes)."""
@@ -329,8 +400,24 @@ class PointStore:
             winners = splat.index[mask]  # (M,) in (view, row, col) order
             offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
             offset[mask] = _cell_offsets(self.points[winners], K, world2cam, mask)
+        far = torch.zeros_like(mask)
+        if self.far is not None and not bool(mask.all()):
+            # Behind every point: only cells no point covers look the far field up.
+            empty = (~mask).nonzero(as_tuple=True)  # (view, row, col)
+            rays = cell_rays(K, rigid_inverse(world2cam), (h, w))[empty]
+            cell, written = self.far.lookup(rays)
+            hit = tuple(x[written] for x in empty)
+            far[hit] = True
+            gathered[hit] = self.far.features[cell[written]]
+            if offsets:
+                d = self.far.directions[cell[written]]  # the written rays, as points at infinity
+                uv, _ = project_points(d.double()[:, None], K.double()[hit[0]],
+                                       _rotation_only(world2cam.double()[hit[0]]))
+                cells = torch.stack([hit[2], hit[1]], dim=1).to(uv.dtype)
+                offset[hit] = (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
+        if offsets:
             offset = offset.permute(0, 3, 1, 2)
-        return MemoryRead(gathered.permute(0, 3, 1, 2), mask, splat.depth, offset, splat.index)
+        return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, splat.index, far)
 
     # -- reference retrieval (DESIGN §3.5, mirage.memory.covisibility) --------------------
     def references(self, read: MemoryRead, *, k: int = 4, min_iou: float = 0.04,
@@ -414,6 +501,12 @@ def _cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tens
     uv, _ = project_points(points_world.double()[:, None], K.double()[view], world2cam.double()[view])
     cells = torch.stack([col, row], dim=1).to(uv.dtype)
     return (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
+
+
+def _rotation_only(world2cam: Tensor) -> Tensor:  # (V, 4, 4) → (V, 4, 4) without translation
+    out = world2cam.clone()
+    out[:, :3, 3] = 0
+    return out
 
 
 def _check_hw(hw) -> tuple[int, int]:

@@ -19,6 +19,10 @@ class PipelineConfig:
     fusion: how a point memory fuses writes, "voxel" or "append" (see
         :mod:`mirage.memory.store`); None = the mode's default (latent: voxel; rgb: append, as
         the reference implementation). ``rgb`` with "voxel" is the baseline given our fusion.
+    far_field: keep content without depth (sky) in a far-field map by direction, composited
+        behind the points (:mod:`mirage.memory.far_field`); None = the mode's default (latent:
+        on; rgb: off, as the reference drops the sky, so ``rgb`` with True is the baseline with
+        an RGB far field).
     steps: sampling steps per chunk.
     preceding: clean latent frames before each chunk's first frame handed to the model.
     references: covisible past latent frames retrieved per chunk (top-k by voxel IoU).
@@ -38,6 +42,7 @@ class PipelineConfig:
 
     memory_mode: str = "latent"
     fusion: str | None = None
+    far_field: bool | None = None
     steps: int = 6
     preceding: int = 1
     references: int = 1
@@ -51,6 +56,8 @@ class PipelineConfig:
             raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {self.memory_mode!r}")
         if self.fusion not in (None, *FUSION_MODES):
             raise ConfigError(f"`fusion` must be None or one of {FUSION_MODES} but is {self.fusion!r}")
+        if self.far_field not in (None, True, False):
+            raise ConfigError(f"`far_field` must be None, True or False but is {self.far_field!r}")
         for name in ("steps",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -108,10 +108,11 @@ class LatentMode(_PointMemoryMode):
 
     name = "latent"
 
-    def __init__(self, channels: int, *, fusion: str = "voxel",
+    def __init__(self, channels: int, *, fusion: str = "voxel", far_field: bool = True,
                  planarity_tol: float = GRID_PLANARITY_TOL,
                  min_valid_fraction: float = PARTIAL_CELL_FRACTION) -> None:
-        self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL)
+        self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL,
+                                          far_field=far_field)
         self.planarity_tol = planarity_tol
         self.min_valid_fraction = min_valid_fraction
 
@@ -139,9 +140,10 @@ class RGBMode(_PointMemoryMode):
 
     name = "rgb"
 
-    def __init__(self, channels: int, *, fusion: str = "append") -> None:
+    def __init__(self, channels: int, *, fusion: str = "append", far_field: bool = False) -> None:
         self.channels = channels
-        self.memory = RGBPointCloudMemory(fusion=fusion, reference_voxel=REFERENCE_VOXEL)
+        self.memory = RGBPointCloudMemory(fusion=fusion, reference_voxel=REFERENCE_VOXEL,
+                                          far_field=far_field)
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         # The baseline appends every point, as the reference does; confidence is only stored.
@@ -189,9 +191,13 @@ class NoMemory:
         return {"points": 0, "bytes": 0, "frames": 0}
 
 
-def make_memory_mode(name: str, channels: int, *, fusion: str | None = None) -> MemoryMode:
-    """The memory mode ``name``; ``fusion`` overrides a point memory's default fusion."""
+def make_memory_mode(name: str, channels: int, *, fusion: str | None = None,
+                     far_field: bool | None = None) -> MemoryMode:
+    """The memory mode ``name``; ``fusion`` and ``far_field`` override a point memory's
+    defaults (latent: voxel fusion, far field on; rgb: append, no far field)."""
     options = {} if fusion is None else {"fusion": fusion}
+    if far_field is not None:
+        options["far_field"] = far_field
     if name == "latent":
         return LatentMode(channels, **options)
     if name == "rgb":

@@ -1,0 +1,196 @@
+"""The far field (DESIGN §3.6): content without finite depth, stored by world ray direction.
+
+What has no finite depth (the sky) looks the same from every position: it is a function of
+direction only. So it cannot be a point, and it does not need to be one. :class:`FarField` is a
+fixed-size latent map indexed by world direction, a **cube map**: six square faces of R×R
+cells. A cube map rather than an equirectangular grid because its cells stay within a bounded
+factor of each other (a cell at a face's edge spans half the angle of one at its centre, about
+5× less solid angle at a corner), where an equirectangular grid squeezes whole rows into single
+points at the poles, and straight up is where sky is seen most; and a cell is found with one
+division, no trigonometry. R is chosen from the written grid's angular resolution, so a map cell is about a
+latent cell at the image centre: ``R = ceil(2·fx)`` with fx the grid's focal length in cells
+(a face spans tan ∈ [−1, 1] and a grid cell ≈ 1/fx of tan at the centre).
+
+**Write.** A written frame's cells that are far (every pixel without depth, none excluded) go
+to the map cell of their centre's ray. The rule follows the point memory's: the more confident
+write keeps a map cell (the given first frame outranks generated frames); at equal confidence
+the later frame replaces; among cells of one frame that share a map cell, the one whose ray is
+closest to the map cell's centre wins (ties: the first). Each map cell keeps the token, the ray
+it was written from, the frame id, the confidence and a display colour.
+
+**Read.** Each target cell looks up the map cell of its centre's ray. The read's offset, as for
+points, is where the written ray projects in the target view relative to the cell centre (a
+point at infinity): 0 when the target looks exactly along a written ray. The store composites
+the far field *behind* every point: a point always wins its cell.
+
+The map never grows: its size is fixed when the first far cell is written. The slow twin is
+:func:`far_field_write_reference` / :func:`far_field_lookup_reference` (Python loops).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = ["FarField", "cube_cells", "far_field_write_reference", "far_field_lookup_reference"]
+
+MAX_RESOLUTION = 1024
+# Face f = 2·axis + (direction negative); its (u, v) are the other two axes, in this order.
+_FACE_AXES = ((1, 2), (2, 0), (0, 1))
+
+
+def cube_cells(directions: Tensor, resolution: int) -> Tensor:  # (M, 3) → (M,) long
+    """The cube-map cell of each direction (need not be unit): face·R² + row·R + col."""
+    a = directions.abs().argmax(dim=1)  # the major axis
+    major = directions.gather(1, a[:, None]).squeeze(1)  # (M,) signed
+    face = 2 * a + (major < 0).long()
+    axes = torch.tensor(_FACE_AXES, device=directions.device)[a]  # (M, 2)
+    uv = directions.gather(1, axes) / major.abs()[:, None]  # (M, 2) in [−1, 1]
+    ij = ((uv + 1) * (resolution / 2)).floor().long().clamp_(0, resolution - 1)
+    return face * resolution * resolution + ij[:, 1] * resolution + ij[:, 0]
+
+
+def cell_directions(resolution: int, device=None) -> Tensor:  # → (6·R², 3) unit
+    """The direction through the centre of every cube-map cell, in cell order."""
+    R = resolution
+    c = (torch.arange(R, dtype=torch.float64, device=device) + 0.5) * (2 / R) - 1
+    v, u = torch.meshgrid(c, c, indexing="ij")  # row, col
+    out = []
+    for face in range(6):
+        axis, negative = divmod(face, 2)
+        d = torch.zeros(R, R, 3, dtype=torch.float64, device=device)
+        d[..., axis] = -1.0 if negative else 1.0
+        d[..., _FACE_AXES[axis][0]] = u
+        d[..., _FACE_AXES[axis][1]] = v
+        out.append(d.reshape(-1, 3))
+    d = torch.cat(out)
+    return (d / d.norm(dim=1, keepdim=True)).float()
+
+
+class FarField:
+    """A cube map of latent tokens by world direction (module docstring)."""
+
+    def __init__(self, channels: int, resolution: int, *, dtype=torch.float32, device=None) -> None:
+        self.channels, self.resolution = channels, resolution
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        n = 6 * resolution * resolution
+        self.features = torch.zeros(n, channels, dtype=dtype, device=self.device)  # (n, C)
+        self.directions = torch.zeros(n, 3, dtype=torch.float32, device=self.device)  # source rays
+        self.confidences = torch.full((n,), -math.inf, dtype=torch.float32, device=self.device)
+        self.frame_ids = torch.full((n,), -1, dtype=torch.long, device=self.device)
+        self.colors = torch.zeros(n, 3, dtype=torch.uint8, device=self.device)
+        self.written = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self._centres = cell_directions(resolution, self.device)
+
+    @staticmethod
+    def resolution_for(K_grid: Tensor) -> int:
+        """R from a grid camera's focal length in cells (module docstring), at most
+        ``MAX_RESOLUTION`` (a pixel-size RGB map at 704×1280 would otherwise hold 29 M cells)."""
+        return min(MAX_RESOLUTION, max(1, math.ceil(2 * float(K_grid.reshape(-1, 3, 3)[0, 0, 0]))))
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size()
+                   for t in (self.features, self.directions, self.confidences, self.frame_ids, self.written))
+
+    @property
+    def num_written(self) -> int:
+        return int(self.written.sum())
+
+    def write(self, features: Tensor, directions: Tensor, confidence: Tensor, order: Tensor,
+              frame_ids: Tensor, colors: Tensor) -> None:
+        """Write M far cells: tokens (M, C), unit rays (M, 3), confidences (M,), their frame's
+        position in the write (M,) (later replaces earlier at equal confidence), frame ids (M,),
+        colours (M, 3) uint8."""
+        M = directions.shape[0]
+        if M == 0:
+            return
+        cell = cube_cells(directions, self.resolution)
+        closeness = (directions * self._centres[cell]).sum(dim=1)  # cos to the cell centre
+        # Per map cell, the candidate with the highest (confidence, order, closeness, −index):
+        # one lexicographic key sorted once, the last of each cell's run wins.
+        key = torch.argsort(-torch.arange(M, device=self.device), stable=True)  # index descending
+        for values in (closeness, order.to(closeness), confidence.to(closeness)):
+            key = key[torch.argsort(values[key], stable=True)]
+        key = key[torch.argsort(cell[key], stable=True)]
+        last = torch.ones(M, dtype=torch.bool, device=self.device)
+        last[:-1] = cell[key[1:]] != cell[key[:-1]]
+        win = key[last]  # one candidate per map cell
+        target = cell[win]
+        take = ~self.written[target] | (confidence[win] >= self.confidences[target])
+        win, target = win[take], target[take]
+        self.features[target] = features[win].to(self.features.dtype)
+        self.directions[target] = directions[win].float()
+        self.confidences[target] = confidence[win].float()
+        self.frame_ids[target] = frame_ids[win]
+        self.colors[target] = colors[win]
+        self.written[target] = True
+
+    def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
+        cell = cube_cells(directions, self.resolution)
+        return cell, self.written[cell]
+
+    def state(self) -> dict[str, Tensor]:
+        return {"far_features": self.features, "far_directions": self.directions,
+                "far_confidences": self.confidences, "far_frame_ids": self.frame_ids,
+                "far_colors": self.colors, "far_written": self.written}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Tensor], channels: int, resolution: int, *, dtype,
+                   device=None) -> "FarField":
+        """The inverse of :meth:`state`; the caller has checked shapes and dtypes."""
+        far = cls(channels, resolution, dtype=dtype, device=device)
+        for name, value in far.state().items():
+            value.copy_(tensors[name].to(value.device))
+        return far
+
+
+def far_field_write_reference(state: dict, resolution: int, writes: list[tuple]) -> dict:
+    """Slow twin of :meth:`FarField.write`: ``state`` maps cell → (token, confidence); each
+    write is (tokens, directions, confidences, orders) of its cells; every cell decided by a
+    Python loop over the candidates: max (confidence, order, closeness, −index), then kept
+    against the stored one when its confidence is at least the stored confidence."""
+    centres = cell_directions(resolution).double()
+    for tokens, directions, confidences, orders in writes:
+        best: dict[int, tuple] = {}
+        for m, d in enumerate(directions.double().tolist()):
+            cell = _cube_cell_python(d, resolution)
+            closeness = sum(a * b for a, b in zip(directions[m].tolist(), centres[cell].float().tolist()))
+            key = (float(confidences[m]), float(orders[m]), closeness, -m)
+            if cell not in best or key > best[cell][0]:
+                best[cell] = (key, m)
+        for cell, (key, m) in best.items():
+            if cell not in state or key[0] >= state[cell][1]:
+                state[cell] = (tokens[m].clone(), key[0])
+    return state
+
+
+def far_field_lookup_reference(state: dict, resolution: int, directions: Tensor) -> list:
+    """Slow twin of :meth:`FarField.lookup` + gather: per direction the stored token or None."""
+    return [state[c][0] if (c := _cube_cell_python(d, resolution)) in state else None
+            for d in directions.double().tolist()]
+
+
+def _cube_cell_python(d: list[float], R: int) -> int:
+    axis = max(range(3), key=lambda i: (abs(d[i]), -i))  # the first of equal magnitudes
+    major = d[axis]
+    face = 2 * axis + (1 if major < 0 else 0)
+    b, c = _FACE_AXES[axis]
+    i = min(max(math.floor((d[c] / abs(major) + 1) * R / 2), 0), R - 1)
+    j = min(max(math.floor((d[b] / abs(major) + 1) * R / 2), 0), R - 1)
+    return face * R * R + i * R + j
+
+
+def cell_rays(K: Tensor, cam2world: Tensor, hw: tuple[int, int]) -> Tensor:  # → (V, h, w, 3)
+    """Unit world-space rays through the centres of a (h, w) grid's cells, K (V, 3, 3) at the
+    grid size, cam2world (V, 4, 4)."""
+    h, w = hw
+    v = torch.arange(h, dtype=K.dtype, device=K.device)[:, None].expand(h, w)
+    u = torch.arange(w, dtype=K.dtype, device=K.device)[None].expand(h, w)
+    ones = torch.ones_like(u)
+    pixels = torch.stack([u, v, ones], dim=-1).reshape(1, h * w, 3)  # (1, h·w, 3)
+    rays = pixels @ torch.linalg.inv(K).transpose(1, 2)  # (V, h·w, 3) camera rays, z = 1
+    rays = rays @ cam2world[:, :3, :3].transpose(1, 2)
+    return torch.nn.functional.normalize(rays, dim=-1).reshape(-1, h, w, 3)
