@@ -17,9 +17,11 @@ Runs, each through the CLI in a subprocess (``python -m mirage``), CPU only, sid
 - ``re10k+triangulation``: ``--tri-clips`` clips, depth from a stand-in relative model (the true
   inverse depth through a per-frame scale and shift) aligned to triangulated SIFT matches (in
   process: the stand-in is not a transformers model);
-- ``build``: ``mirage data build --backbone tiny`` (shipped weights) of the re10k clips, killed
-  (SIGKILL) after ``--kill-after`` s and rerun; then checked: every clip's samples present once;
-- ``import-kill``: the re10k import killed after a third of its run time and rerun; checked the same way.
+- ``build``: ``mirage data build --backbone tiny`` (shipped weights) of the re10k clips, once
+  uninterrupted (timed), once killed (SIGKILL) when a third of its shards are recorded and rerun;
+  then checked: every clip's samples present once, equal to the uninterrupted build;
+- ``import-kill``: the re10k import killed when a third of its clips are recorded and rerun;
+  checked: every clip once, equal to the uninterrupted import.
 
 Writes ``data_import.json`` and ``data_import.md`` under ``--out``; per-1,000-clip figures are
 extrapolated linearly from this small run and labelled as such.
@@ -103,20 +105,29 @@ def tiny_depth_model(path: Path) -> Path:
     return path
 
 
-def cli(args: list[str], env: dict, kill_after: float | None = None) -> tuple[float, bool]:
-    """Run ``python -m mirage ARGS``; (seconds, killed)."""
+def cli(args: list[str], env: dict, kill_when=None) -> tuple[float, bool]:
+    """Run ``python -m mirage ARGS``; SIGKILL it once ``kill_when()`` is true. (seconds, killed)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "mirage", *args], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
-    try:
-        _, err = proc.communicate(timeout=kill_after)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate()
-        return time.perf_counter() - t0, True
+    if kill_when is not None:
+        while proc.poll() is None:
+            if kill_when():
+                proc.send_signal(signal.SIGKILL)
+                proc.communicate()
+                return time.perf_counter() - t0, True
+            time.sleep(0.02)
+    _, err = proc.communicate()
     if proc.returncode != 0:
         raise SystemExit(f"mirage {' '.join(args)} failed:\n{err[-3000:]}")
     return time.perf_counter() - t0, False
+
+
+def count(path: Path, key: str) -> int:
+    try:
+        return len(json.loads(path.read_text())[key])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
 def check_build(built: Path, clips: list[str], per_clip: int) -> dict:
@@ -141,7 +152,6 @@ def main() -> None:
                     help="source size of the triangulation clips (imported at --size): SIFT needs real resolution")
     ap.add_argument("--frames", type=int, default=17)
     ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--kill-after", type=float, default=20.0, help="seconds before the build is killed")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
 
@@ -206,39 +216,47 @@ def main() -> None:
         r["clips_per_s"] = r["clips"] / r["seconds"]
         r["frames_per_s"] = r["frames"] / r["seconds"]
 
-    # import killed and resumed
-    t_full = runs["re10k+depth-dir"]["seconds"]
-    _, killed = imp("re10k", re / "cameras", re / "frames", ["--depth-dir", str(re / "depth")], work / "clips-kill",
-                    kill=t_full / 3)
-    partial = len(json.loads((work / "clips-kill" / "index.json").read_text())["clips"]) if (work / "clips-kill" / "index.json").exists() else 0
-    s2, _ = imp("re10k", re / "cameras", re / "frames", ["--depth-dir", str(re / "depth")], work / "clips-kill")
-    final = json.loads((work / "clips-kill" / "index.json").read_text())
+    # import killed (once a third of the clips are recorded) and resumed
+    kill_out = work / "clips-kill"
+    _, killed = imp("re10k", re / "cameras", re / "frames", ["--depth-dir", str(re / "depth")], kill_out,
+                    kill=lambda: count(kill_out / "index.json", "clips") >= args.clips // 3)
+    partial = count(kill_out / "index.json", "clips")
+    s2, _ = imp("re10k", re / "cameras", re / "frames", ["--depth-dir", str(re / "depth")], kill_out)
+    final = json.loads((kill_out / "index.json").read_text())
     names = [c["name"] for c in final["clips"]]
     runs["import-kill"] = {"killed": killed, "clips_before_kill": partial, "rerun_seconds": s2,
                            "clips_after": len(names), "unique": len(set(names)),
                            "identical_to_uninterrupted": all(
-                               np.array_equal(np.load(work / "clips-kill" / n / "geometry.npz")["depths"],
+                               np.array_equal(np.load(kill_out / n / "geometry.npz")["depths"],
                                               np.load(work / "clips-re10k" / n / "geometry.npz")["depths"]) for n in names)}
 
-    # build: killed, then resumed
-    build = ["data", "build", "--clips", str(work / "clips-re10k"), "--backbone", "tiny", "--out", str(work / "built"),
-             "--no-progress"]
-    s1, killed = cli(build, env, args.kill_after)
-    done = json.loads((work / "built" / "index.json").read_text())["shards"] if (work / "built" / "index.json").exists() else []
-    done_clips = sum(len(s["clips"]) for s in done)
-    s2, _ = cli(build, env)
+    # build: uninterrupted, then killed (once a third of the shards are recorded) and resumed
+    def build(out):
+        return ["data", "build", "--clips", str(work / "clips-re10k"), "--backbone", "tiny", "--out", str(out),
+                "--no-progress"]
+
+    full_s, _ = cli(build(work / "built-full"), env)
+    shards = len(list((work / "built-full" / "records").glob("*.json")))
+    records = work / "built" / "records"
+    s1, killed = cli(build(work / "built"), env,
+                     lambda: records.is_dir() and len(list(records.glob("*.json"))) >= shards // 3)
+    done = len(list(records.glob("*.json"))) if records.is_dir() else 0
+    s2, _ = cli(build(work / "built"), env)
     from mirage.backbones import load_backbone
+    from mirage.data import SampleIndex
 
     bb = load_backbone("tiny")
     latent = (args.frames - 1) // bb.temporal_stride + 1
     per_clip = latent - 1 if args.frames >= bb.max_frames else 0
     names = sorted(c["name"] for c in json.loads((work / "clips-re10k" / "index.json").read_text())["clips"])
-    runs["build"] = {"killed_after_s": s1 if killed else None, "shards_before_kill": len(done),
-                     "clips_before_kill": done_clips, "rerun_seconds": s2,
-                     "seconds_total": s1 + s2, **check_build(work / "built", names, per_clip)}
-    runs["build-uninterrupted-estimate"] = {
-        "note": "build seconds per clip from the rerun only (its clips were built from scratch)",
-        "seconds_per_clip": s2 / max(1, args.clips - done_clips)}
+    a, b = SampleIndex(work / "built-full"), SampleIndex(work / "built")
+    same = len(a) == len(b) and all(
+        a[i][1] == b[i][1] and all(np.array_equal(a[i][0][k].numpy(), b[i][0][k].numpy()) for k in a[i][0])
+        for i in range(len(a)))
+    runs["build"] = {"seconds": full_s, "clips": len(names), "seconds_per_clip": full_s / len(names),
+                     "killed": killed, "killed_after_s": s1, "shards_before_kill": done, "shards": shards,
+                     "rerun_seconds": s2, "identical_to_uninterrupted": same,
+                     **check_build(work / "built", names, per_clip)}
 
     disk = {"inputs_re10k_bytes": du(re), "inputs_colmap_bytes": du(cm), "clips_bytes": du(work / "clips-re10k"),
             "built_bytes": du(work / "built")}
@@ -246,7 +264,7 @@ def main() -> None:
         "import_minutes": runs["re10k+depth-dir"]["seconds"] / args.clips * 1000 / 60,
         "import_depth_model_minutes": runs["colmap+depth-model"]["seconds"] / args.clips * 1000 / 60,
         "import_triangulation_minutes": runs["re10k+triangulation"]["seconds"] / args.tri_clips * 1000 / 60,
-        "build_minutes": runs["build-uninterrupted-estimate"]["seconds_per_clip"] * 1000 / 60,
+        "build_minutes": runs["build"]["seconds_per_clip"] * 1000 / 60,
         "clips_GiB": disk["clips_bytes"] / args.clips * 1000 / 2**30,
         "built_GiB": disk["built_bytes"] / args.clips * 1000 / 2**30,
         "inputs_GiB": disk["inputs_re10k_bytes"] / args.clips * 1000 / 2**30,
@@ -270,12 +288,15 @@ def main() -> None:
         lines.append(f"| {label} | {r['clips']} | {r['frames']} | {r['seconds']:.1f} | {r['clips_per_s']:.2f} | "
                      f"{r['frames_per_s']:.1f} |")
     b, k = runs["build"], runs["import-kill"]
-    lines += ["", f"- import killed after {t_full / 3:.1f} s with {k['clips_before_kill']} clips done; rerun "
+    lines += ["", f"- data build (tiny backbone, shipped weights): {b['clips']} clips in {b['seconds']:.1f} s "
+              f"({b['clips'] / b['seconds']:.2f} clips/s, start-up included)",
+              f"- import killed (SIGKILL) with {k['clips_before_kill']} clips recorded; rerun "
               f"{k['rerun_seconds']:.1f} s → {k['clips_after']} clips, {k['unique']} unique, identical to the "
               f"uninterrupted import: {k['identical_to_uninterrupted']}",
-              f"- build (tiny backbone) killed after {args.kill_after:.0f} s with {b['shards_before_kill']} shards "
-              f"done; rerun {b['rerun_seconds']:.1f} s → complete {b['complete']}, {b['samples']} samples, "
-              f"{b['unique_keys']} unique keys, every clip whole: {b['every_clip_whole']}",
+              f"- build killed (SIGKILL) after {b['killed_after_s']:.1f} s with {b['shards_before_kill']} of "
+              f"{b['shards']} shards recorded; rerun {b['rerun_seconds']:.1f} s → complete {b['complete']}, "
+              f"{b['samples']} samples, {b['unique_keys']} unique keys, every clip whole: {b['every_clip_whole']}, "
+              f"identical to the uninterrupted build: {b['identical_to_uninterrupted']}",
               "", "Per 1,000 clips, **extrapolated linearly from this run**:", "",
               "| step | time | disk |", "| --- | --- | --- |",
               f"| inputs (PNG frames + .npy depth + camera files) | – | {per1000['inputs_GiB']:.2f} GiB |",

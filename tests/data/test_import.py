@@ -200,3 +200,20 @@ def test_written_clips_feed_data_build(formats, tmp_path):
     assert index["skipped"] == [] and index["samples"] == 2  # 9 frames → 3 latent frames → starts 0, 1
     tensors, meta = SampleIndex(tmp_path / "built")[0]
     assert meta["clip"] == "colmap" and meta["hw"] == [48, 64] and tensors["first"].shape == (4, 6, 8)
+
+
+def test_a_colmap_model_without_its_images_file_is_an_error(formats, tmp_path):
+    import shutil
+
+    from mirage.errors import ConfigError
+
+    model = tmp_path / "sparse" / "0"
+    shutil.copytree(formats["colmap"] / "text" / "0", model)
+    (model / "images.txt").unlink()
+    with pytest.raises(ConfigError, match="holds no colmap camera file"):
+        import_clips(model, tmp_path / "out", images=formats["colmap"] / "images",
+                     depth_dir=formats["colmap"] / "depth", progress=False)
+    with pytest.raises(FileFormatError, match="images.bin/.txt"):
+        import_clips(model, tmp_path / "out", ImportConfig(format="colmap"), images=formats["colmap"] / "images",
+                     depth_dir=formats["colmap"] / "depth", progress=False)
+    assert not (tmp_path / "out").exists()
