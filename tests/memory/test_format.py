@@ -10,7 +10,7 @@ import torch
 
 from mirage.bench.box_room import BoxRoom, pan_path
 from mirage.errors import MemoryFormatError
-from mirage.files import load_safetensors, save_safetensors
+from mirage.files import save_safetensors
 from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
 from mirage.memory.format import load_memory, memory_from_tensors, memory_to_tensors
 

@@ -180,7 +180,7 @@ def test_float32_kernel_equals_the_reference_away_from_cell_borders():
     # points that are at least EPS cells from every border in every view, winners and depths
     # agree; the points that are not are counted, so the test says how common they are.
     from mirage.bench.box_room import BoxRoom
-    from mirage.geometry import backproject_depth, rescale_intrinsics
+    from mirage.geometry import backproject_depth
 
     EPS = 1e-4
     room = BoxRoom()  # the front wall is the plane z = 4

@@ -10,7 +10,8 @@
 from mirage.memory.latent import LatentSpatialMemory
 from mirage.memory.rgb import RGBPointCloudMemory
 from mirage.memory.splat import Splat, splat_zbuffer
-from mirage.memory.store import MemoryRead, Reference
+from mirage.memory.covisibility import Reference
+from mirage.memory.store import MemoryRead
 
 __all__ = [
     "LatentSpatialMemory",

@@ -21,6 +21,7 @@ voxels, never all frames. :func:`frame_ious_reference` is the slow twin on Pytho
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -28,10 +29,18 @@ from torch import Tensor
 
 from mirage.errors import ConfigError
 
-__all__ = ["FrameIndex", "voxel_keys", "frame_ious_reference", "KEY_BITS"]
+__all__ = ["FrameIndex", "Reference", "voxel_keys", "frame_ious_reference", "KEY_BITS"]
 
 KEY_BITS = 21  # bits per axis of a voxel key: ±2²⁰ voxels (±105 km at 0.1) around the origin
 _OFFSET = 1 << (KEY_BITS - 1)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A past frame retrieved by covisibility: its id and voxel IoU with the target views."""
+
+    frame_id: int
+    iou: float
 
 
 def voxel_keys(points_world: Tensor, voxel_size: float) -> Tensor:  # (P, 3) → (P,) long
@@ -134,6 +143,17 @@ class FrameIndex:
         inter = inter.double()
         union = self.slot_size[slot].double() + Q - inter
         return self.slot_frame[slot], inter / union
+
+    def references(self, target_points: Tensor, k: int, min_iou: float,
+                   exclude_frames: Sequence[int] = ()) -> list[Reference]:
+        """Top-``k`` frames by IoU with the voxels of ``target_points`` (P, 3), ``min_iou`` or
+        more, none of ``exclude_frames``; by IoU descending, ties to the more recent frame id."""
+        frames, iou = self.ious(voxel_keys(target_points.to(self.device), self.voxel_size).unique())
+        excluded = set(int(f) for f in exclude_frames)
+        candidates = [Reference(f, s) for f, s in zip(frames.tolist(), iou.tolist())
+                      if s >= min_iou and f not in excluded]
+        candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
+        return candidates[:k]
 
     # -- persistence: one merged run ----------------------------------------------------
     def to_tensors(self) -> dict[str, Tensor]:

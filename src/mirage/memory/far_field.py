@@ -34,6 +34,8 @@ import math
 import torch
 from torch import Tensor
 
+from mirage.geometry import rigid_inverse
+
 __all__ = ["FarField", "cube_cells", "far_field_write_reference", "far_field_lookup_reference"]
 
 MAX_RESOLUTION = 1024
@@ -127,6 +129,42 @@ class FarField:
         self.frame_ids[target] = frame_ids[win]
         self.colors[target] = colors[win]
         self.written[target] = True
+
+    def write_grid(self, features: Tensor, colors: Tensor, far: Tensor, K: Tensor, cam2world: Tensor,
+                   frame_ids: list[int], confidence: Tensor) -> None:
+        """Write the ``far`` cells (T, h, w) of a grid write (features (T, C, h, w), colours
+        (T, 3, h, w) uint8, K (T, 3, 3) at the grid, cam2world (T, 4, 4), per-frame confidence
+        (T,)) by their centre rays; frames later in the write replace earlier ones."""
+        t, i, j = far.nonzero(as_tuple=True)
+        if not t.numel():
+            return
+        rays = cell_rays(K, cam2world, tuple(far.shape[1:]))[t, i, j]  # (M, 3)
+        ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
+        self.write(features[t, :, i, j], rays, confidence[t], t, ids[t], colors[t, :, i, j])
+
+    def fill(self, features: Tensor, mask: Tensor, offset: Tensor | None, K: Tensor,
+             world2cam: Tensor) -> Tensor:
+        """Fill the cells of a point read that no point covers, in place: ``features``
+        (V, h, w, C) with the map's tokens and ``offset`` (V, h, w, 2) (if given) with where the
+        written ray projects, a point at infinity; mask (V, h, w) bool, K (V, 3, 3) at the grid,
+        world2cam (V, 4, 4). Returns the cells filled (V, h, w) bool."""
+        far = torch.zeros_like(mask)
+        if bool(mask.all()):
+            return far
+        empty = (~mask).nonzero(as_tuple=True)  # (view, row, col)
+        rays = cell_rays(K, rigid_inverse(world2cam), tuple(mask.shape[1:]))[empty]
+        cell, written = self.lookup(rays)
+        hit = tuple(x[written] for x in empty)
+        far[hit] = True
+        features[hit] = self.features[cell[written]]
+        if offset is not None:
+            d = self.directions[cell[written]].double()  # the written rays, in each view's camera
+            cam = torch.einsum("mij,mj->mi", world2cam.double()[hit[0], :3, :3], d)
+            uv = torch.einsum("mij,mj->mi", K.double()[hit[0]], cam)  # homogeneous pixels (M, 3)
+            uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-12)
+            cells = torch.stack([hit[2], hit[1]], dim=1).to(uv.dtype)
+            offset[hit] = (uv - cells).clamp(-0.5, 0.5).float()
+        return far
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
         cell = cube_cells(directions, self.resolution)

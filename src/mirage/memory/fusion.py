@@ -40,10 +40,12 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from mirage.geometry import rigid_inverse
+from mirage.memory.far_field import cell_rays
 from mirage.memory.splat import project_to_cells, splat_zbuffer, splat_zbuffer_reference, zbuffer_pairs
 
 __all__ = ["FusionPlan", "WritePlan", "fuse_write", "fuse_write_reference",
-           "voxel_fusion_reference", "DEPTH_BAND", "MAX_CARVE_ROUNDS"]
+           "voxel_fusion_reference", "hides_trusted", "DEPTH_BAND", "MAX_CARVE_ROUNDS"]
 
 DEPTH_BAND = 0.05  # relative depth half-extent of a frustum voxel at voxel_scale = 1
 MAX_CARVE_ROUNDS = 4  # carve, then look again behind the carved point, at most this often
@@ -302,3 +304,49 @@ def voxel_fusion_reference(
         return torch.cat(parts) if parts else torch.zeros(0, dtype=torch.long, device=device)
 
     return FusionPlan(cat(replaced), cat(replaced_by), cat(carved), append)
+
+
+def hides_trusted(
+    points: Tensor,  # (M, 3) new points
+    confidence: Tensor,  # (M,)
+    memory_points: Tensor,  # (N, 3)
+    memory_confidence: Tensor,  # (N,)
+    table_K: Tensor,  # (F, 3, 3) written frames' grid cameras
+    table_cam2world: Tensor,  # (F, 4, 4)
+    table_confidence: Tensor,  # (F,) each frame's write confidence
+    hw: tuple[int, int],
+    *,
+    band: float = DEPTH_BAND,
+    far=None,  # the memory's FarField, if any
+) -> Tensor:  # (M,) bool
+    """Which new points would hide, in the view of a more trusted written frame, what that
+    frame saw: a point landing in one of its cells in front of (or within the relative depth
+    ``band`` of) its trusted point there, or anywhere in a cell where it saw trusted far field.
+
+    The fusion rule judges a cell in the writing frame's view only; this extends "a less trusted
+    write never hides a more trusted point" to the trusted frames' own views, so that returning
+    to the given first frame's pose shows what it showed. The trusted frames are the few written
+    at a higher confidence (the first frame), so the cost does not grow with the walk. A point
+    is trusted in a frame's view when its confidence is at least that frame's.
+    """
+    hide = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
+    if not points.shape[0]:
+        return hide
+    rows = (table_confidence > confidence.min()).nonzero().squeeze(1)
+    for level in table_confidence[rows].unique().tolist():
+        views = rows[table_confidence[rows] == level]
+        K, cam2world = table_K[views], table_cam2world[views]
+        world2cam = rigid_inverse(cam2world)
+        trusted = (memory_confidence >= level).nonzero().squeeze(1)
+        depth = splat_zbuffer(memory_points[trusted], K, world2cam, hw).depth.reshape(-1)
+        # the depth up to which a new point hides the cell: −inf where the view saw nothing
+        # trusted, +inf where it saw trusted far field
+        limit = torch.where(torch.isinf(depth), -torch.inf, depth * (1 + band))
+        if far is not None:
+            cell, written = far.lookup(cell_rays(K, cam2world, hw).reshape(-1, 3))
+            sky = written & (far.confidences[cell] >= level) & torch.isinf(depth)
+            limit = torch.where(sky, torch.inf, limit)
+        cell, z, point = project_to_cells(points, K, world2cam, hw)
+        drop = (confidence.index_select(0, point) < level) & (z <= limit.index_select(0, cell))
+        hide[point[drop]] = True
+    return hide

@@ -10,7 +10,8 @@ from torch import Tensor
 from mirage.errors import ShapeError, expect_shape
 from mirage.geometry import Camera, check_finite, rescale_intrinsics
 from mirage.memory.depth_grid import PLANARITY_TOL, far_cells, reduce_depth_to_grid
-from mirage.memory.store import PointStore, check_write_inputs
+from mirage.memory.checks import check_write_inputs
+from mirage.memory.store import PointStore
 
 __all__ = ["LatentSpatialMemory", "cell_colors"]
 

@@ -14,7 +14,8 @@ from torch import Tensor
 from mirage.errors import ShapeError
 from mirage.geometry import Camera, check_finite
 from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
-from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore, check_write_inputs
+from mirage.memory.checks import check_write_inputs
+from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore
 
 __all__ = ["RGBPointCloudMemory"]
 

@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
+from mirage.geometry import project_points
 
 __all__ = ["Splat", "splat_zbuffer", "splat_zbuffer_reference", "project_to_cells", "zbuffer_pairs",
-           "DEFAULT_NEAR"]
+           "cell_offsets", "DEFAULT_NEAR"]
 
 DEFAULT_NEAR = 1e-3  # points at z ≤ near (behind or on the camera plane) never land
 
@@ -232,3 +233,17 @@ def splat_zbuffer_reference(
             depth[v, row, col] = z
     device = points_world.device
     return Splat(index.to(device), depth.to(device=device, dtype=points_world.dtype))
+
+
+def cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tensor) -> Tensor:
+    """(M, 2) (x − col, y − row) of M winning points (M, 3) in the cells where ``mask`` (V, h, w)
+    is set, in ``mask.nonzero()`` order; K (V, 3, 3) and world2cam (V, 4, 4) at the grid size.
+
+    Clamped to [−0.5, 0.5]: the splat rounds with its own arithmetic, so a point on a cell border
+    may come out a rounding error beyond it.
+    """
+    view, row, col = mask.nonzero(as_tuple=True)
+    # Each winner in its own view: M views of one point (in float64, so the offset is exact).
+    uv, _ = project_points(points_world.double()[:, None], K.double()[view], world2cam.double()[view])
+    cells = torch.stack([col, row], dim=1).to(uv.dtype)
+    return (uv[:, 0] - cells).clamp(-0.5, 0.5).float()

@@ -34,29 +34,27 @@ Points carry a unique, increasing ``uid``; it is the z-buffer's tie-break priori
 not depend on storage order. They also carry a display colour (3 bytes, the mean colour of the
 pixels of their cell), which the method never reads: it is for 3D views and PLY exports.
 
-Each write also records what its frames see after it (:mod:`mirage.memory.covisibility`), so
-that reference retrieval never looks at every past frame. The file format is in
-:mod:`mirage.memory.format`.
+Each write records what its frames see after it, for retrieval (:mod:`mirage.memory.covisibility`);
+far cells go to :mod:`mirage.memory.far_field`; the file format is :mod:`mirage.memory.format`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
 import torch
 from torch import Tensor
 
-from mirage.errors import ConfigError, ShapeError, expect_shape
-from mirage.geometry import Camera, backproject_depth, project_points, rescale_intrinsics, rigid_inverse
-from mirage.memory.covisibility import FrameIndex, voxel_keys
-from mirage.memory.far_field import FarField, cell_rays
-from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write
-from mirage.memory.splat import project_to_cells, splat_zbuffer
+from mirage.errors import ConfigError, ShapeError
+from mirage.geometry import Camera, backproject_depth, rescale_intrinsics, rigid_inverse
+from mirage.memory.checks import check_confidence, check_hw, check_reference_args
+from mirage.memory.covisibility import FrameIndex, Reference
+from mirage.memory.far_field import FarField
+from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write, hides_trusted
+from mirage.memory.splat import cell_offsets, splat_zbuffer
 
-__all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND", "REFERENCE_VOXEL",
-           "check_write_inputs"]
+__all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND", "REFERENCE_VOXEL"]
 
 FUSION_MODES = ("voxel", "append")
 REFERENCE_VOXEL = 0.1  # DESIGN §3.5: the voxel edge of reference retrieval, in world units
@@ -84,14 +82,6 @@ class MemoryRead(NamedTuple):
     offset: Tensor | None = None
     index: Tensor | None = None
     far: Tensor | None = None
-
-
-@dataclass(frozen=True)
-class Reference:
-    """A past frame retrieved by covisibility: its id and voxel IoU with the target views."""
-
-    frame_id: int
-    iou: float
 
 
 class PointStore:
@@ -211,7 +201,7 @@ class PointStore:
         with ``far_field``, write the ``far`` cells to the far field by direction.
         Subclasses call this after turning their input into a grid. Returns the valid cells."""
         T, C, h, w = features.shape
-        frame_confidence = _check_confidence(confidence, T).to(self.device)
+        frame_confidence = check_confidence(confidence, T).to(self.device)
         if self.grid_hw not in (None, (h, w)):
             raise ShapeError(
                 f"this memory holds frames of grid size {self.grid_hw} but a write has {(h, w)}"
@@ -231,8 +221,10 @@ class PointStore:
         cells = valid.reshape(-1).nonzero().squeeze(1)  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
         if self.fusion == "voxel" and self.table_ids.numel():
-            keep = ~self._hides_trusted(points_world.reshape(-1, 3).index_select(0, cells),
-                                        frame_confidence.index_select(0, new_frame))
+            keep = ~hides_trusted(
+                points_world.reshape(-1, 3).index_select(0, cells), frame_confidence.index_select(0, new_frame),
+                self.points, self.confidences, self.table_K, self.table_cam2world, self.table_confidence,
+                (h, w), band=self.voxel_scale * DEPTH_BAND, far=self.far)
             cells, new_frame = cells[keep], new_frame[keep]
         new = [
             points_world.reshape(-1, 3).index_select(0, cells),
@@ -281,21 +273,12 @@ class PointStore:
         frame_of = torch.arange(T, device=self.device)[:, None].expand(T, h * w)[seen]
         self.covisibility.add(frame_ids, self.points.index_select(0, seen_rows), frame_of)
         if self.far_field and far is not None:
-            self._write_far(features, colors, far.to(self.device), K, cam2world, frame_ids, frame_confidence)
+            if self.far is None and bool(far.any()):
+                self.far = FarField(C, FarField.resolution_for(K), dtype=self.dtype, device=self.device)
+            if self.far is not None:
+                self.far.write_grid(features, colors, far.to(self.device), K, cam2world, frame_ids,
+                                    frame_confidence)
         return int(cells.shape[0])
-
-    def _write_far(self, features, colors, far, K, cam2world, frame_ids, frame_confidence) -> None:
-        """The far cells (T, h, w) of a write into the far field, by their centre rays."""
-        if not bool(far.any()):
-            return
-        T, C, h, w = features.shape
-        if self.far is None:
-            self.far = FarField(C, FarField.resolution_for(K), dtype=self.dtype, device=self.device)
-        t, i, j = far.nonzero(as_tuple=True)
-        rays = cell_rays(K, cam2world, (h, w))[t, i, j]  # (M, 3)
-        ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
-        self.far.write(features[t, :, i, j], rays, frame_confidence[t], t, ids[t],
-                       colors.to(self.device)[t, :, i, j])
 
     def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
         if frame_ids is None:
@@ -305,41 +288,6 @@ class PointStore:
         if len(frame_ids) != T:
             raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
         return frame_ids
-
-    def _hides_trusted(self, points: Tensor, confidence: Tensor) -> Tensor:  # (M, 3), (M,) → (M,)
-        """Which new points would hide, in the view of a more trusted written frame, what that
-        frame saw: a point landing in one of its cells in front of (or within the depth band
-        of) its trusted point there, or anywhere in a cell where it saw trusted far field.
-
-        Fusion judges a cell in the writing frame's view only; this extends "a less trusted
-        write never hides a more trusted point" to the trusted frames' own views, so that
-        returning to the given first frame's pose sees what it showed. The trusted frames are
-        the few written at a higher confidence (the first frame), so the cost does not grow
-        with the walk."""
-        hide = torch.zeros(points.shape[0], dtype=torch.bool, device=self.device)
-        if not points.shape[0]:
-            return hide
-        rows = (self.table_confidence > confidence.min()).nonzero().squeeze(1)
-        if not rows.numel():
-            return hide
-        h, w = self.grid_hw
-        for level in self.table_confidence[rows].unique().tolist():
-            views = rows[self.table_confidence[rows] == level]
-            K, cam2world = self.table_K[views], self.table_cam2world[views]
-            world2cam = rigid_inverse(cam2world)
-            trusted = (self.confidences >= level).nonzero().squeeze(1)
-            depth = splat_zbuffer(self.points[trusted], K, world2cam, (h, w)).depth.reshape(-1)
-            limit = depth * (1 + self.voxel_scale * DEPTH_BAND)  # +inf where no trusted point
-            if self.far is not None:
-                cell, written = self.far.lookup(cell_rays(K, cam2world, (h, w)).reshape(-1, 3))
-                sky = written & (self.far.confidences[cell] >= level)
-                limit = torch.where(torch.isinf(depth) & ~sky, -torch.inf, limit)
-            else:
-                limit = torch.where(torch.isinf(depth), -torch.inf, limit)
-            cell, z, point = project_to_cells(points, K, world2cam, (h, w))
-            drop = (confidence.index_select(0, point) < level) & (z <= limit.index_select(0, cell))
-            hide[point[drop]] = True
-        return hide
 
     def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor,
                          confidence: Tensor) -> None:
@@ -382,7 +330,7 @@ class PointStore:
         (see :class:`MemoryRead`). Deterministic; linear in the number of points; batched
         over views.
         """
-        h, w = _check_hw(hw)
+        h, w = check_hw(hw)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w)).to(device=self.device, dtype=torch.float32)
         world2cam = rigid_inverse(cameras.cam2world.to(device=self.device, dtype=torch.float32))
         splat = splat_zbuffer(self.points, K, world2cam, (h, w), priority=self.uids)
@@ -399,22 +347,10 @@ class PointStore:
         if offsets:
             winners = splat.index[mask]  # (M,) in (view, row, col) order
             offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
-            offset[mask] = _cell_offsets(self.points[winners], K, world2cam, mask)
+            offset[mask] = cell_offsets(self.points[winners], K, world2cam, mask)
         far = torch.zeros_like(mask)
-        if self.far is not None and not bool(mask.all()):
-            # Behind every point: only cells no point covers look the far field up.
-            empty = (~mask).nonzero(as_tuple=True)  # (view, row, col)
-            rays = cell_rays(K, rigid_inverse(world2cam), (h, w))[empty]
-            cell, written = self.far.lookup(rays)
-            hit = tuple(x[written] for x in empty)
-            far[hit] = True
-            gathered[hit] = self.far.features[cell[written]]
-            if offsets:
-                d = self.far.directions[cell[written]]  # the written rays, as points at infinity
-                uv, _ = project_points(d.double()[:, None], K.double()[hit[0]],
-                                       _rotation_only(world2cam.double()[hit[0]]))
-                cells = torch.stack([hit[2], hit[1]], dim=1).to(uv.dtype)
-                offset[hit] = (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
+        if self.far is not None:  # behind every point: only cells no point covers
+            far = self.far.fill(gathered, mask, offset, K, world2cam)
         if offsets:
             offset = offset.permute(0, 3, 1, 2)
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, splat.index, far)
@@ -429,10 +365,7 @@ class PointStore:
         the points it saw when it was written. Sorted by IoU, descending; ties go to the more
         recent frame id. Cost: the target's points and the frames that saw their voxels.
         """
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-            raise ConfigError(f"`k` must be an int ≥ 0 but is {k!r}")
-        if not (isinstance(min_iou, (int, float)) and 0 < min_iou <= 1):
-            raise ConfigError(f"`min_iou` must be a number in (0, 1] but is {min_iou!r}")
+        check_reference_args(k, min_iou)
         if read.index is None:
             raise ConfigError("`read` lacks the winners' rows (`index`): pass a read of this memory")
         if self.num_points == 0 or k == 0:
@@ -441,13 +374,7 @@ class PointStore:
             raise ShapeError(f"`read` must be at the written grid size {self.grid_hw} but is "
                              f"{tuple(read.index.shape[1:])}")
         winners = read.index[read.index >= 0].unique()
-        target = voxel_keys(self.points.index_select(0, winners), self.covisibility.voxel_size).unique()
-        frames, iou = self.covisibility.ious(target)
-        excluded = set(int(f) for f in exclude_frames)
-        candidates = [Reference(f, s) for f, s in zip(frames.tolist(), iou.tolist())
-                      if s >= min_iou and f not in excluded]
-        candidates.sort(key=lambda r: (-r.iou, -r.frame_id))
-        return candidates[:k]
+        return self.covisibility.references(self.points.index_select(0, winners), k, min_iou, exclude_frames)
 
     def retrieve_references(self, target_cameras: Camera, k: int = 4, min_iou: float = 0.04,
                             exclude_frames: Sequence[int] = ()) -> list[Reference]:
@@ -471,66 +398,3 @@ class PointStore:
         from mirage.memory.format import load_memory
 
         return load_memory(path, cls, device=device)
-
-
-def _check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
-    """Per-frame write confidences: finite numbers, one for all frames or one per frame."""
-    if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and math.isfinite(confidence):
-        return torch.full((T,), float(confidence), dtype=torch.float32)
-    try:
-        values = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1)
-    except (TypeError, ValueError, RuntimeError) as error:
-        raise ConfigError(f"`confidence` must be a number or {T} numbers but is {confidence!r}") from error
-    if values.numel() == 1:
-        values = values.expand(T)
-    if values.numel() != T or not bool(torch.isfinite(values).all()):
-        raise ConfigError(f"`confidence` must be a finite number or {T} finite numbers (one per "
-                          f"frame) but is {confidence!r}")
-    return values.clone()
-
-
-def _cell_offsets(points_world: Tensor, K: Tensor, world2cam: Tensor, mask: Tensor) -> Tensor:
-    """(M, 2) (x − col, y − row) of M winning points (M, 3) in the cells where ``mask`` (V, h, w)
-    is set, in ``mask.nonzero()`` order; K (V, 3, 3) and world2cam (V, 4, 4) at the grid size.
-
-    Clamped to [−0.5, 0.5]: the splat rounds with its own arithmetic, so a point on a cell border
-    may come out a rounding error beyond it.
-    """
-    view, row, col = mask.nonzero(as_tuple=True)
-    # Each winner in its own view: M views of one point (in float64, so the offset is exact).
-    uv, _ = project_points(points_world.double()[:, None], K.double()[view], world2cam.double()[view])
-    cells = torch.stack([col, row], dim=1).to(uv.dtype)
-    return (uv[:, 0] - cells).clamp(-0.5, 0.5).float()
-
-
-def _rotation_only(world2cam: Tensor) -> Tensor:  # (V, 4, 4) → (V, 4, 4) without translation
-    out = world2cam.clone()
-    out[:, :3, 3] = 0
-    return out
-
-
-def _check_hw(hw) -> tuple[int, int]:
-    try:
-        h, w = (int(x) for x in hw)
-    except (TypeError, ValueError):
-        raise ShapeError(f"`hw` must be a pair of ints (h, w) but is {hw!r}") from None
-    if h <= 0 or w <= 0:
-        raise ShapeError(f"`hw` must be positive but is {(h, w)}")
-    return h, w
-
-
-def check_write_inputs(name: str, values: Tensor, depths: Tensor, cameras: Camera, exclude) -> None:
-    """Shared shape checks of ``write``: values (T, C, h, w), depths and cameras at (H, W)."""
-    expect_shape(name, values, (None, None, None, None))
-    T = values.shape[0]
-    expect_shape("depths", depths, (T, None, None))
-    if not isinstance(cameras, Camera):
-        raise ShapeError(f"`cameras` must be a mirage.geometry.Camera but is {type(cameras).__name__}")
-    if len(cameras) != T:
-        raise ShapeError(f"`cameras` must hold {T} cameras (one per frame) but holds {len(cameras)}")
-    if tuple(depths.shape[1:]) != cameras.hw:
-        raise ShapeError(
-            f"`depths` must be at the cameras' size {cameras.hw} but is {tuple(depths.shape[1:])}"
-        )
-    if exclude is not None:
-        expect_shape("exclude", exclude, tuple(depths.shape))
