@@ -210,9 +210,11 @@ def test_a_colmap_model_without_its_images_file_is_an_error(formats, tmp_path):
     model = tmp_path / "sparse" / "0"
     shutil.copytree(formats["colmap"] / "text" / "0", model)
     (model / "images.txt").unlink()
-    with pytest.raises(ConfigError, match="holds no colmap camera file"):
+    with pytest.raises(FileFormatError, match="images.bin/.txt"):
         import_clips(model, tmp_path / "out", images=formats["colmap"] / "images",
                      depth_dir=formats["colmap"] / "depth", progress=False)
+    with pytest.raises(ConfigError, match="does not exist"):
+        import_clips(tmp_path / "nothing", tmp_path / "out", depth_dir=formats["colmap"] / "depth", progress=False)
     with pytest.raises(FileFormatError, match="images.bin/.txt"):
         import_clips(model, tmp_path / "out", ImportConfig(format="colmap"), images=formats["colmap"] / "images",
                      depth_dir=formats["colmap"] / "depth", progress=False)

@@ -105,6 +105,10 @@ def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
     else:
         models = [root] if is_colmap_model(root) else sorted(
             {p.parent for p in list(root.rglob("cameras.bin")) + list(root.rglob("cameras.txt")) if is_colmap_model(p.parent)})
+        if not models:
+            from mirage.world.camera_formats import read_colmap
+
+            read_colmap(root)  # raises, naming the files a model needs
         for m in models:
             project = m.parent.parent if m.parent.name == "sparse" else m.parent
             name = project.name if len(models) == 1 else _rel_name(m, root)

@@ -373,10 +373,11 @@ def load_trajectory(
     elif path.suffix == ".txt":
         from mirage.world.camera_formats import read_realestate10k
 
+        sequence = read_realestate10k(path)
         if height is None or width is None:
             raise ConfigError(f"a RealEstate10K camera file ({name!r}) has normalised intrinsics: "
                               f"`height` and `width` are needed")
-        cameras = read_realestate10k(path).at_size(height, width).camera()
+        cameras = sequence.at_size(height, width).camera()
     elif path.suffix == ".npz":
         cameras = load_geometry_npz(path).cameras
     elif path.suffix == ".json":
