@@ -94,7 +94,10 @@ def run(backbone, prepared, mode: str, *, agreement: bool = False) -> dict:
 
         memory_modes.LatentMode.read_and_references = both
     try:
-        out = generate(backbone, first, cams, PipelineConfig(memory_mode=mode, seed=0),
+        # "latent-no-far": latent without its far field, to measure what the far field costs
+        far = {"latent-no-far": False}.get(mode)
+        out = generate(backbone, first, cams,
+                       PipelineConfig(memory_mode=mode.removesuffix("-no-far"), far_field=far, seed=0),
                        depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
                        first_depth=depth0, first_exclude=exclude0)
     finally:
@@ -167,7 +170,8 @@ def format_table(result: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--frames", type=int, nargs="+", default=[1025, 4097])
-    p.add_argument("--modes", nargs="+", default=["latent", "rgb"])
+    p.add_argument("--modes", nargs="+", default=["latent", "rgb"],
+                   help="latent, rgb, none, and latent-no-far (latent without its far field)")
     p.add_argument("--rgb-max-frames", type=int, default=1025,
                    help="longest walk for rgb (its per-chunk cost grows with the walk)")
     p.add_argument("--scene", type=int, default=5)
