@@ -33,10 +33,14 @@ def image_trajectory(spec: str, frames: int, size: tuple[int, int], K: Tensor) -
     """Cameras for a run from an image: a preset around :class:`ImageAnchor`, or a file
     (poses as stored; frame 0 is the image's camera). Intrinsics ``K`` replace a preset's."""
     from mirage.world import PRESETS, load_trajectory, make_trajectory
+    from mirage.world.path_grammar import is_written_path, path_poses
 
     if spec in PRESETS:
         cams = make_trajectory(spec, ImageAnchor(), frames, size[0], size[1])
         return Camera(K.expand(len(cams), 3, 3).clone(), cams.cam2world, size[0], size[1])
+    if is_written_path(spec):  # "forward 2, turn-left 30": from the image's camera, `frames` long
+        cam2world = torch.from_numpy(path_poses(spec, frames)).to(K.dtype)
+        return Camera(K.expand(frames, 3, 3).clone(), cam2world, size[0], size[1])
     return load_trajectory(spec, frames=None, height=size[0], width=size[1])
 
 
