@@ -19,6 +19,8 @@ holds an ``INCOMPLETE`` marker and no ``run.json``; a folder with the marker is 
 
 from __future__ import annotations
 
+import argparse
+
 import json
 from pathlib import Path
 
@@ -52,6 +54,9 @@ def add_parser(sub) -> None:
     p.add_argument("--fusion", default=None,
                    help="voxel | append: how the point memory fuses writes (default: latent voxel, "
                         "rgb append as the reference implementation)")
+    p.add_argument("--far-field", default=None, action=argparse.BooleanOptionalAction,
+                   help="keep content without depth (sky) by direction, behind the points "
+                        "(default: on for latent, off for rgb as the reference drops the sky)")
     p.add_argument("--paste-reads", default=None, metavar="CELLS|off",
                    help="after denoising, covered cells whose memory read is aligned within CELLS "
                         "(0..0.5) take the read's token; `off` keeps the generated latents "
@@ -173,7 +178,8 @@ def prepare(args):
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
     steps = args.steps if args.steps is not None else getattr(getattr(backbone, "config", None), "steps", 6)
     paste = {} if args.paste_reads is None else {"paste_reads": parse_paste_reads(args.paste_reads)}
-    config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, steps=steps, preceding=args.preceding,
+    config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
+                            steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
                             progress=not args.no_progress, **paste)
     torch.manual_seed(args.seed)
