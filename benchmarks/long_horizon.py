@@ -70,7 +70,7 @@ def visible_now_references(memory, target_cameras, k: int, min_iou: float, exclu
         if iou >= min_iou:
             scored.append((frame_id, iou))
     scored.sort(key=lambda r: (-r[1], -r[0]))
-    return scored[:k]
+    return scored if k is None else scored[:k]
 
 
 def run(backbone, prepared, mode: str, *, agreement: bool = False) -> dict:
@@ -84,12 +84,16 @@ def run(backbone, prepared, mode: str, *, agreement: bool = False) -> dict:
 
         def both(self, chunk_cameras, tau, hw, bb, k, exclude):
             read, refs = real(self, chunk_cameras, tau, hw, bb, k, exclude)
+            scores = visible_now_references(self.memory, chunk_cameras[tau::tau], None,
+                                            memory_modes.REFERENCE_MIN_IOU, set(exclude))
+            by_frame = dict(scores)
             for kk in (1, 4):
                 new = (refs if kk == k else real(self, chunk_cameras, tau, hw, bb, kk, exclude)[1])
-                old = visible_now_references(self.memory, chunk_cameras[tau::tau], kk,
-                                             memory_modes.REFERENCE_MIN_IOU, set(exclude))
-                checks.append({"k": kk, "new": [r.frame_id for r in new],
-                               "old": [f for f, _ in old]})
+                old = scores[:kk]
+                checks.append({"k": kk, "new": [r.frame_id for r in new], "old": [f for f, _ in old],
+                               # the visible-now IoU of what each definition chose
+                               "old_iou_of_new": [by_frame.get(r.frame_id, 0.0) for r in new],
+                               "old_iou_of_old": [s for _, s in old]})
             return read, refs
 
         memory_modes.LatentMode.read_and_references = both
@@ -124,9 +128,18 @@ def run(backbone, prepared, mode: str, *, agreement: bool = False) -> dict:
         result["agreement"] = {
             f"top{k}": {"chunks": len(rows), "same": sum(r["new"] == r["old"] for r in rows),
                         "same_set": sum(set(r["new"]) == set(r["old"]) for r in rows),
+                        # mean over chunks with a choice of: the visible-now IoU of the chosen
+                        # references over that of the visible-now best (1 = as covisible)
+                        "iou_ratio": _mean_ratio(rows),
                         "rows": rows}
             for k in (1, 4) for rows in [[c for c in checks if c["k"] == k]]}
     return result
+
+
+def _mean_ratio(rows) -> float | None:
+    ratios = [sum(r["old_iou_of_new"]) / sum(r["old_iou_of_old"]) for r in rows
+              if r["old_iou_of_old"] and sum(r["old_iou_of_old"]) > 0]
+    return statistics.mean(ratios) if ratios else None
 
 
 def plot(result: dict, path: Path) -> None:
@@ -162,8 +175,10 @@ def format_table(result: dict) -> str:
                      f"{r['memory_share']:.2%} |")
     for r in result["runs"]:
         for key, a in r.get("agreement", {}).items():
+            ratio = a.get("iou_ratio")
             lines.append(f"agreement {r['frames']} frames {key}: same {a['same']}/{a['chunks']}, "
-                         f"same set {a['same_set']}/{a['chunks']}")
+                         f"same set {a['same_set']}/{a['chunks']}, visible-now IoU of the choice / "
+                         f"of the best: {ratio if ratio is None else round(ratio, 3)}")
     return "\n".join(lines)
 
 
@@ -178,6 +193,7 @@ def main(argv=None) -> int:
     p.add_argument("--family", default="courtyard")
     p.add_argument("--trajectory", default="random-walk")
     p.add_argument("--agreement", action="store_true", help="also compare the references' definitions")
+    p.add_argument("--agreement-only", action="store_true", help="only the agreement runs")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", default=None)
     p.add_argument("--out", default=None)
@@ -191,12 +207,12 @@ def main(argv=None) -> int:
     runs = []
     for frames in args.frames:
         prepared = _prepare(args.family, args.scene, args.trajectory, frames, size)
-        for mode in args.modes:
+        for mode in ([] if args.agreement_only else args.modes):
             if mode == "rgb" and frames > args.rgb_max_frames:
                 continue
             print(f"{mode}, {frames} frames ...", flush=True)
             runs.append(run(backbone, prepared, mode))
-        if args.agreement and "latent" in args.modes:
+        if args.agreement or args.agreement_only:
             print(f"latent agreement, {frames} frames ...", flush=True)
             check = run(backbone, prepared, "latent", agreement=True)
             runs.append({"mode": "latent (agreement run, timings include the check)",
