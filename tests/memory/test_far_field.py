@@ -154,3 +154,23 @@ def test_rgb_memory_keeps_the_sky_only_when_asked():
 def test_resolution_follows_the_grid(R):
     K = torch.tensor([[[R / 2, 0.0, 7.5], [0.0, R / 2, 3.5], [0.0, 0.0, 1.0]]])
     assert FarField.resolution_for(K) == R
+
+
+def test_the_trusted_view_cache_changes_nothing():
+    # hides_trusted keeps its per-view limits between writes; a memory that recomputes them
+    # before every write must end up the same, through trusted and generated writes.
+    cams, depth = _sky_room(21)
+    gen = torch.Generator().manual_seed(3)
+    noise = 1 + 0.3 * (torch.rand(21, 8, 16, generator=gen) - 0.5)
+    depth = depth * noise.repeat_interleave(4, 1).repeat_interleave(4, 2)
+    latents = torch.randn(21, 2, 8, 16, generator=gen)
+    cached, fresh = LatentSpatialMemory(2, far_field=True), LatentSpatialMemory(2, far_field=True)
+    for mem in (cached, fresh):
+        for a, b, conf in ((0, 1, 1.0), (1, 5, 0.5), (5, 9, 0.5), (9, 10, 1.0), (10, 15, 0.5), (15, 21, 0.5)):
+            if mem is fresh:
+                mem._trusted_limits.clear()
+            ids = list(range(a, b))
+            mem.write(latents[ids], depth[ids], cams[ids], frame_ids=ids, confidence=conf)
+    assert cached._trusted_limits  # the cache was used
+    for name in ("points", "features", "frame_ids", "uids", "confidences"):
+        assert torch.equal(getattr(cached, name), getattr(fresh, name)), name

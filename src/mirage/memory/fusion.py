@@ -318,6 +318,7 @@ def hides_trusted(
     *,
     band: float = DEPTH_BAND,
     far=None,  # the memory's FarField, if any
+    cache: dict | None = None,  # (level, views) → limits, kept by the caller (see below)
 ) -> Tensor:  # (M,) bool
     """Which new points would hide, in the view of a more trusted written frame, what that
     frame saw: a point landing in one of its cells in front of (or within the relative depth
@@ -328,6 +329,10 @@ def hides_trusted(
     to the given first frame's pose shows what it showed. The trusted frames are the few written
     at a higher confidence (the first frame), so the cost does not grow with the walk. A point
     is trusted in a frame's view when its confidence is at least that frame's.
+
+    ``cache`` keeps each trusted view set's per-cell limits between calls. They change only
+    when points or far cells of that confidence or more are written (a less trusted write never
+    replaces or carves them): the caller drops the entries of levels up to a write's confidence.
     """
     hide = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     if not points.shape[0]:
@@ -337,15 +342,20 @@ def hides_trusted(
         views = rows[table_confidence[rows] == level]
         K, cam2world = table_K[views], table_cam2world[views]
         world2cam = rigid_inverse(cam2world)
-        trusted = (memory_confidence >= level).nonzero().squeeze(1)
-        depth = splat_zbuffer(memory_points[trusted], K, world2cam, hw).depth.reshape(-1)
-        # the depth up to which a new point hides the cell: −inf where the view saw nothing
-        # trusted, +inf where it saw trusted far field
-        limit = torch.where(torch.isinf(depth), -torch.inf, depth * (1 + band))
-        if far is not None:
-            cell, written = far.lookup(cell_rays(K, cam2world, hw).reshape(-1, 3))
-            sky = written & (far.confidences[cell] >= level) & torch.isinf(depth)
-            limit = torch.where(sky, torch.inf, limit)
+        key = (level, tuple(views.tolist()))
+        limit = cache.get(key) if cache is not None else None
+        if limit is None:
+            trusted = (memory_confidence >= level).nonzero().squeeze(1)
+            depth = splat_zbuffer(memory_points[trusted], K, world2cam, hw).depth.reshape(-1)
+            # the depth up to which a new point hides the cell: −inf where the view saw nothing
+            # trusted, +inf where it saw trusted far field
+            limit = torch.where(torch.isinf(depth), -torch.inf, depth * (1 + band))
+            if far is not None:
+                cell, written = far.lookup(cell_rays(K, cam2world, hw).reshape(-1, 3))
+                sky = written & (far.confidences[cell] >= level) & torch.isinf(depth)
+                limit = torch.where(sky, torch.inf, limit)
+            if cache is not None:
+                cache[key] = limit
         cell, z, point = project_to_cells(points, K, world2cam, hw)
         drop = (confidence.index_select(0, point) < level) & (z <= limit.index_select(0, cell))
         hide[point[drop]] = True

@@ -143,6 +143,7 @@ class PointStore:
         self.table_cam2world = torch.zeros(0, 4, 4, dtype=torch.float32, device=self.device)
         self.table_confidence = torch.zeros(0, dtype=torch.float32, device=self.device)  # (F,)
         self._table_rows: dict[int, int] = {}
+        self._trusted_limits: dict = {}  # hides_trusted's cache (mirage.memory.fusion)
         self.covisibility = FrameIndex(reference_voxel, self.device)
 
     def config(self) -> dict:
@@ -183,7 +184,6 @@ class PointStore:
 
     def __len__(self) -> int:
         return self.num_points
-
     # -- writing --------------------------------------------------------------------------
     def write_grid(
         self,
@@ -197,9 +197,8 @@ class PointStore:
         colors: Tensor | None = None,  # (T, 3, h, w) uint8 display colours; None: grey
         far: Tensor | None = None,  # (T, h, w) bool cells without depth, for the far field
     ) -> int:
-        """Back-project the valid cells and fuse them in, frame by frame (module docstring);
-        with ``far_field``, write the ``far`` cells to the far field by direction.
-        Subclasses call this after turning their input into a grid. Returns the valid cells."""
+        """Fuse the valid cells in, frame by frame, and the ``far`` ones into the far field (module
+        docstring); subclasses call this with their input on a grid. Returns the valid cells."""
         T, C, h, w = features.shape
         frame_confidence = check_confidence(confidence, T).to(self.device)
         if self.grid_hw not in (None, (h, w)):
@@ -208,8 +207,7 @@ class PointStore:
             )
         frame_ids = self._resolve_frame_ids(frame_ids, T)
         self.grid_hw = (h, w)
-        # Raw tensors, not Camera objects: the cameras were validated when built, and building
-        # (and validating) one per frame costs more than the fusion itself at latent size.
+        # Raw tensors, not Camera objects: the cameras were validated when built.
         K = K.to(device=self.device, dtype=torch.float32)
         cam2world = cam2world.to(device=self.device, dtype=torch.float32)
         depth = depth.to(device=self.device, dtype=torch.float32)
@@ -224,7 +222,7 @@ class PointStore:
             keep = ~hides_trusted(
                 points_world.reshape(-1, 3).index_select(0, cells), frame_confidence.index_select(0, new_frame),
                 self.points, self.confidences, self.table_K, self.table_cam2world, self.table_confidence,
-                (h, w), band=self.voxel_scale * DEPTH_BAND, far=self.far)
+                (h, w), band=self.voxel_scale * DEPTH_BAND, far=self.far, cache=self._trusted_limits)
             cells, new_frame = cells[keep], new_frame[keep]
         new = [
             points_world.reshape(-1, 3).index_select(0, cells),
@@ -270,6 +268,8 @@ class PointStore:
             seen = visible >= 0
             seen_rows = visible[seen]
         self._register_frames(frame_ids, K, cam2world, frame_confidence)
+        top = float(frame_confidence.max())  # trust levels this write may have changed: recompute
+        self._trusted_limits = {k: v for k, v in self._trusted_limits.items() if k[0] > top}
         frame_of = torch.arange(T, device=self.device)[:, None].expand(T, h * w)[seen]
         self.covisibility.add(frame_ids, self.points.index_select(0, seen_rows), frame_of)
         if self.far_field and far is not None:
