@@ -7,7 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path"]
+__all__ = ["atomic_path", "line_logger", "save_safetensors", "load_safetensors"]
 
 
 @contextlib.contextmanager
@@ -62,3 +62,17 @@ def load_safetensors(path: str | os.PathLike, what: str) -> tuple[dict, dict[str
             f"{str(path)!r} is not a readable safetensors {what} (truncated or corrupt): {err}"
         ) from None
     return tensors, metadata
+
+
+def line_logger(path: str | os.PathLike, echo=None):
+    """A function that appends each line it gets to the log file ``path``, time-stamped, and
+    passes it on to ``echo`` (e.g. a progress printer) when given."""
+    import time
+
+    def note(line: str) -> None:
+        with open(path, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
+        if echo is not None:
+            echo(line)
+
+    return note

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,7 +37,7 @@ from mirage.data.clips import find_clips, load_captions, read_clip
 from mirage.data.samples import clip_samples
 from mirage.data.shards import INDEX_FORMAT, INDEX_VERSION, ShardWriter
 from mirage.errors import ConfigError, MirageError
-from mirage.files import atomic_path
+from mirage.files import atomic_path, line_logger
 
 __all__ = ["BuildConfig", "build_dataset", "process_group"]
 
@@ -136,13 +135,7 @@ def build_dataset(
                 f"`out` {str(out)!r} holds a build with config {old.get('config')} of "
                 f"{len(old.get('clips', []))} clips, but this run asks for {settings} of {len(names)} "
                 f"clips; use a fresh folder")
-    log_path = out / "build.log"
-
-    def note(line: str) -> None:
-        with open(log_path, "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-        if log is not None:
-            log(line)
+    note = line_logger(out / "build.log", log)
 
     k = config.clips_per_shard
     groups = [list(range(i, min(i + k, len(folders)))) for i in range(0, len(folders), k)]

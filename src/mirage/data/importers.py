@@ -26,7 +26,6 @@ the same config skips the clips the index lists. ``mirage data build --clips <ou
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,7 +37,7 @@ from mirage.data.depth_align import AlignConfig, apply_fit, fit_inverse_depth, t
 from mirage.data.import_sources import (FORMATS, ClipSkip, find_sources, frame_key, read_depth, read_frames,
                                         read_sequence)
 from mirage.errors import ConfigError, MirageError
-from mirage.files import atomic_path
+from mirage.files import atomic_path, line_logger
 from mirage.geometry import Camera
 
 __all__ = ["ImportConfig", "import_clips", "clip_windows", "IMPORT_FORMAT"]
@@ -224,13 +223,7 @@ def import_clips(
             raise ConfigError(f"`--out` {str(out)!r} holds an import with config {old.get('config')}, but this run "
                               f"asks for {settings}; use a fresh folder")
     out.mkdir(parents=True, exist_ok=True)
-    log_path = out / "import.log"
-
-    def note(line: str) -> None:
-        with open(log_path, "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n")
-        if log is not None:
-            log(line)
+    note = line_logger(out / "import.log", log)
 
     done = {c["name"]: c for c in (old or {}).get("clips", []) if (out / c["name"] / "geometry.npz").is_file()}
     index = {"format": IMPORT_FORMAT, "version": IMPORT_VERSION, "config": settings,
