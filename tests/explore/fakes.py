@@ -96,6 +96,10 @@ class FakeSession:
                               {"points": len(self.memory.points), "bytes": 15 * len(self.memory.points),
                                "read_coverage": 0.5}, [{"frame_id": 0, "iou": 0.1}], len(self.chunks) - 1, seed)
 
+    def evict_frames(self, keep: int) -> int:
+        """The fake keeps every frame unless told how many to report (``self.evicting``)."""
+        return getattr(self, "evicting", 0)
+
     def undo(self) -> None:
         if not self._history:
             raise MirageError("nothing to undo")

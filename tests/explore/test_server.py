@@ -310,3 +310,20 @@ def test_exports_ply_and_path(make_client):
 def test_files_of_an_unknown_session_are_404(make_client):
     client = make_client()
     assert client.get("/api/sessions/nope/points.ply").status_code == 404
+
+
+def test_a_tab_that_lets_old_frames_go_says_so_once(make_client, monkeypatch):
+    from tests.explore.fakes import FakeSession
+
+    monkeypatch.setattr(FakeSession, "evicting", 4, raising=False)  # every step lets 4 frames go
+    client = make_client(keep_frames=8)
+    with client.websocket_connect("/ws") as ws:
+        opened(ws)
+        ws.send_text('{"type": "move", "forward": 0.25}')
+        chunk, before = receive_until(ws, "chunk")
+        notices = [m for m in before if m["type"] == "notice"]
+        assert len(notices) == 1 and "last 8 frames" in notices[0]["message"]
+        ws.send_text('{"type": "move", "forward": 0.25}')
+        chunk, before = receive_until(ws, "chunk")
+        assert not [m for m in before if m["type"] == "notice"]  # told once
+        assert chunk["total_frames"] == 9

@@ -323,3 +323,33 @@ def test_an_exported_walk_replays_through_the_trajectory_file(backbone, world, t
                       chunks=chunks)
     same(replay.video, session.video)
     same(replay.latents, session.latents)
+
+
+def test_evicting_frames_keeps_the_walk_and_bounds_the_pixels(backbone, world, tmp_path):
+    # A long walk keeps only the last frames' pixels: the session goes on, saves, loads and
+    # undoes exactly as one that kept everything; only the whole video is gone.
+    _, cams, _ = world
+    full = start(backbone, world, decode_reads=True)
+    lean = start(backbone, world, decode_reads=True)
+    for session in (full, lean):
+        walk(session, cams, [4, 4, 4])
+    assert lean.evict_frames(6) == 5  # frame 0 and the first chunk: 8 frames remain
+    assert lean.evicted_frames == 5 and lean.video.shape[0] == 8
+    same(lean.video, full.video[5:])
+    assert lean.evict_frames(6) == 0  # dropping the next chunk would leave fewer than 6
+    with pytest.raises(SessionError, match="evicted"):
+        lean.output()
+    with pytest.raises(ConfigError, match="keep"):
+        lean.evict_frames(0)
+    lean.save(tmp_path / "lean.session")
+    loaded = Session.load(tmp_path / "lean.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.evicted_frames == 5 and loaded.video.shape == (8, 3, 32, 32)
+    a, b, c = full.step(cams[13:17]), lean.step(cams[13:17]), loaded.step(cams[13:17])
+    same(a.frames, b.frames)
+    same(a.frames, c.frames)
+    same(a.read_frames, c.read_frames)
+    assert lean.evict_frames(6) == 4 and lean.video.shape[0] == 8
+    lean.undo()  # the step and the eviction after it are undone together
+    assert lean.evicted_frames == 5 and lean.num_frames == 13
+    same(lean.video, full.video[5:13])

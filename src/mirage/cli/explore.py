@@ -43,6 +43,8 @@ def add_parser(sub) -> None:
     srv.add_argument("--max-sessions", type=int, default=8, help="tabs served at once (default 8)")
     srv.add_argument("--idle-minutes", type=float, default=15.0, help="close a tab's session after this idle time")
     srv.add_argument("--max-frames", type=int, default=2049, help="frames one world may hold (default 2049)")
+    srv.add_argument("--keep-frames", type=int, default=256,
+                     help="decoded frames a tab keeps; older ones are let go, the walk goes on (default 256)")
     p.set_defaults(func=run)
 
 
@@ -67,7 +69,8 @@ def run(args) -> int:
         raise ConfigError(f"`--threads` must be ≥ 1 but is {args.threads}")
     torch.set_num_threads(args.threads or (1 if args.device in (None, "cpu") else torch.get_num_threads()))
     config = ExploreConfig(step_frames=args.step_frames, max_sessions=args.max_sessions,
-                           idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames)
+                           idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames,
+                           keep_frames=args.keep_frames)
     maker = build_world(backbone=args.backbone, weights=args.weights, device=args.device,
                         backbone_options=backbone_options(args), scene=args.scene, family=args.family,
                         image=args.image, depth=args.depth, fov=args.fov,

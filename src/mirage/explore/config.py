@@ -17,9 +17,12 @@ class ExploreConfig:
         small chunks keep a key press close to its first new frame).
     max_sessions: open sessions (tabs) at once; one more gets a "server is full" message.
     idle_seconds: a session with no message for this long is closed.
-    max_frames: frames a session may hold (frame 0 included). A session keeps every frame,
-        latent and decoded read it made (about 100 KiB a frame at 64×64), so this bounds its
-        memory; at the limit the page says so and offers save, undo or a new world.
+    max_frames: frames a session may hold (frame 0 included); at the limit the page says so
+        and offers save, undo or a new world.
+    keep_frames: the decoded frames and reads (about 100 KiB a frame at 64×64) a session keeps;
+        older ones are let go (``Session.evict_frames``) and the page says so once. Latents,
+        cameras and the memory stay (a few KiB a frame), so the walk, save, load, undo and the
+        exported path are unaffected.
     max_pending: queued steps per session; a tab that sends more gets a "busy" error.
     max_message_bytes: a WebSocket text message longer than this is refused (the session stays).
     max_upload_bytes: image, depth and world uploads larger than this are refused.
@@ -31,6 +34,7 @@ class ExploreConfig:
     max_sessions: int = 8
     idle_seconds: float = 900.0
     max_frames: int = 2049
+    keep_frames: int = 256
     max_pending: int = 3
     max_message_bytes: int = 4096
     max_upload_bytes: int = 16 * 2**20
@@ -44,7 +48,7 @@ class ExploreConfig:
             value = getattr(self, f.name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"`{f.name}` must be a number > 0 but is {value!r}")
-        for name in ("step_frames", "max_sessions", "max_frames", "max_pending",
+        for name in ("step_frames", "max_sessions", "max_frames", "keep_frames", "max_pending",
                      "max_message_bytes", "max_upload_bytes", "max_points_sent"):
             if not isinstance(getattr(self, name), int):
                 raise ConfigError(f"`{name}` must be an int but is {getattr(self, name)!r}")

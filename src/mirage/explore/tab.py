@@ -42,6 +42,7 @@ class Tab:
         self.pending_steps = 0  # queued steps (the manager's count, under its lock)
         self.last_active = time.monotonic()
         self.closed = False
+        self._told_eviction = False  # the page is told once when old frames are let go
 
     # -- lifecycle ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -127,6 +128,11 @@ class Tab:
         t0 = self._step_started = time.perf_counter()
         result = s.step(cameras, seed=seed, callback=self._progress)
         wall = time.perf_counter() - t0
+        if s.evict_frames(self.config.keep_frames) and not self._told_eviction:
+            self._told_eviction = True
+            self.emit(Notice(message=f"memory bounded: this tab keeps the pixels of the last "
+                                     f"{self.config.keep_frames} frames and lets older ones go (the walk, "
+                                     f"its memory, save, undo and Export path are unaffected)"))
         n, h, w = result.frames.shape[0], *self.maker.size
         payload = [wire.frames_to_rgb(result.frames)]
         has_reads = result.read_frames is not None

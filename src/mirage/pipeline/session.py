@@ -167,6 +167,7 @@ class Session:
                                       far_field=config.far_field)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._undo: list[dict] = []
+        self._evicted = 0  # leading frames whose pixels evict_frames let go
         self._plan: list[Chunk] = []
         self._chunks: list[dict] = []
         self._timings: list[ChunkTiming] = []
@@ -186,9 +187,35 @@ class Session:
 
     @property
     def video(self) -> Tensor:
-        """(F, 3, H, W) in [−1, 1]: every frame so far (frame 0 is the decoded first frame once
-        a chunk has been generated, the input image before)."""
+        """(F − e, 3, H, W) in [−1, 1]: the frames so far from frame e = :attr:`evicted_frames`
+        on (0 unless :meth:`evict_frames` let older ones go; frame 0 is the decoded first frame
+        once a chunk has been generated, the input image before)."""
         return torch.cat(self._video)
+
+    @property
+    def evicted_frames(self) -> int:
+        """How many of the first frames :meth:`evict_frames` has let go (their decoded pixels
+        and reads; their latents, cameras and memory stay)."""
+        return self._evicted
+
+    def evict_frames(self, keep: int) -> int:
+        """Let go of the decoded frames and reads of the oldest chunks while more than ``keep``
+        frames would remain, so a long walk holds its pixels for the last ``keep`` frames only.
+        Latents, cameras, the memory and the random state stay, so the session continues (and
+        saves, loads and replays from an exported path) exactly as before; only :meth:`output`
+        (the whole video) is refused afterwards. Returns the frames let go by this call."""
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise ConfigError(f"`keep` must be an int ≥ 1 but is {keep!r}")
+        before = self._evicted
+        kept = self.num_frames - self._evicted
+        while len(self._video) > 1 and kept - len(self._video[0]) >= keep:
+            n = len(self._video[0])
+            self._video = self._video[1:]
+            if self._reads:  # the reads are in the same segments: frame 0, then one per chunk
+                self._reads = self._reads[1:]
+            self._evicted += n
+            kept -= n
+        return self._evicted - before
 
     @property
     def latents(self) -> Tensor:
@@ -219,7 +246,11 @@ class Session:
         return bool(self._undo)
 
     def output(self) -> PipelineOutput:
-        """What :func:`~mirage.pipeline.generate` returns, for the steps so far."""
+        """What :func:`~mirage.pipeline.generate` returns, for the steps so far. Refused after
+        :meth:`evict_frames` let frames go (replay the exported path for the whole video)."""
+        if self._evicted:
+            raise SessionError(f"the first {self._evicted} frames were evicted (evict_frames), so the "
+                               f"whole video is gone; replay the exported path with mirage generate")
         return PipelineOutput(
             video=self.video,
             latents=self.latents,
@@ -242,12 +273,13 @@ class Session:
     def _snapshot(self) -> dict:
         state = {name: list(getattr(self, name)) for name in _LISTS}
         state["_cameras"] = self._cameras
+        state["_evicted"] = self._evicted
         state["_mode"] = copy.deepcopy(self._mode)
         state["_generator"] = self._generator.get_state()
         return state
 
     def _restore(self, state: dict) -> None:
-        for name in (*_LISTS, "_cameras", "_mode"):
+        for name in (*_LISTS, "_cameras", "_mode", "_evicted"):
             setattr(self, name, state[name])
         self._generator.set_state(state["_generator"])
 

@@ -75,7 +75,7 @@ def save_session(path, session) -> None:
         "read_latents": torch.stack(session._read_latents),
         "read_mask": torch.stack(session._read_masks),
         "K": session.cameras.K, "cam2world": session.cameras.cam2world,
-        "frames": _to_uint8(session.video),
+        "frames": _to_uint8(session.video),  # from frame session.evicted_frames on
         "generator": session._generator.get_state(),
     }
     if session.config.decode_reads:
@@ -87,7 +87,7 @@ def save_session(path, session) -> None:
     info = {
         "config": asdict(session.config), "text": session.text,
         "backbone": _backbone_info(session.backbone),
-        "chunks": session.chunks,
+        "chunks": session.chunks, "evicted": session.evicted_frames,
         "timings": [vars(t) for t in session._timings],
         "init_seconds": session.init_seconds, "init_write_seconds": session.init_write_seconds,
         "memory_stats": session._stats, "references": session._references,
@@ -158,6 +158,11 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
         chunks = check_chunks(chunks, n_new + 1, tau, backbone.max_frames)
     plan = plan_from_sizes([c["frames"] for c in chunks], tau, backbone.max_frames)
     F, T = 1 + max(n_new, 0), 1 + max(n_new, 0) // tau
+    # frames let go by evict_frames: whole leading segments (frame 0, then one per chunk)
+    segments = [(0, 1)] + [(c.start_frame + 1, c.end_frame + 1) for c in plan]
+    evicted = info.get("evicted", 0)
+    if isinstance(evicted, bool) or not isinstance(evicted, int) or evicted not in [a for a, _ in segments]:
+        fail(f"`evicted` must be 0 or the first frame of a chunk but is {evicted!r}")
     expected = {"latents", "read_latents", "read_mask", "K", "cam2world", "frames", "generator"}
     if config.decode_reads:
         expected.add("reads")
@@ -173,8 +178,8 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     for name, t, shape, dtypes in (("latents", latents, (T, C, h, w), _FLOAT_DTYPES),
                                    ("read_latents", reads, (T, C, h, w), (torch.float32,)),
                                    ("read_mask", mask, (T, h, w), (torch.bool,)),
-                                   ("frames", tensors["frames"], (F, 3, H, W), (torch.uint8,)),
-                                   ("reads", tensors.get("reads"), (F, 3, H, W), (torch.uint8,))):
+                                   ("frames", tensors["frames"], (F - evicted, 3, H, W), (torch.uint8,)),
+                                   ("reads", tensors.get("reads"), (F - evicted, 3, H, W), (torch.uint8,))):
         if t is None and name == "reads":
             continue
         if tuple(t.shape) != shape or t.dtype not in dtypes:
@@ -213,8 +218,14 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     frames = tensors["frames"].float() / 127.5 - 1.0
     session._cameras = cameras
     session._latents = list(latents.unbind(0))
-    session._video = [frames[:1]] + [frames[c.start_frame + 1:c.end_frame + 1] for c in plan]
-    session._reads = [tensors["reads"].float() / 127.5 - 1.0] if config.decode_reads else []
+    kept = [(a - evicted, b - evicted) for a, b in segments if a >= evicted]
+    session._evicted = evicted
+    session._video = [frames[a:b] for a, b in kept]
+    if config.decode_reads:
+        reads_px = tensors["reads"].float() / 127.5 - 1.0
+        session._reads = [reads_px[a:b] for a, b in kept]
+    else:
+        session._reads = []
     session._read_latents = list(reads.unbind(0))
     session._read_masks = list(mask.unbind(0))
     session._plan, session._chunks = plan, chunks
