@@ -100,7 +100,7 @@ class _PointMemoryMode:
 
     def stats(self) -> dict:
         return {"points": self.memory.num_points, "bytes": self.memory.nbytes,
-                "frames": len(self.memory.frames)}
+                "frames": int(self.memory.table_ids.shape[0])}
 
 
 class LatentMode(_PointMemoryMode):
