@@ -1,15 +1,23 @@
-"""Writing videos: ``write_mp4`` (H.264, yuv420p) through imageio-ffmpeg, atomically."""
+"""Writing videos: ``write_mp4`` (H.264, yuv420p) through imageio-ffmpeg, atomically, and
+``to_uint8``, the one conversion of frames in [−1, 1] to bytes."""
 
 from __future__ import annotations
 
 import os
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from mirage.errors import ConfigError, ShapeError
 from mirage.files import atomic_path
 
-__all__ = ["write_mp4"]
+__all__ = ["write_mp4", "to_uint8"]
+
+
+def to_uint8(frames: Tensor) -> Tensor:  # any shape in [−1, 1] → uint8 0..255, same shape
+    """Frames (or colours) in [−1, 1] as bytes: clamped, scaled by 127.5 and rounded."""
+    return ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
 def write_mp4(

@@ -12,16 +12,6 @@ from mirage.world.oracle import OracleDepthEstimator, OracleMasker
 from .conftest import SMALL
 
 
-@pytest.fixture(scope="module")
-def world():
-    from mirage.world import generate_scene, make_trajectory, render
-
-    scene = generate_scene("room", 3)
-    cams = make_trajectory("pan-return", scene, 25, 32, 32, angle_deg=150.0)
-    gt = render(scene, cams, torch.arange(25) / 16)
-    return scene, cams, gt
-
-
 def run(backbone, world, mode="latent", seed=0, **kw):
     scene, cams, gt = world
     return generate(backbone, gt.rgb[0], cams, PipelineConfig(memory_mode=mode, seed=seed, steps=2, **kw),

@@ -9,16 +9,6 @@ from mirage.errors import ConfigError, SessionError, ShapeError
 from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, Session, TinyDepthEstimator, generate
 
 
-@pytest.fixture(scope="module")
-def world():
-    from mirage.world import generate_scene, make_trajectory, render
-
-    scene = generate_scene("room", 3)
-    cams = make_trajectory("pan-return", scene, 25, 32, 32, angle_deg=150.0)
-    gt = render(scene, cams, torch.arange(25) / 16)
-    return scene, cams, gt
-
-
 def start(backbone, world, mode="latent", seed=0, history=8, **kw) -> Session:
     _, cams, gt = world
     return Session(backbone, gt.rgb[0], cams[0], PipelineConfig(memory_mode=mode, seed=seed, steps=2, **kw),

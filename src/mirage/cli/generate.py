@@ -213,12 +213,11 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
 
 def run(args) -> int:
     import numpy as np
-    import torch
 
     from mirage.evaluation.metrics import frame_psnr, revisit_frames
     from mirage.pipeline import LatentDisagreementMasker, TinyDepthEstimator, generate
     from mirage.world.oracle import OracleDepthEstimator, OracleMasker
-    from mirage.video import write_mp4
+    from mirage.video import to_uint8, write_mp4
 
     backbone, start, config, source = prepare(args)  # nothing is written before this succeeds
     chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
@@ -236,14 +235,14 @@ def run(args) -> int:
                       masker=masker, first_depth=start.depth, first_exclude=start.exclude, text=args.prompt,
                       chunks=chunks)
 
-    def to_uint8(video):  # (F, 3, H, W) in [-1, 1] → (F, H, W, 3)
-        return ((video.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    def hwc(video):  # (F, 3, H, W) in [-1, 1] → (F, H, W, 3) uint8
+        return to_uint8(video).permute(0, 2, 3, 1).numpy()
 
-    write_mp4(out / "video.mp4", to_uint8(result.video), fps=args.fps)
+    write_mp4(out / "video.mp4", hwc(result.video), fps=args.fps)
     panels = [result.video, result.memory_reads]
     if start.ground_truth is not None:
         panels.append(start.ground_truth)
-    write_mp4(out / "side_by_side.mp4", np.concatenate([to_uint8(p) for p in panels], axis=2), fps=args.fps)
+    write_mp4(out / "side_by_side.mp4", np.concatenate([hwc(p) for p in panels], axis=2), fps=args.fps)
     if result.memory is not None:
         result.memory.save(out / "memory.safetensors")
 

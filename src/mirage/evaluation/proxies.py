@@ -32,6 +32,7 @@ from torch.nn import functional as F
 
 from mirage.errors import ShapeError, expect_shape
 from mirage.geometry import Camera, rescale_intrinsics
+from mirage.video import to_uint8
 
 __all__ = ["opencv_available", "flow_roundtrip_error", "video_flow_roundtrip", "rotation_error_deg",
            "translation_error", "fit_translation_scale", "sift_relative_pose", "video_camera_error",
@@ -74,7 +75,7 @@ def flow_roundtrip_error(forward: Tensor, backward: Tensor) -> float:
 def _gray_uint8(frame: Tensor, scale: int = 1) -> np.ndarray:  # (3, H, W) in [-1, 1] → (sH, sW) uint8
     import cv2
 
-    rgb = ((frame.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    rgb = to_uint8(frame).permute(1, 2, 0).cpu().numpy()
     gray = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     if scale != 1:
         gray = cv2.resize(gray, (gray.shape[1] * scale, gray.shape[0] * scale), interpolation=cv2.INTER_CUBIC)

@@ -29,6 +29,7 @@ from mirage.evaluation.proxies import opencv_available, video_camera_error, vide
 from mirage.evaluation.suite import Case, mode_label
 from mirage.evaluation.warp import video_warp_error
 from mirage.geometry import Camera
+from mirage.video import to_uint8
 
 __all__ = ["GroundTruth", "prepare_ground_truth", "evaluate_run", "run_id", "save_run", "load_runs",
            "load_run_frames", "key_frame_indices", "PeakMemory", "FPS"]
@@ -137,7 +138,7 @@ def _mean(values) -> float | None:
 
 
 def _uint8(frames: Tensor) -> np.ndarray:  # (n, 3, H, W) in [-1, 1] → (n, H, W, 3)
-    return ((frames.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(frames).permute(0, 2, 3, 1).numpy()
 
 
 def run_id(case: Case, mode: str, depth: str, seed: int) -> str:

@@ -15,6 +15,8 @@ import torch
 from pydantic import BaseModel
 from torch import Tensor
 
+from mirage.video import to_uint8
+
 __all__ = ["pack", "unpack", "frames_to_rgb", "tint_uncovered", "ply_bytes"]
 
 
@@ -34,7 +36,7 @@ def unpack(message: bytes) -> tuple[dict, bytes]:
 
 def frames_to_rgb(frames: Tensor) -> bytes:
     """(F, 3, H, W) in [−1, 1] → F·H·W·3 bytes, row-major RGB (F, H, W, 3)."""
-    x = ((frames.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    x = to_uint8(frames)
     return x.permute(0, 2, 3, 1).contiguous().numpy().tobytes()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
@@ -12,6 +11,7 @@ from mirage.geometry import Camera, check_finite, rescale_intrinsics
 from mirage.memory.depth_grid import PLANARITY_TOL, far_cells, reduce_depth_to_grid
 from mirage.memory.checks import check_write_inputs
 from mirage.memory.store import PointStore
+from mirage.video import to_uint8
 
 __all__ = ["LatentSpatialMemory", "cell_colors"]
 
@@ -89,4 +89,4 @@ def cell_colors(images: Tensor, hw: tuple[int, int]) -> Tensor:  # (T, 3, H, W) 
     T, _, H, W = images.shape
     h, w = hw
     mean = images.float().reshape(T, 3, h, H // h, w, W // w).mean(dim=(3, 5))
-    return ((mean.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return to_uint8(mean)

@@ -16,6 +16,7 @@ from mirage.geometry import Camera, check_finite
 from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
 from mirage.memory.checks import check_write_inputs
 from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore
+from mirage.video import to_uint8
 
 __all__ = ["RGBPointCloudMemory"]
 
@@ -55,7 +56,7 @@ class RGBPointCloudMemory(PointStore):
             )
         check_finite("images", images)
         depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
-        colors = ((images.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        colors = to_uint8(images)
         far = far_cells(depths, cameras.hw, exclude=exclude) if self.far_field else None
         return self.write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids,
                                confidence, colors, far)

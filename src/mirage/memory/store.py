@@ -348,8 +348,8 @@ class PointStore:
             winners = splat.index[mask]  # (M,) in (view, row, col) order
             offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
             offset[mask] = cell_offsets(self.points[winners], K, world2cam, mask)
-        far = torch.zeros_like(mask)
-        if self.far is not None:  # behind every point: only cells no point covers
+        far = torch.zeros_like(mask)  # the far field behind every point: cells no point covers
+        if self.far is not None:
             far = self.far.fill(gathered, mask, offset, K, world2cam)
         if offsets:
             offset = offset.permute(0, 3, 1, 2)

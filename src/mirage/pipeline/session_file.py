@@ -34,6 +34,7 @@ from mirage.errors import MirageError, SessionFormatError
 from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import Camera
 from mirage.pipeline.config import PipelineConfig
+from mirage.video import to_uint8
 from mirage.pipeline.output import TIMING_KEYS, ChunkTiming
 from mirage.pipeline.plan import check_chunks, plan_from_sizes
 
@@ -62,10 +63,6 @@ def _digest(tensors: dict[str, Tensor], *texts: str) -> str:
     return h.hexdigest()
 
 
-def _to_uint8(video: Tensor) -> Tensor:
-    return ((video.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-
-
 def save_session(path, session) -> None:
     """Write ``session`` to ``path`` atomically (module docstring)."""
     from mirage.memory.format import memory_to_tensors
@@ -75,11 +72,11 @@ def save_session(path, session) -> None:
         "read_latents": torch.stack(session._read_latents),
         "read_mask": torch.stack(session._read_masks),
         "K": session.cameras.K, "cam2world": session.cameras.cam2world,
-        "frames": _to_uint8(session.video),  # from frame session.evicted_frames on
+        "frames": to_uint8(session.video),  # from frame session.evicted_frames on
         "generator": session._generator.get_state(),
     }
     if session.config.decode_reads:
-        tensors["reads"] = _to_uint8(torch.cat(session._reads))
+        tensors["reads"] = to_uint8(torch.cat(session._reads))
     memory_meta = None
     if session.memory is not None:
         memory_tensors, memory_meta = memory_to_tensors(session.memory)
