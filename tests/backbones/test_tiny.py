@@ -61,6 +61,30 @@ def test_latent_k_encodes_its_keyframe_only(backbone):
     assert not torch.allclose(a[:, :, 1], b[:, :, 1])
 
 
+def test_keyframes_decode_from_their_own_latent(backbone):
+    """Frame τk depends on latent k alone and equals frame 0's decode when latent k = latent 0
+    (an exact return decodes to the first frame); the in-between frames come from the pair."""
+    vae = backbone.vae
+    g = torch.Generator().manual_seed(3)
+    z = torch.randn(1, SMALL.latent_channels, 4, 4, 4, generator=g)
+    z[:, :, 3] = z[:, :, 0]
+    with torch.no_grad():
+        frames = backbone.decode(z)[0]  # (3, 13, H, W)
+        changed = z.clone()
+        changed[:, :, 2] = torch.randn(SMALL.latent_channels, 4, 4, generator=g)
+        other = backbone.decode(changed)[0]
+        raw = vae.denormalize(z[0].permute(1, 0, 2, 3))  # (T, C, h, w)
+        pairs = vae.decode_groups(torch.cat([raw[:1], raw[:-1]]), raw).clamp(-1, 1)  # (T, 3τ, H, W)
+    torch.testing.assert_close(frames[:, 12], frames[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(other[:, [0, 4, 12]], frames[:, [0, 4, 12]], rtol=0, atol=0)
+    assert not torch.allclose(other[:, 8], frames[:, 8])  # latent 2's own keyframe
+    assert not torch.allclose(other[:, 9:12], frames[:, 9:12])  # between latents 2 and 3
+    H, W = frames.shape[-2:]
+    between = pairs[1:].reshape(3, 4, 3, H, W)[:, :3]  # groups 1..3, frames 1..3 of each
+    torch.testing.assert_close(frames[:, [1, 2, 3, 5, 6, 7, 9, 10, 11]].permute(1, 0, 2, 3),
+                               between.reshape(9, 3, H, W), rtol=1e-5, atol=1e-6)
+
+
 def test_sample_keeps_first_latent_and_is_deterministic(backbone):
     cond = conditioning(backbone)
     a = backbone.sample(cond, torch.Generator().manual_seed(0))

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mirage.errors import ShapeError
-from mirage.evaluation.metrics import (SSIM_K1, closed_loop, frame_psnr, frame_segments, frame_ssim, psnr,
+from mirage.evaluation.metrics import (PSNR_8BIT, SSIM_K1, closed_loop, frame_psnr, frame_segments, frame_ssim, psnr,
                                        read_latent_error, revisit_frames, ssim)
 from mirage.geometry import Camera
 from mirage.world.trajectories import level_pose
@@ -76,6 +76,8 @@ def test_closed_loop():
     assert loop["psnr"] == pytest.approx(26.0206, abs=1e-4)
     assert loop["ssim"] < 1
     assert closed_loop(video, _cams([0, 90, 45])) is None
+    video[-1] = video[0]  # an exact return: capped at the 8-bit PSNR, not infinite
+    assert closed_loop(video, _cams([0, 90, 0]))["psnr"] == pytest.approx(58.9226, abs=1e-4) == PSNR_8BIT
 
 
 def test_read_latent_error_hand_computed():

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirage.errors import ShapeError
-from mirage.memory.depth_grid import reduce_depth_to_grid
+from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
 
 
 def _partial_reference(depths, exclude, hw, tol, fraction):
@@ -54,6 +54,41 @@ def test_partial_cells_match_a_per_cell_loop(seed, fraction):
     for (t, i, j), d in expected.items():
         assert depth[t, i, j].item() == pytest.approx(d, rel=1e-5)
     assert torch.isinf(depth[~valid]).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 10_000), fraction=st.sampled_from([0.25, 0.5, 1.0]))
+def test_edge_cells_are_kept_at_their_nearest_depth_and_the_rest_is_far(seed, fraction):
+    """keep_edges adds exactly the non-excluded cells with enough depth that the rule without it
+    drops, at the smallest depth of their pixels (a per-cell loop says which); far_cells at the
+    same fraction takes the non-excluded cells with too little depth; together every cell
+    without an excluded pixel is stored once."""
+    g = torch.Generator().manual_seed(seed)
+    T, H, W, hw = 2, 16, 24, (4, 6)
+    depths = (2.0 + 3.0 * torch.rand(T, 4, 6, generator=g)).repeat_interleave(4, 1).repeat_interleave(4, 2)
+    depths = depths * (1 + 0.5 * (torch.rand(T, H, W, generator=g) < 0.15))  # edges inside cells
+    depths[torch.rand(T, H, W, generator=g) < 0.3] = float("inf")
+    exclude = torch.rand(T, H, W, generator=g) < 0.03
+    kw = dict(exclude=exclude, planarity_tol=0.2, min_valid_fraction=fraction)
+    plain_depth, plain = reduce_depth_to_grid(depths, hw, **kw)
+    depth, valid = reduce_depth_to_grid(depths, hw, keep_edges=True, **kw)
+    far = far_cells(depths, hw, exclude=exclude, min_valid_fraction=fraction)
+    sy, sx = H // hw[0], W // hw[1]
+    for t in range(T):
+        for i in range(hw[0]):
+            for j in range(hw[1]):
+                block = depths[t, i * sy:(i + 1) * sy, j * sx:(j + 1) * sx].flatten().tolist()
+                excluded = bool(exclude[t, i * sy:(i + 1) * sy, j * sx:(j + 1) * sx].any())
+                with_depth = [d for d in block if math.isfinite(d) and d > 0]
+                enough = len(with_depth) >= fraction * len(block)
+                if plain[t, i, j]:  # what the rule keeps is unchanged
+                    assert valid[t, i, j] and depth[t, i, j] == plain_depth[t, i, j]
+                elif not excluded and enough:  # an edge cell: its foreground
+                    assert valid[t, i, j] and depth[t, i, j].item() == pytest.approx(min(with_depth), rel=1e-6)
+                else:
+                    assert not valid[t, i, j] and math.isinf(depth[t, i, j])
+                assert bool(far[t, i, j]) == (not excluded and not enough)
+    assert not (valid & far).any()
 
 
 def test_a_skyline_cell_is_kept_from_its_surface_and_an_excluded_pixel_still_drops_it():

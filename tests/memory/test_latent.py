@@ -75,6 +75,13 @@ def test_excluded_and_edge_cells_are_never_written():
     mem2 = LatentSpatialMemory(2, fusion="append")
     mem2.write(torch.randn(1, 2, 4, 8), depth, cams, exclude=exclude)
     assert not mem2.read(cams, (4, 8)).mask[0, :, 3].any()
+    # keep_edges keeps them, on the near side of the edge (the excluded cell stays dropped)
+    mem3 = LatentSpatialMemory(2, fusion="append")
+    mem3.write(torch.randn(1, 2, 4, 8), depth, cams, exclude=exclude, keep_edges=True)
+    read = mem3.read(cams, (4, 8))
+    assert read.mask[0, :, 3].all() and not read.mask[0, 1, 2]
+    near = depth[0].reshape(4, 16, 8, 16).amin(dim=(1, 3))  # the nearest pixel depth per cell
+    torch.testing.assert_close(read.depth[0, :, 3], near[:, 3], rtol=1e-5, atol=0)
 
 
 def test_read_is_deterministic_and_storage_order_free():

@@ -16,7 +16,10 @@ Frames are (3, H, W) or videos (F, 3, H, W) with values in [−1, 1] (``data_ran
   path these are the last frames of the return swing; on closed loops and orbits, the frames
   around closure.
 - **Closed loop**: the last generated frame against the first, on paths whose last pose equals
-  the first (a consistent model reproduces the start view).
+  the first (a consistent model reproduces the start view). Its PSNR is capped at
+  ``PSNR_8BIT`` = 10·log10(12·255²) ≈ 58.9 dB, the PSNR of rounding to 8 bits: above it the two
+  frames agree within the precision of the videos written, and a memory that gives the start
+  view back exactly (identical frames, an infinite PSNR) must not drop out of a mean.
 - **Exact return**: on paths whose last pose *equals* the first bit for bit (closed presets copy
   the first pose into the last frame), the PSNR of the last generated frame against the ground
   truth (``return``) and of generated frame 0 against ground-truth frame 0 (``decoded first``:
@@ -38,8 +41,10 @@ from mirage.errors import ShapeError
 from mirage.geometry import Camera
 
 __all__ = ["psnr", "frame_psnr", "ssim", "frame_ssim", "revisit_frames", "frame_segments",
-           "closed_loop", "exact_return", "gap_closed", "read_latent_error", "SSIM_WINDOW", "SSIM_SIGMA"]
+           "closed_loop", "exact_return", "gap_closed", "read_latent_error", "PSNR_8BIT", "SSIM_WINDOW",
+           "SSIM_SIGMA"]
 
+PSNR_8BIT = 10 * math.log10(12 * 255**2)  # rounding to 8 bits: uniform error of ±½ level
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
@@ -132,11 +137,12 @@ def frame_segments(frames: list[int]) -> list[tuple[int, int]]:
 
 def closed_loop(video: Tensor, cameras: Camera, tol: float = 1e-4) -> dict | None:
     """Closed-loop fidelity: PSNR and SSIM of the last frame of ``video`` (F, 3, H, W) against
-    its first, or None when the path does not return (last cam2world ≠ first within ``tol``)."""
+    its first, or None when the path does not return (last cam2world ≠ first within ``tol``).
+    The PSNR is at most ``PSNR_8BIT`` (module doc)."""
     c2w = cameras.cam2world
     if len(cameras) < 2 or (c2w[-1] - c2w[0]).abs().max().item() > tol:
         return None
-    return {"psnr": psnr(video[-1], video[0]), "ssim": ssim(video[-1], video[0])}
+    return {"psnr": min(psnr(video[-1], video[0]), PSNR_8BIT), "ssim": ssim(video[-1], video[0])}
 
 
 def exact_return(psnrs: list[float], cameras: Camera) -> dict | None:

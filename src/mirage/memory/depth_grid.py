@@ -19,6 +19,15 @@ its pixels have depth and their inverse depths span at most ``planarity_tol`` ti
 (a single surface in front of the sky, e.g. a skyline cell); its depth is the harmonic mean of
 those pixels. Its token then shows that surface and the sky beside it, which is what the view
 saw. Excluded pixels (dynamic objects, user masks) still drop their cell.
+
+With ``keep_edges``, a cell that has enough depth (every pixel, or ``min_valid_fraction`` of
+them) but is not one surface is kept instead of dropped, at the **nearest** depth among its
+pixels: a depth edge belongs to its foreground. The point lies on a real surface, never in
+mid-air between the two sides, and its token is what the view saw across the edge: exactly
+right from that view and from views near it, where a dropped cell would leave a hole that only
+later, less trusted frames can fill. Cells with too little depth (mostly sky) are for the far
+field (:func:`far_cells` with the same fraction), so with both every non-excluded cell of a write
+is stored somewhere.
 """
 
 from __future__ import annotations
@@ -62,13 +71,14 @@ def reduce_depth_to_grid(
     exclude: Tensor | None = None,  # (T, H, W) bool
     planarity_tol: float = PLANARITY_TOL,
     min_valid_fraction: float = 1.0,
+    keep_edges: bool = False,
 ) -> tuple[Tensor, Tensor]:  # depth (T, h, w), valid (T, h, w)
     """Depth and validity on an (h, w) grid whose cells tile (H, W) in integer blocks.
 
     When (H, W) == (h, w) nothing is resampled: the depth is returned as it is, and valid marks
     finite positive, non-excluded pixels. Invalid cells carry depth +inf. ``min_valid_fraction``
-    in (0, 1] (default 1: every pixel needs depth) keeps cells partly without depth (module
-    docstring).
+    in (0, 1] (default 1: every pixel needs depth) keeps cells partly without depth, and
+    ``keep_edges`` cells across a depth edge at their nearest depth (module docstring).
     """
     expect_shape("depths", depths, (None, None, None))
     T, H, W = depths.shape
@@ -105,18 +115,23 @@ def reduce_depth_to_grid(
     planar = residual.abs().amax(dim=-1) <= planarity_tol * mean_inv
     valid = ok_cell & planar & (mean_inv > 0)
     depth = torch.where(valid, 1.0 / mean_inv.clamp_min(1e-30), float("inf"))
+    enough = ok_cell  # cells with enough depth for rule 1 (or its relaxation below)
     if min_valid_fraction < 1.0:
         partial = ~ok_cell & (count >= min_valid_fraction * sy * sx)
         if excluded is not None:
             partial &= ~excluded
-        if not bool(partial.any()):  # no candidate (e.g. no sky in view): nothing to add
-            return depth, valid
+        enough = ok_cell | partial
         mean_partial = total_inv / count.clamp_min(1)  # inv is 0 where there is no depth
         span = (torch.where(has_depth, inv, -float("inf")).amax(dim=-1)
                 - torch.where(has_depth, inv, float("inf")).amin(dim=-1))
         partial &= (span <= planarity_tol * mean_partial) & (mean_partial > 0)
         depth = torch.where(partial, 1.0 / mean_partial.clamp_min(1e-30), depth)
         valid = valid | partial
+    if keep_edges:
+        edge = enough & ~valid
+        nearest = torch.where(has_depth, d, float("inf")).amin(dim=-1)
+        depth = torch.where(edge, nearest, depth)
+        valid = valid | edge
     return depth, valid
 
 
@@ -126,9 +141,14 @@ def far_cells(
     hw: tuple[int, int],
     *,
     exclude: Tensor | None = None,  # (T, H, W) bool
+    min_valid_fraction: float | None = None,
 ) -> Tensor:  # (T, h, w) bool
     """Cells with no pixel of finite positive depth and no excluded pixel: what the far field
-    stores (:mod:`mirage.memory.far_field`); never a point (every pixel lacks depth)."""
+    stores (:mod:`mirage.memory.far_field`); never a point (every pixel lacks depth).
+
+    With ``min_valid_fraction``, also the cells whose pixels with depth are fewer than that
+    fraction (mostly sky): exactly the non-excluded cells that :func:`reduce_depth_to_grid` at
+    the same fraction leaves without a point for lack of depth."""
     T, H, W = depths.shape
     h, w = hw
     sy, sx = H // h, W // w
@@ -136,7 +156,10 @@ def far_cells(
     def blocks(x: Tensor) -> Tensor:
         return x.reshape(T, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(T, h, w, sy * sx)
 
-    far = ~blocks(valid_depth(depths)).any(dim=-1)
+    count = blocks(valid_depth(depths)).sum(dim=-1)
+    far = count == 0
+    if min_valid_fraction is not None:
+        far |= count < min_valid_fraction * sy * sx
     if exclude is not None:
         far &= ~blocks(exclude.bool()).any(dim=-1)
     return far

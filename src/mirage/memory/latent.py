@@ -44,6 +44,7 @@ class LatentSpatialMemory(PointStore):
         *,
         planarity_tol: float = PLANARITY_TOL,
         min_valid_fraction: float = 1.0,
+        keep_edges: bool = False,
         confidence=1.0,  # float, or T floats (one per frame); see mirage.memory.store
         images: Tensor | None = None,  # (T, 3, H, W) in [−1, 1]: display colours only
     ) -> int:
@@ -54,12 +55,14 @@ class LatentSpatialMemory(PointStore):
         :func:`mirage.memory.depth_grid.reduce_depth_to_grid` with ``planarity_tol`` (cells
         straddling a depth edge, invalid depth or an excluded pixel are dropped; with
         ``min_valid_fraction`` < 1, a cell partly without depth, such as sky, is kept from its
-        pixels with depth). Frames are
+        pixels with depth; with ``keep_edges`` a cell across a depth edge is kept at its nearest
+        depth). Frames are
         fused in order, each at its ``confidence``: a cell never overrides a point of higher
         confidence (:mod:`mirage.memory.fusion`).
 
-        With ``far_field``, cells where no pixel has depth and none is excluded go to the far
-        field. ``images`` give each point a display colour, the mean colour of its cell's pixels
+        With ``far_field``, cells where fewer than ``min_valid_fraction`` of the pixels have
+        depth (with the default 1, cells with any pixel of sky) and none is excluded go to the far
+        field: exactly the cells left without a point for lack of depth. ``images`` give each point a display colour, the mean colour of its cell's pixels
         (grey without them); the method never reads it.
 
         Returns the number of valid cells written (added, replaced or dropped by fusion).
@@ -73,13 +76,15 @@ class LatentSpatialMemory(PointStore):
         check_finite("latents", latents)
         depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
                                                  planarity_tol=planarity_tol,
-                                                 min_valid_fraction=min_valid_fraction)
+                                                 min_valid_fraction=min_valid_fraction,
+                                                 keep_edges=keep_edges)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
         colors = None
         if images is not None:
             expect_shape("images", images, (T, 3, *cameras.hw))
             colors = cell_colors(images, (h, w))
-        far = far_cells(depths, (h, w), exclude=exclude) if self.far_field else None
+        far = (far_cells(depths, (h, w), exclude=exclude, min_valid_fraction=min_valid_fraction)
+               if self.far_field else None)
         return self.write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids,
                                confidence, colors, far)
 

@@ -110,11 +110,12 @@ class LatentMode(_PointMemoryMode):
 
     def __init__(self, channels: int, *, fusion: str = "voxel", far_field: bool = True,
                  planarity_tol: float = GRID_PLANARITY_TOL,
-                 min_valid_fraction: float = PARTIAL_CELL_FRACTION) -> None:
+                 min_valid_fraction: float = PARTIAL_CELL_FRACTION, keep_edges: bool = True) -> None:
         self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL,
                                           far_field=far_field)
         self.planarity_tol = planarity_tol
         self.min_valid_fraction = min_valid_fraction
+        self.keep_edges = keep_edges
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         """Reduce depth to the latent grid (planarity rule, ``planarity_tol``; cells partly
@@ -122,7 +123,7 @@ class LatentMode(_PointMemoryMode):
         their display colours."""
         self.memory.write(latents, depths.float(), cameras, exclude=exclude, frame_ids=frame_ids,
                           planarity_tol=self.planarity_tol, min_valid_fraction=self.min_valid_fraction,
-                          confidence=confidence, images=frames)
+                          keep_edges=self.keep_edges, confidence=confidence, images=frames)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)

@@ -2,7 +2,8 @@
 
 Latent frame k is an encoding of pixel frame τk alone (its keyframe; latent 0 = frame 0), and
 has the keyframe's pose. The decoder turns the pair (latent k−1, latent k) into pixel frames
-τk−τ+1..τk: the in-between frames are interpolated from the two keyframes around them.
+τk−τ+1..τk: the in-between frames are interpolated from the two keyframes around them. A video's
+keyframe τk itself is decoded from latent k alone (:meth:`TinyVAE.decode_video`).
 
 Why not stack the τ frames into the encoder (as a plain Wan-style grouping would)? Then a latent
 also encodes the direction of motion through its group, and a memory token re-read on a revisit
@@ -93,12 +94,21 @@ class TinyVAE(nn.Module):
         return z.reshape(B, T, *z.shape[1:]).permute(0, 2, 1, 3, 4)
 
     def decode_video(self, latents: Tensor) -> Tensor:  # (B, C, T, h, w) → (B, 3, F, H, W)
+        """Latent frames → pixel frames. The in-between frames of group k come from the pair
+        (latent k−1, latent k); keyframe τk comes from latent k alone, decoded as frame 0 always
+        is (its latent as its own predecessor): a keyframe latent encodes that frame alone, so
+        the same latent gives the same picture wherever it sits in a video. That is what lets
+        a memory that gives back a latent exactly (an exact return) give back its frame. It also
+        decodes held-out keyframes better, 0.53 dB PSNR on average over 32 ground-truth paths
+        and better on each (benchmarks/results/keyframe-decode)."""
         B, C, T, h, w = latents.shape
         tau = self.config.temporal_stride
-        z = self.denormalize(latents.permute(0, 2, 1, 3, 4))  # (B, T, C, h, w)
-        prev = torch.cat([z[:, :1], z[:, :-1]], dim=1)  # latent 0 is its own predecessor
-        out = self.decode_groups(prev.reshape(B * T, C, h, w), z.reshape(B * T, C, h, w))
+        z = self.denormalize(latents.permute(0, 2, 1, 3, 4)).reshape(B * T, C, h, w)
+        prev = torch.cat([z.reshape(B, T, C, h, w)[:, :1], z.reshape(B, T, C, h, w)[:, :-1]], dim=1)
+        # one batch: the pairs (for the in-between frames), then each latent alone (keyframes)
+        out = self.decode_groups(torch.cat([prev.reshape(B * T, C, h, w), z]), torch.cat([z, z]))
         H, W = out.shape[-2:]
-        out = out.reshape(B, T, tau, 3, H, W)  # (B, T, τ, 3, H, W)
-        frames = torch.cat([out[:, 0, -1:], out[:, 1:].reshape(B, (T - 1) * tau, 3, H, W)], dim=1)
+        pairs, alone = out.reshape(2, B, T, tau, 3, H, W).unbind(0)  # (B, T, τ, 3, H, W) each
+        groups = torch.cat([pairs[:, :, :-1], alone[:, :, -1:]], dim=2)
+        frames = torch.cat([groups[:, 0, -1:], groups[:, 1:].reshape(B, (T - 1) * tau, 3, H, W)], dim=1)
         return frames.permute(0, 2, 1, 3, 4)  # (B, 3, F, H, W)
