@@ -37,10 +37,11 @@ def test_write_and_lookup_equal_the_python_loop(seed, R, writes):
         M = int(torch.randint(1, 60, (1,), generator=gen))
         d = torch.nn.functional.normalize(torch.randn(M, 3, generator=gen), dim=1)
         tokens = torch.randn(M, 3, generator=gen)
-        conf = torch.tensor([0.5, 1.0])[torch.randint(0, 2, (M,), generator=gen)]
-        order = torch.randint(0, 3, (M,), generator=gen)
-        far.write(tokens, d, conf, order, torch.zeros(M, dtype=torch.long), torch.zeros(M, 3, dtype=torch.uint8))
-        batches.append((tokens, d, conf, order))
+        level = torch.randint(0, 2, (M,), generator=gen)
+        conf = torch.tensor([0.5, 1.0])[level]
+        priority = 3 * level + torch.randint(0, 3, (M,), generator=gen)  # confidence first
+        far.write(tokens, d, conf, priority, torch.zeros(M, dtype=torch.long), torch.zeros(M, 3, dtype=torch.uint8))
+        batches.append((tokens, d, conf, priority))
     far_field_write_reference(state, R, batches)
     queries = torch.nn.functional.normalize(torch.randn(300, 3, generator=gen), dim=1)
     cell, written = far.lookup(queries)

@@ -43,13 +43,16 @@ MAX_RESOLUTION = 1024
 _FACE_AXES = ((1, 2), (2, 0), (0, 1))
 
 
+_AXES_AND_MAJOR = torch.tensor([[1, 2, 0], [2, 0, 1], [0, 1, 2]])  # per major axis: (u, v, major)
+
+
 def cube_cells(directions: Tensor, resolution: int) -> Tensor:  # (M, 3) → (M,) long
     """The cube-map cell of each direction (need not be unit): face·R² + row·R + col."""
     a = directions.abs().argmax(dim=1)  # the major axis
-    major = directions.gather(1, a[:, None]).squeeze(1)  # (M,) signed
+    uvm = directions.gather(1, _AXES_AND_MAJOR.to(directions.device)[a])  # (M, 3): u, v, major
+    major = uvm[:, 2]
     face = 2 * a + (major < 0).long()
-    axes = torch.tensor(_FACE_AXES, device=directions.device)[a]  # (M, 2)
-    uv = directions.gather(1, axes) / major.abs()[:, None]  # (M, 2) in [−1, 1]
+    uv = uvm[:, :2] / major.abs()[:, None]  # (M, 2) in [−1, 1]
     ij = ((uv + 1) * (resolution / 2)).floor().long().clamp_(0, resolution - 1)
     return face * resolution * resolution + ij[:, 1] * resolution + ij[:, 0]
 
@@ -101,25 +104,30 @@ class FarField:
     def num_written(self) -> int:
         return int(self.written.sum())
 
-    def write(self, features: Tensor, directions: Tensor, confidence: Tensor, order: Tensor,
+    def write(self, features: Tensor, directions: Tensor, confidence: Tensor, priority: Tensor,
               frame_ids: Tensor, colors: Tensor) -> None:
-        """Write M far cells: tokens (M, C), unit rays (M, 3), confidences (M,), their frame's
-        position in the write (M,) (later replaces earlier at equal confidence), frame ids (M,),
-        colours (M, 3) uint8."""
+        """Write M far cells: tokens (M, C), unit rays (M, 3), confidences (M,), priorities (M,)
+        int ≥ 0, frame ids (M,), colours (M, 3) uint8.
+
+        Among the candidates of one map cell the highest priority wins, then the ray closest to
+        the cell centre, then the lowest index; the winner replaces the stored cell when its
+        confidence is at least the stored one. :meth:`write_grid` ranks its frames by
+        (confidence, position in the write) into the priority."""
         M = directions.shape[0]
         if M == 0:
             return
         cell = cube_cells(directions, self.resolution)
-        closeness = (directions * self._centres[cell]).sum(dim=1)  # cos to the cell centre
-        # Per map cell, the candidate with the highest (confidence, order, closeness, −index):
-        # one lexicographic key sorted once, the last of each cell's run wins.
-        key = torch.argsort(-torch.arange(M, device=self.device), stable=True)  # index descending
-        for values in (closeness, order.to(closeness), confidence.to(closeness)):
-            key = key[torch.argsort(values[key], stable=True)]
-        key = key[torch.argsort(cell[key], stable=True)]
-        last = torch.ones(M, dtype=torch.bool, device=self.device)
-        last[:-1] = cell[key[1:]] != cell[key[:-1]]
-        win = key[last]  # one candidate per map cell
+        closeness = (directions.float() * self._centres[cell]).sum(dim=1)  # cos to the cell centre, > 0.5
+        # Per map cell, the candidate with the highest (priority, closeness, −index): the
+        # priority and the closeness's float bits (ordered as the non-negative floats are) make
+        # one int64 key, sorted descending and stably (equal keys keep the lower index first),
+        # then stably by cell: the first of each cell's run wins.
+        key = (priority.long() << 31) | closeness.clamp_min(0).view(torch.int32).long()
+        ranked = torch.argsort(key, descending=True, stable=True)
+        ranked = ranked[torch.argsort(cell[ranked], stable=True)]
+        first = torch.ones(M, dtype=torch.bool, device=self.device)
+        first[1:] = cell[ranked[1:]] != cell[ranked[:-1]]
+        win = ranked[first]  # one candidate per map cell
         target = cell[win]
         take = ~self.written[target] | (confidence[win] >= self.confidences[target])
         win, target = win[take], target[take]
@@ -135,12 +143,15 @@ class FarField:
         """Write the ``far`` cells (T, h, w) of a grid write (features (T, C, h, w), colours
         (T, 3, h, w) uint8, K (T, 3, 3) at the grid, cam2world (T, 4, 4), per-frame confidence
         (T,)) by their centre rays; frames later in the write replace earlier ones."""
-        t, i, j = far.nonzero(as_tuple=True)
-        if not t.numel():
+        if not bool(far.any()):
             return
-        rays = cell_rays(K, cam2world, tuple(far.shape[1:]))[t, i, j]  # (M, 3)
+        T = far.shape[0]
+        rays = cell_rays(K, cam2world, tuple(far.shape[1:]))[far]  # (M, 3)
+        t = torch.arange(T, device=self.device)[:, None, None].expand_as(far)[far]
         ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
-        self.write(features[t, :, i, j], rays, confidence[t], t, ids[t], colors[t, :, i, j])
+        rank = torch.empty(T, dtype=torch.long, device=self.device)  # by (confidence, position)
+        rank[torch.argsort(confidence, stable=True)] = torch.arange(T, device=self.device)
+        self.write(features.movedim(1, -1)[far], rays, confidence[t], rank[t], ids[t], colors.movedim(1, -1)[far])
 
     def fill(self, features: Tensor, mask: Tensor, offset: Tensor | None, K: Tensor,
              world2cam: Tensor) -> Tensor:
@@ -156,11 +167,11 @@ class FarField:
         cell, written = self.lookup(rays)
         hit = tuple(x[written] for x in empty)
         far[hit] = True
-        features[hit] = self.features[cell[written]]
-        if offset is not None:
-            d = self.directions[cell[written]].double()  # the written rays, in each view's camera
-            cam = torch.einsum("mij,mj->mi", world2cam.double()[hit[0], :3, :3], d)
-            uv = torch.einsum("mij,mj->mi", K.double()[hit[0]], cam)  # homogeneous pixels (M, 3)
+        cell = cell[written]
+        features[hit] = self.features[cell]
+        if offset is not None:  # the written rays projected into each view (no translation)
+            project = K.double() @ world2cam.double()[:, :3, :3]  # (V, 3, 3)
+            uv = (project[hit[0]] @ self.directions[cell].double()[:, :, None])[:, :, 0]  # (M, 3)
             uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-12)
             cells = torch.stack([hit[2], hit[1]], dim=1).to(uv.dtype)
             offset[hit] = (uv - cells).clamp(-0.5, 0.5).float()
@@ -187,21 +198,21 @@ class FarField:
 
 def far_field_write_reference(state: dict, resolution: int, writes: list[tuple]) -> dict:
     """Slow twin of :meth:`FarField.write`: ``state`` maps cell → (token, confidence); each
-    write is (tokens, directions, confidences, orders) of its cells; every cell decided by a
-    Python loop over the candidates: max (confidence, order, closeness, −index), then kept
-    against the stored one when its confidence is at least the stored confidence."""
+    write is (tokens, directions, confidences, priorities) of its cells; every cell decided by a
+    Python loop over the candidates: max (priority, closeness, −index), then kept against the
+    stored one when its confidence is at least the stored confidence."""
     centres = cell_directions(resolution).double()
-    for tokens, directions, confidences, orders in writes:
+    for tokens, directions, confidences, priorities in writes:
         best: dict[int, tuple] = {}
         for m, d in enumerate(directions.double().tolist()):
             cell = _cube_cell_python(d, resolution)
             closeness = sum(a * b for a, b in zip(directions[m].tolist(), centres[cell].float().tolist()))
-            key = (float(confidences[m]), float(orders[m]), closeness, -m)
+            key = (int(priorities[m]), closeness, -m)
             if cell not in best or key > best[cell][0]:
                 best[cell] = (key, m)
         for cell, (key, m) in best.items():
-            if cell not in state or key[0] >= state[cell][1]:
-                state[cell] = (tokens[m].clone(), key[0])
+            if cell not in state or float(confidences[m]) >= state[cell][1]:
+                state[cell] = (tokens[m].clone(), float(confidences[m]))
     return state
 
 
@@ -225,10 +236,9 @@ def cell_rays(K: Tensor, cam2world: Tensor, hw: tuple[int, int]) -> Tensor:  # �
     """Unit world-space rays through the centres of a (h, w) grid's cells, K (V, 3, 3) at the
     grid size, cam2world (V, 4, 4)."""
     h, w = hw
-    v = torch.arange(h, dtype=K.dtype, device=K.device)[:, None].expand(h, w)
-    u = torch.arange(w, dtype=K.dtype, device=K.device)[None].expand(h, w)
-    ones = torch.ones_like(u)
-    pixels = torch.stack([u, v, ones], dim=-1).reshape(1, h * w, 3)  # (1, h·w, 3)
-    rays = pixels @ torch.linalg.inv(K).transpose(1, 2)  # (V, h·w, 3) camera rays, z = 1
-    rays = rays @ cam2world[:, :3, :3].transpose(1, 2)
+    v, u = torch.meshgrid(torch.arange(h, dtype=K.dtype, device=K.device),
+                          torch.arange(w, dtype=K.dtype, device=K.device), indexing="ij")
+    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, h * w, 3)  # (1, h·w, 3)
+    to_world = torch.linalg.inv(K).transpose(1, 2) @ cam2world[:, :3, :3].transpose(1, 2)  # (V, 3, 3)
+    rays = pixels @ to_world  # (V, h·w, 3): camera rays (z = 1) turned into the world
     return torch.nn.functional.normalize(rays, dim=-1).reshape(-1, h, w, 3)
