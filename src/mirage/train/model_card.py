@@ -30,7 +30,8 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         frames_limit = ""
     else:
         vae = (f"temporal stride {tau} with *keyframe* latents: latent k encodes pixel frame {tau}k "
-               "alone and the decoder interpolates the frames in between from latents k−1 and k")
+               "alone, decodes to it alone, and the decoder interpolates the frames in between from "
+               "latents k−1 and k")
         frames_limit = (f"In-between frames are interpolated from two keyframes {tau} frames apart, "
                         "so fast camera motion gives ghosted in-betweens. ")
     lines = [
@@ -46,10 +47,11 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         "model for the memory lifecycle, not a general video generator: it only knows the "
         "procedural world's look.",
         "",
-        f"**Known limits.** {frames_limit}Newly seen content is blurry. Latent cells that are all sky are never "
-        "written to memory (DESIGN §3) and must be generated; cells partly sky are written from "
-        f"their pixels with depth when those are at least {PARTIAL_CELL_FRACTION:g} of the cell "
-        "(the pipeline's `PARTIAL_CELL_FRACTION`). At inference, covered cells whose read is "
+        f"**Known limits.** {frames_limit}Newly seen content is blurry. Cells partly sky are written "
+        f"from their pixels with depth when those are at least {PARTIAL_CELL_FRACTION:g} of the cell "
+        "(the pipeline's `PARTIAL_CELL_FRACTION`), cells across a depth edge at their nearest depth, "
+        "and cells with less depth go to the far field, a map of latent tokens by direction read "
+        "behind the points (DESIGN §3.6). At inference, covered cells whose read is "
         f"aligned within {PipelineConfig.paste_reads:g} cell take the memory's token "
         "(`PipelineConfig.paste_reads`). Revisit fidelity is limited by the content the "
         "model generates for newly seen places (later revisits read it back) and for the cells "
