@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from mirage.bench.box_room import BoxRoom, pan_path
 from mirage.geometry import Camera, look_at
 from mirage.memory import LatentSpatialMemory
-from mirage.memory.far_field import (FarField, cell_directions, cube_cells, far_field_lookup_reference,
+from mirage.memory.far_field import (FarField, cell_directions, cell_rays, cube_cells, far_field_lookup_reference,
                                      far_field_write_reference)
 
 ROOM = BoxRoom()
@@ -24,6 +24,24 @@ def test_cube_cells_of_cell_centres_are_the_cells_and_cover_the_sphere():
     d = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(cube_cells(d, 4), minlength=96).float()
     assert counts.min() > 0 and counts.max() / counts.min() < 5.2
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 100_000), h=st.integers(1, 5), w=st.integers(1, 5))
+def test_cell_rays_are_the_inverse_intrinsics_turned_into_the_world(seed, h, w):
+    gen = torch.Generator().manual_seed(seed)
+    V = 2
+    K = torch.eye(3, dtype=torch.float64).repeat(V, 1, 1)
+    K[:, [0, 1], [0, 1]] = 1 + 9 * torch.rand(V, 2, generator=gen, dtype=torch.float64)  # fx, fy
+    K[:, 0, 1] = torch.randn(V, generator=gen, dtype=torch.float64)  # skew
+    K[:, :2, 2] = 5 * torch.randn(V, 2, generator=gen, dtype=torch.float64)
+    rotation = torch.linalg.qr(torch.randn(V, 3, 3, generator=gen, dtype=torch.float64)).Q
+    rays = cell_rays(K, rotation, (h, w))
+    for view in range(V):
+        for i in range(h):
+            for j in range(w):
+                d = rotation[view] @ torch.linalg.inv(K[view]) @ torch.tensor([j, i, 1.0], dtype=torch.float64)
+                assert torch.allclose(rays[view, i, j], d / d.norm(), atol=1e-12)
 
 
 @settings(max_examples=30, deadline=None)

@@ -34,7 +34,6 @@ import math
 import torch
 from torch import Tensor
 
-from mirage.geometry import rigid_inverse
 
 __all__ = ["FarField", "cube_cells", "far_field_write_reference", "far_field_lookup_reference"]
 
@@ -143,15 +142,17 @@ class FarField:
         """Write the ``far`` cells (T, h, w) of a grid write (features (T, C, h, w), colours
         (T, 3, h, w) uint8, K (T, 3, 3) at the grid, cam2world (T, 4, 4), per-frame confidence
         (T,)) by their centre rays; frames later in the write replace earlier ones."""
-        if not bool(far.any()):
+        T, h, w = far.shape
+        index = far.reshape(-1).nonzero()[:, 0]  # (M,) flat (frame, row, col)
+        if index.numel() == 0:
             return
-        T = far.shape[0]
-        rays = cell_rays(K, cam2world, tuple(far.shape[1:]))[far]  # (M, 3)
-        t = torch.arange(T, device=self.device)[:, None, None].expand_as(far)[far]
+        t = index // (h * w)
+        rays = cell_rays(K, cam2world[:, :3, :3], (h, w)).reshape(-1, 3)[index]
         ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
         rank = torch.empty(T, dtype=torch.long, device=self.device)  # by (confidence, position)
         rank[torch.argsort(confidence, stable=True)] = torch.arange(T, device=self.device)
-        self.write(features.movedim(1, -1)[far], rays, confidence[t], rank[t], ids[t], colors.movedim(1, -1)[far])
+        self.write(features.movedim(1, -1).reshape(-1, self.channels)[index], rays, confidence[t], rank[t],
+                   ids[t], colors.movedim(1, -1).reshape(-1, 3)[index])
 
     def fill(self, features: Tensor, mask: Tensor, offset: Tensor | None, K: Tensor,
              world2cam: Tensor) -> Tensor:
@@ -159,22 +160,23 @@ class FarField:
         (V, h, w, C) with the map's tokens and ``offset`` (V, h, w, 2) (if given) with where the
         written ray projects, a point at infinity; mask (V, h, w) bool, K (V, 3, 3) at the grid,
         world2cam (V, 4, 4). Returns the cells filled (V, h, w) bool."""
+        V, h, w = mask.shape
         far = torch.zeros_like(mask)
-        if bool(mask.all()):
+        empty = (~mask).reshape(-1).nonzero()[:, 0]  # (M,) flat (view, row, col)
+        if empty.numel() == 0:
             return far
-        empty = (~mask).nonzero(as_tuple=True)  # (view, row, col)
-        rays = cell_rays(K, rigid_inverse(world2cam), tuple(mask.shape[1:]))[empty]
-        cell, written = self.lookup(rays)
-        hit = tuple(x[written] for x in empty)
-        far[hit] = True
-        cell = cell[written]
-        features[hit] = self.features[cell]
+        rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w)).reshape(-1, 3)[empty]
+        cell = cube_cells(rays, self.resolution)
+        written = self.written[cell]
+        hit, cell = empty[written], cell[written]
+        view, row, col = hit // (h * w), hit // w % h, hit % w
+        far[view, row, col] = True
+        features[view, row, col] = self.features[cell]
         if offset is not None:  # the written rays projected into each view (no translation)
             project = K.double() @ world2cam.double()[:, :3, :3]  # (V, 3, 3)
-            uv = (project[hit[0]] @ self.directions[cell].double()[:, :, None])[:, :, 0]  # (M, 3)
+            uv = (project[view] @ self.directions[cell].double()[:, :, None])[:, :, 0]  # (M, 3)
             uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-12)
-            cells = torch.stack([hit[2], hit[1]], dim=1).to(uv.dtype)
-            offset[hit] = (uv - cells).clamp(-0.5, 0.5).float()
+            offset[view, row, col] = (uv - torch.stack([col, row], dim=1).to(uv.dtype)).clamp(-0.5, 0.5).float()
         return far
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
@@ -232,13 +234,16 @@ def _cube_cell_python(d: list[float], R: int) -> int:
     return face * R * R + i * R + j
 
 
-def cell_rays(K: Tensor, cam2world: Tensor, hw: tuple[int, int]) -> Tensor:  # → (V, h, w, 3)
+def cell_rays(K: Tensor, rotation: Tensor, hw: tuple[int, int]) -> Tensor:  # → (V, h, w, 3)
     """Unit world-space rays through the centres of a (h, w) grid's cells, K (V, 3, 3) at the
-    grid size, cam2world (V, 4, 4)."""
+    grid size, ``rotation`` (V, 3, 3) camera to world (``cam2world[:, :3, :3]``). The camera
+    ray of cell (i, j) is K⁻¹ (j, i, 1), in closed form as in ``backproject_depth``."""
     h, w = hw
-    v, u = torch.meshgrid(torch.arange(h, dtype=K.dtype, device=K.device),
-                          torch.arange(w, dtype=K.dtype, device=K.device), indexing="ij")
-    pixels = torch.stack([u, v, torch.ones_like(u)], dim=-1).reshape(1, h * w, 3)  # (1, h·w, 3)
-    to_world = torch.linalg.inv(K).transpose(1, 2) @ cam2world[:, :3, :3].transpose(1, 2)  # (V, 3, 3)
-    rays = pixels @ to_world  # (V, h·w, 3): camera rays (z = 1) turned into the world
-    return torch.nn.functional.normalize(rays, dim=-1).reshape(-1, h, w, 3)
+    V = K.shape[0]
+    v = torch.arange(h, dtype=K.dtype, device=K.device)[:, None]
+    u = torch.arange(w, dtype=K.dtype, device=K.device)
+    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(V, 9, 1, 1).unbind(1)  # (V, 1, 1) each
+    y = ((v - cy) / fy).expand(V, h, w)
+    x = (u - cx - skew * y) / fx
+    rays = torch.stack([x, y, torch.ones_like(x)], dim=-1).reshape(V, h * w, 3) @ rotation.transpose(1, 2)
+    return torch.nn.functional.normalize(rays, dim=-1).reshape(V, h, w, 3)
