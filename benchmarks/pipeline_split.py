@@ -62,12 +62,13 @@ def _fingerprint(out) -> dict:
             "references": out.references, "points": out.memory_stats[-1]["points"]}
 
 
-def _run(backbone, prepared, mode: str, steps: int, seed: int):
+def _run(backbone, prepared, mode: str, steps: int, seed: int, **options):
     from mirage.pipeline import (LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator,
                                  generate)
 
     first, cams, depth0, exclude0 = prepared
-    out = generate(backbone, first, cams, PipelineConfig(memory_mode=mode, steps=steps, seed=seed),
+    config = PipelineConfig(memory_mode=mode, steps=steps, seed=seed, **options)
+    out = generate(backbone, first, cams, config,
                    depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
                    first_depth=depth0, first_exclude=exclude0)
     s = out.timing_summary()

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mirage.errors import ShapeError
-from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
+from mirage.memory.depth_grid import reduce_depth_to_grid
 
 
 def _partial_reference(depths, exclude, hw, tol, fraction):
@@ -60,9 +60,9 @@ def test_partial_cells_match_a_per_cell_loop(seed, fraction):
 @given(seed=st.integers(0, 10_000), fraction=st.sampled_from([0.25, 0.5, 1.0]))
 def test_edge_cells_are_kept_at_their_nearest_depth_and_the_rest_is_far(seed, fraction):
     """keep_edges adds exactly the non-excluded cells with enough depth that the rule without it
-    drops, at the smallest depth of their pixels (a per-cell loop says which); far_cells at the
-    same fraction takes the non-excluded cells with too little depth; together every cell
-    without an excluded pixel is stored once."""
+    drops, at the smallest depth of their pixels (a per-cell loop says which); return_far gives
+    the non-excluded cells with too little depth; together every cell without an excluded pixel
+    is stored once."""
     g = torch.Generator().manual_seed(seed)
     T, H, W, hw = 2, 16, 24, (4, 6)
     depths = (2.0 + 3.0 * torch.rand(T, 4, 6, generator=g)).repeat_interleave(4, 1).repeat_interleave(4, 2)
@@ -71,8 +71,8 @@ def test_edge_cells_are_kept_at_their_nearest_depth_and_the_rest_is_far(seed, fr
     exclude = torch.rand(T, H, W, generator=g) < 0.03
     kw = dict(exclude=exclude, planarity_tol=0.2, min_valid_fraction=fraction)
     plain_depth, plain = reduce_depth_to_grid(depths, hw, **kw)
-    depth, valid = reduce_depth_to_grid(depths, hw, keep_edges=True, **kw)
-    far = far_cells(depths, hw, exclude=exclude, min_valid_fraction=fraction)
+    depth, valid, far = reduce_depth_to_grid(depths, hw, keep_edges=True, return_far=True, **kw)
+    assert torch.equal(reduce_depth_to_grid(depths, hw, return_far=True, **kw)[2], far)  # keep_edges: same far
     sy, sx = H // hw[0], W // hw[1]
     for t in range(T):
         for i in range(hw[0]):
@@ -145,3 +145,14 @@ def test_latent_mode_writes_skyline_cells_and_the_pipeline_keeps_sky_apart_from_
     # Every cell of frame 0, the top row included (generated frames write at a lower confidence,
     # so they never take over frame 0's points).
     assert int((out.memory.frame_ids == 0).sum()) == (H // 8) ** 2
+
+
+def test_at_pixel_size_the_far_cells_are_the_pixels_without_depth():
+    g = torch.Generator().manual_seed(0)
+    depths = 1 + torch.rand(2, 5, 7, generator=g)
+    depths[torch.rand(2, 5, 7, generator=g) < 0.3] = float("inf")
+    depths[0, 0, 0] = -1.0  # behind the camera: no depth either
+    exclude = torch.rand(2, 5, 7, generator=g) < 0.2
+    depth, valid, far = reduce_depth_to_grid(depths, (5, 7), exclude=exclude, return_far=True)
+    no_depth = ~(torch.isfinite(depths) & (depths > 0))
+    assert torch.equal(far, no_depth & ~exclude) and torch.equal(valid, ~no_depth & ~exclude)

@@ -26,8 +26,7 @@ pixels: a depth edge belongs to its foreground. The point lies on a real surface
 mid-air between the two sides, and its token is what the view saw across the edge: exactly
 right from that view and from views near it, where a dropped cell would leave a hole that only
 later, less trusted frames can fill. Cells with too little depth (mostly sky) are for the far
-field (:func:`far_cells` with the same fraction), so with both every non-excluded cell of a write
-is stored somewhere.
+field (``return_far``), so with both every non-excluded cell of a write is stored somewhere.
 """
 
 from __future__ import annotations
@@ -39,7 +38,7 @@ from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
 
-__all__ = ["valid_depth", "reduce_depth_to_grid", "far_cells", "PLANARITY_TOL"]
+__all__ = ["valid_depth", "reduce_depth_to_grid", "PLANARITY_TOL"]
 
 PLANARITY_TOL = 0.05
 
@@ -72,13 +71,18 @@ def reduce_depth_to_grid(
     planarity_tol: float = PLANARITY_TOL,
     min_valid_fraction: float = 1.0,
     keep_edges: bool = False,
-) -> tuple[Tensor, Tensor]:  # depth (T, h, w), valid (T, h, w)
+    return_far: bool = False,
+) -> tuple[Tensor, ...]:  # depth (T, h, w), valid (T, h, w)[, far (T, h, w)]
     """Depth and validity on an (h, w) grid whose cells tile (H, W) in integer blocks.
 
     When (H, W) == (h, w) nothing is resampled: the depth is returned as it is, and valid marks
     finite positive, non-excluded pixels. Invalid cells carry depth +inf. ``min_valid_fraction``
     in (0, 1] (default 1: every pixel needs depth) keeps cells partly without depth, and
     ``keep_edges`` cells across a depth edge at their nearest depth (module docstring).
+
+    With ``return_far``, also the cells for the far field (:mod:`mirage.memory.far_field`): those
+    without an excluded pixel whose pixels with depth are fewer than ``min_valid_fraction`` of
+    them, exactly the non-excluded cells left without a point for lack of depth.
     """
     expect_shape("depths", depths, (None, None, None))
     T, H, W = depths.shape
@@ -96,7 +100,10 @@ def reduce_depth_to_grid(
     if (sy, sx) == (1, 1):
         has_depth = valid_depth(depths)
         ok = has_depth if exclude is None else has_depth & ~exclude.bool()
-        return torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok
+        out = (torch.where(ok, depths, torch.full_like(depths, float("inf"))), ok)
+        if return_far:
+            out += (~has_depth if exclude is None else ~has_depth & ~exclude.bool(),)
+        return out
 
     # Everything below works on (T, h, w, sy·sx) blocks of pixels. An excluded pixel drops its
     # cell under either rule, so the inverse depths need only "has depth", not "not excluded".
@@ -132,34 +139,7 @@ def reduce_depth_to_grid(
         nearest = torch.where(has_depth, d, float("inf")).amin(dim=-1)
         depth = torch.where(edge, nearest, depth)
         valid = valid | edge
-    return depth, valid
-
-
-
-def far_cells(
-    depths: Tensor,  # (T, H, W) z-depth
-    hw: tuple[int, int],
-    *,
-    exclude: Tensor | None = None,  # (T, H, W) bool
-    min_valid_fraction: float | None = None,
-) -> Tensor:  # (T, h, w) bool
-    """Cells with no pixel of finite positive depth and no excluded pixel: what the far field
-    stores (:mod:`mirage.memory.far_field`); never a point (every pixel lacks depth).
-
-    With ``min_valid_fraction``, also the cells whose pixels with depth are fewer than that
-    fraction (mostly sky): exactly the non-excluded cells that :func:`reduce_depth_to_grid` at
-    the same fraction leaves without a point for lack of depth."""
-    T, H, W = depths.shape
-    h, w = hw
-    sy, sx = H // h, W // w
-
-    def blocks(x: Tensor) -> Tensor:
-        return x.reshape(T, h, sy, w, sx).permute(0, 1, 3, 2, 4).reshape(T, h, w, sy * sx)
-
-    count = blocks(valid_depth(depths)).sum(dim=-1)
-    far = count == 0
-    if min_valid_fraction is not None:
-        far |= count < min_valid_fraction * sy * sx
-    if exclude is not None:
-        far &= ~blocks(exclude.bool()).any(dim=-1)
-    return far
+    if not return_far:
+        return depth, valid
+    far = count < min_valid_fraction * sy * sx
+    return depth, valid, far if excluded is None else far & ~excluded

@@ -8,7 +8,7 @@ from torch import Tensor
 
 from mirage.errors import ShapeError, expect_shape
 from mirage.geometry import Camera, check_finite, rescale_intrinsics
-from mirage.memory.depth_grid import PLANARITY_TOL, far_cells, reduce_depth_to_grid
+from mirage.memory.depth_grid import PLANARITY_TOL, reduce_depth_to_grid
 from mirage.memory.checks import check_write_inputs
 from mirage.memory.store import PointStore
 from mirage.video import to_uint8
@@ -62,8 +62,9 @@ class LatentSpatialMemory(PointStore):
 
         With ``far_field``, cells where fewer than ``min_valid_fraction`` of the pixels have
         depth (with the default 1, cells with any pixel of sky) and none is excluded go to the far
-        field: exactly the cells left without a point for lack of depth. ``images`` give each point a display colour, the mean colour of its cell's pixels
-        (grey without them); the method never reads it.
+        field: exactly the cells left without a point for lack of depth. ``images`` give each
+        point a display colour, the mean colour of its cell's pixels (grey without them); the
+        method never reads it.
 
         Returns the number of valid cells written (added, replaced or dropped by fusion).
         """
@@ -74,19 +75,17 @@ class LatentSpatialMemory(PointStore):
                 f"`latents` must have {self.channels} channels (this memory's C) but has {C}"
             )
         check_finite("latents", latents)
-        depth_grid, valid = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
-                                                 planarity_tol=planarity_tol,
-                                                 min_valid_fraction=min_valid_fraction,
-                                                 keep_edges=keep_edges)
+        depth_grid, valid, far = reduce_depth_to_grid(depths, (h, w), exclude=exclude,
+                                                      planarity_tol=planarity_tol,
+                                                      min_valid_fraction=min_valid_fraction,
+                                                      keep_edges=keep_edges, return_far=True)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w))  # the cameras at the latent grid
         colors = None
         if images is not None:
             expect_shape("images", images, (T, 3, *cameras.hw))
             colors = cell_colors(images, (h, w))
-        far = (far_cells(depths, (h, w), exclude=exclude, min_valid_fraction=min_valid_fraction)
-               if self.far_field else None)
         return self.write_grid(latents, depth_grid, valid, K, cameras.cam2world, frame_ids,
-                               confidence, colors, far)
+                               confidence, colors, far if self.far_field else None)
 
 
 def cell_colors(images: Tensor, hw: tuple[int, int]) -> Tensor:  # (T, 3, H, W) → (T, 3, h, w) uint8

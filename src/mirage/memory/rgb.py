@@ -13,7 +13,7 @@ from torch import Tensor
 
 from mirage.errors import ShapeError
 from mirage.geometry import Camera, check_finite
-from mirage.memory.depth_grid import far_cells, reduce_depth_to_grid
+from mirage.memory.depth_grid import reduce_depth_to_grid
 from mirage.memory.checks import check_write_inputs
 from mirage.memory.store import REFERENCE_VOXEL, MemoryRead, PointStore
 from mirage.video import to_uint8
@@ -55,11 +55,9 @@ class RGBPointCloudMemory(PointStore):
                 f"but has {tuple(images.shape)}"
             )
         check_finite("images", images)
-        depth, valid = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude)
-        colors = to_uint8(images)
-        far = far_cells(depths, cameras.hw, exclude=exclude) if self.far_field else None
+        depth, valid, far = reduce_depth_to_grid(depths, cameras.hw, exclude=exclude, return_far=True)
         return self.write_grid(images, depth, valid, cameras.K, cameras.cam2world, frame_ids,
-                               confidence, colors, far)
+                               confidence, to_uint8(images), far if self.far_field else None)
 
     def render(self, cameras: Camera, hw: tuple[int, int]) -> MemoryRead:
         """Z-buffered render of V views at ``hw``: features (V, 3, h, w), mask and depth."""
