@@ -97,13 +97,13 @@ def main(argv=None) -> int:
                             repeats=args.repeats, scene_seed=args.scene))
         print(rows[-1], file=sys.stderr)
     lines = [f"Far field on vs off, latent memory read + write per chunk, courtyard "
-             f"{args.scene} loop, {args.latent_frames} latent frames, median of {args.repeats} alternating passes, "
-             f"{args.threads} torch thread(s), CPU.", "",
+             f"{args.scene} loop, {args.latent_frames} latent frames, median of {args.repeats} alternating "
+             f"passes, {args.threads} torch thread(s), CPU.", "",
              "| pixels | latent (C×h×w) | latent frames per chunk | off (ms/chunk) | on (ms/chunk) | far field adds |",
              "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['size'][0]}×{r['size'][1]} | {'×'.join(map(str, r['latent']))} | {r['chunk']} | {r['off_ms']:.2f} | "
-                     f"{r['on_ms']:.2f} | {r['adds']:+.1%} |")
+        lines.append(f"| {r['size'][0]}×{r['size'][1]} | {'×'.join(map(str, r['latent']))} | {r['chunk']} | "
+                     f"{r['off_ms']:.2f} | {r['on_ms']:.2f} | {r['adds']:+.1%} |")
     text = "\n".join(lines)
     print(text)
     if args.out:

@@ -85,7 +85,8 @@ def measure_path(backbone, case, frames: int) -> dict:
         seen, sky = seen_by_first(depth, K, cam2world, k), torch.isinf(gt.depth[k])
         truth, v = gt.rgb[k], video[k]
         for name, frame in (("latent", v), ("sky seen → VAE", torch.where(seen & sky, ceiling[k], v)),
-                            ("seen → VAE", torch.where(seen, ceiling[k], v)), ("sky → GT", torch.where(sky, truth, v))):
+                            ("seen → VAE", torch.where(seen, ceiling[k], v)),
+                            ("sky → GT", torch.where(sky, truth, v))):
             values[name].append(min(PSNR_8BIT, psnr(frame, truth)))
         sky_share.append(float(sky.float().mean()))
     return {**{name: statistics.fmean(v) for name, v in values.items()}, "sky_share": statistics.fmean(sky_share)}
@@ -132,7 +133,8 @@ def main(argv=None) -> int:
         lines.append(f"| {r['family']} | {r['scene']} | {r['preset']} | {r['sky_share']:.0%} | "
                      + " | ".join(f"{r[c]:.2f}" for c in columns) + " |")
     summary = {}
-    lines += ["", "Mean gain over before:", "", "| family | " + " | ".join(BOUNDS) + " |", "|---|" + "---|" * len(BOUNDS)]
+    lines += ["", "Mean gain over before:", "",
+              "| family | " + " | ".join(BOUNDS) + " |", "|---|" + "---|" * len(BOUNDS)]
     for family in args.families.split(","):
         mine = [r for r in rows if r["family"] == family]
         summary[family] = {c: statistics.fmean(r[c] - r["before"] for r in mine) for c in BOUNDS}
@@ -142,8 +144,8 @@ def main(argv=None) -> int:
     if args.out:
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"format": "mirage.return-bound", "version": 1,
-                                   "command": "python benchmarks/return_bound.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        command = "python benchmarks/return_bound.py " + " ".join(sys.argv[1:] if argv is None else argv)
+        out.write_text(json.dumps({"format": "mirage.return-bound", "version": 1, "command": command,
                                    "last_frames": LAST, "rows": rows, "gain_over_before": summary}, indent=1) + "\n")
         out.with_suffix(".md").write_text(text + "\n")
     return 0

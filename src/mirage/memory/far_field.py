@@ -34,7 +34,6 @@ import math
 import torch
 from torch import Tensor
 
-
 __all__ = ["FarField", "cube_cells", "far_field_write_reference", "far_field_lookup_reference"]
 
 MAX_RESOLUTION = 1024
@@ -176,7 +175,8 @@ class FarField:
             project = K.double() @ world2cam.double()[:, :3, :3]  # (V, 3, 3)
             uv = (project[view] @ self.directions[cell].double()[:, :, None])[:, :, 0]  # (M, 3)
             uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-12)
-            offset[view, row, col] = (uv - torch.stack([col, row], dim=1).to(uv.dtype)).clamp(-0.5, 0.5).float()
+            cells = torch.stack([col, row], dim=1).to(uv.dtype)
+            offset[view, row, col] = (uv - cells).clamp(-0.5, 0.5).float()
         return far
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
