@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import statistics
-import time
 from pathlib import Path
 
 # Runs in the page: press `codes` in turn, one after the last step's frames have played.

@@ -5,7 +5,6 @@ import torch
 
 from mirage.backbones.tiny import TinyConfig
 from mirage.geometry import Camera
-from mirage.memory import LatentSpatialMemory
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, LatentMode
 from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
 from mirage.train.tiny_data import DataConfig, build_memory_samples, clip_spec

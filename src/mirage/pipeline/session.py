@@ -307,7 +307,7 @@ class Session:
 
         On an error the session is left as it was before the call.
         """
-        tau, s = self.backbone.temporal_stride, self.backbone.spatial_stride
+        tau = self.backbone.temporal_stride
         if not isinstance(cameras, Camera):
             raise ConfigError(f"`cameras` must be a Camera but is {type(cameras).__name__}")
         if cameras.hw != self._cameras.hw:
