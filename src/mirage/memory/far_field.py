@@ -127,7 +127,7 @@ class FarField:
         first[1:] = cell[ranked[1:]] != cell[ranked[:-1]]
         win = ranked[first]  # one candidate per map cell
         target = cell[win]
-        take = confidence[win] >= self.confidences[target]  # an unwritten cell's confidence is −inf
+        take = ~self.written[target] | (confidence[win] >= self.confidences[target])
         win, target = win[take], target[take]
         self.features[target] = features[win].to(self.features.dtype)
         self.directions[target] = directions[win].float()
