@@ -1,6 +1,6 @@
 """What the far field adds to the latent memory's time per chunk, by grid size.
 
-    python benchmarks/far_field_cost.py --sizes 64x64,176x320,704x1280 --out benchmarks/results/far-field
+    python benchmarks/far_field_cost.py --latent-frames 17 --repeats 9 --out benchmarks/results/far-field
 
 A held-out courtyard (sky above a skyline) walked on its loop path, its ground-truth depth (sky = no
 depth), random latent tokens (the memory's cost does not depend on their values): the memory
