@@ -45,11 +45,20 @@ def _wrap(table, obj, name: str, label: str, *, static: bool = False) -> None:
     setattr(obj, name, staticmethod(timed) if static else timed)
 
 
+def _jobs(scenes: int, weights) -> tuple:
+    """The tiny backbone and the prepared jobs of ``benchmarks/pipeline_split.py``."""
+    from mirage.backbones import load_backbone
+
+    backbone = load_backbone("tiny", weights)
+    size = (backbone.config.height, backbone.config.width)
+    jobs = pipeline_split._jobs(scenes, 0, (("pan-return", 33), ("loop", 49)))
+    return backbone, [pipeline_split._prepare(job, size) for job in jobs]
+
+
 def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict, int]:
     """{label: [seconds per call]} over ``repeats`` passes, and the frames generated."""
     import mirage.memory.latent as latent
     import mirage.memory.store as store
-    from mirage.backbones import load_backbone
     from mirage.pipeline import memory_modes
 
     table = collections.defaultdict(list)
@@ -68,10 +77,7 @@ def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict,
     _wrap(table, store, "hides_trusted", "write: hides_trusted")
     _wrap(table, store.FarField, "write_grid", "write: far field")
     _wrap(table, store.FarField, "fill", "read: far field")
-    backbone = load_backbone("tiny", weights)
-    size = (backbone.config.height, backbone.config.width)
-    jobs = pipeline_split._jobs(scenes, 0, (("pan-return", 33), ("loop", 49)))
-    prepared = [pipeline_split._prepare(job, size) for job in jobs]
+    backbone, prepared = _jobs(scenes, weights)
     for p in prepared:  # warm-up, not counted
         pipeline_split._run(backbone, p, "latent", backbone.config.steps, 0)
     table.clear()
@@ -84,16 +90,12 @@ def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict,
 def far_field_ab(*, scenes: int = 4, repeats: int = 3, weights=None) -> dict:
     """The memory's time (the mode's ``write`` + ``read_and_references``) per frame with the far
     field on and off, passes alternating, in seconds: {"on": [...], "off": [...]} per pass."""
-    from mirage.backbones import load_backbone
     from mirage.pipeline import memory_modes
 
     table = collections.defaultdict(list)
     _wrap(table, memory_modes.LatentMode, "write", "memory")
     _wrap(table, memory_modes.LatentMode, "read_and_references", "memory")
-    backbone = load_backbone("tiny", weights)
-    size = (backbone.config.height, backbone.config.width)
-    jobs = pipeline_split._jobs(scenes, 0, (("pan-return", 33), ("loop", 49)))
-    prepared = [pipeline_split._prepare(job, size) for job in jobs]
+    backbone, prepared = _jobs(scenes, weights)
     frames = sum(len(p[1]) for p in prepared)
     passes = {"on": [], "off": []}
     for i in range(repeats + 1):  # the first pass warms up, not counted

@@ -128,14 +128,15 @@ def reduce_depth_to_grid(
         if excluded is not None:
             partial &= ~excluded
         enough = ok_cell | partial
-        mean_partial = total_inv / count.clamp_min(1)  # inv is 0 where there is no depth
-        span = (torch.where(has_depth, inv, -float("inf")).amax(dim=-1)
-                - torch.where(has_depth, inv, float("inf")).amin(dim=-1))
-        partial &= (span <= planarity_tol * mean_partial) & (mean_partial > 0)
-        depth = torch.where(partial, 1.0 / mean_partial.clamp_min(1e-30), depth)
-        valid = valid | partial
-    if keep_edges:
-        edge = enough & ~valid
+        if bool(partial.any()):  # else (e.g. no sky in view) nothing to add
+            mean_partial = total_inv / count.clamp_min(1)  # inv is 0 where there is no depth
+            span = (torch.where(has_depth, inv, -float("inf")).amax(dim=-1)
+                    - torch.where(has_depth, inv, float("inf")).amin(dim=-1))
+            partial &= (span <= planarity_tol * mean_partial) & (mean_partial > 0)
+            depth = torch.where(partial, 1.0 / mean_partial.clamp_min(1e-30), depth)
+            valid = valid | partial
+    edge = enough & ~valid if keep_edges else None
+    if edge is not None and bool(edge.any()):
         nearest = torch.where(has_depth, d, float("inf")).amin(dim=-1)
         depth = torch.where(edge, nearest, depth)
         valid = valid | edge

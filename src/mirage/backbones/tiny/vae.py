@@ -103,10 +103,11 @@ class TinyVAE(nn.Module):
         and better on each (benchmarks/results/keyframe-decode)."""
         B, C, T, h, w = latents.shape
         tau = self.config.temporal_stride
-        z = self.denormalize(latents.permute(0, 2, 1, 3, 4)).reshape(B * T, C, h, w)
-        prev = torch.cat([z.reshape(B, T, C, h, w)[:, :1], z.reshape(B, T, C, h, w)[:, :-1]], dim=1)
+        z = self.denormalize(latents.permute(0, 2, 1, 3, 4))  # (B, T, C, h, w)
+        prev = torch.cat([z[:, :1], z[:, :-1]], dim=1).reshape(B * T, C, h, w)  # latent 0 is its own
+        z = z.reshape(B * T, C, h, w)
         # one batch: the pairs (for the in-between frames), then each latent alone (keyframes)
-        out = self.decode_groups(torch.cat([prev.reshape(B * T, C, h, w), z]), torch.cat([z, z]))
+        out = self.decode_groups(torch.cat([prev, z]), torch.cat([z, z]))
         H, W = out.shape[-2:]
         pairs, alone = out.reshape(2, B, T, tau, 3, H, W).unbind(0)  # (B, T, τ, 3, H, W) each
         groups = torch.cat([pairs[:, :, :-1], alone[:, :, -1:]], dim=2)
