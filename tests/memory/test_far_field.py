@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from mirage.bench.box_room import BoxRoom, pan_path
 from mirage.geometry import Camera, look_at
 from mirage.memory import LatentSpatialMemory
-from mirage.memory.far_field import (FarField, cell_directions, cell_rays, cube_cells, far_field_lookup_reference,
-                                     far_field_write_reference)
+from mirage.memory.far_field import (FarField, _cube_cell_python, cell_directions, cell_rays, cube_cells,
+                                     far_field_lookup_reference, far_field_write_reference)
 
 ROOM = BoxRoom()
 
@@ -24,6 +24,18 @@ def test_cube_cells_of_cell_centres_are_the_cells_and_cover_the_sphere():
     d = torch.randn(200_000, 3, generator=torch.Generator().manual_seed(0))
     counts = torch.bincount(cube_cells(d, 4), minlength=96).float()
     assert counts.min() > 0 and counts.max() / counts.min() < 5.2
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 100_000), R=st.sampled_from([1, 2, 5, 28, 1024]),
+       dtype=st.sampled_from([torch.float32, torch.float64]))
+def test_cube_cells_equal_the_python_loop(seed, R, dtype):
+    gen = torch.Generator().manual_seed(seed)
+    d = torch.randn(500, 3, generator=gen, dtype=torch.float64)
+    d[:50] = torch.randint(-1, 2, (50, 3), generator=gen).double()  # ties and zeros between axes
+    d = d[d.abs().amax(dim=1) > 0].to(dtype)
+    expected = [_cube_cell_python(x, R) for x in d.double().tolist()]
+    assert cube_cells(d, R).tolist() == expected
 
 
 @settings(max_examples=20, deadline=None)

@@ -30,6 +30,7 @@ The map never grows: its size is fixed when the first far cell is written. The s
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import torch
 from torch import Tensor
@@ -41,18 +42,18 @@ MAX_RESOLUTION = 1024
 _FACE_AXES = ((1, 2), (2, 0), (0, 1))
 
 
-_AXES_AND_MAJOR = torch.tensor([[1, 2, 0], [2, 0, 1], [0, 1, 2]])  # per major axis: (u, v, major)
-
-
 def cube_cells(directions: Tensor, resolution: int) -> Tensor:  # (M, 3) → (M,) long
     """The cube-map cell of each direction (need not be unit): face·R² + row·R + col."""
-    a = directions.abs().argmax(dim=1)  # the major axis
-    uvm = directions.gather(1, _AXES_AND_MAJOR.to(directions.device)[a])  # (M, 3): u, v, major
-    major = uvm[:, 2]
-    face = 2 * a + (major < 0).long()
-    uv = uvm[:, :2] / major.abs()[:, None]  # (M, 2) in [−1, 1]
-    ij = ((uv + 1) * (resolution / 2)).floor().long().clamp_(0, resolution - 1)
-    return face * resolution * resolution + ij[:, 1] * resolution + ij[:, 0]
+    R = resolution
+    axis = directions.abs().argmax(dim=1)  # the major axis (the first of equal magnitudes)
+    major = directions.gather(1, axis[:, None])  # (M, 1)
+    # Every coordinate over |major| is in [−1, 1]: its cell index along the face. Column a of
+    # ``in_face`` is row·R + col on the face of major axis a, whose (u, v) axes weigh 1 and R
+    # (the major axis weighs 0); integers under 2²⁰, exact in float.
+    ij = ((directions / major.abs() + 1) * (R / 2)).floor_().clamp_(0, R - 1)
+    weights = torch.tensor([[0, R, 1], [1, 0, R], [R, 1, 0]], dtype=ij.dtype, device=ij.device)
+    in_face = (ij @ weights).gather(1, axis[:, None])[:, 0].long()
+    return (2 * axis + (major[:, 0] < 0)) * (R * R) + in_face
 
 
 def cell_directions(resolution: int, device=None) -> Tensor:  # → (6·R², 3) unit
@@ -115,25 +116,24 @@ class FarField:
         if M == 0:
             return
         cell = cube_cells(directions, self.resolution)
-        closeness = (directions.float() * self._centres[cell]).sum(dim=1)  # cos to the cell centre, > 0.5
+        closeness = (directions.float() * self._centres.index_select(0, cell)).sum(dim=1)  # cos, > 0.5
         # Per map cell, the candidate with the highest (priority, closeness, −index): the
         # priority and the closeness's float bits (ordered as the non-negative floats are) make
         # one int64 key, sorted descending and stably (equal keys keep the lower index first),
         # then stably by cell: the first of each cell's run wins.
         key = (priority.long() << 31) | closeness.clamp_min(0).view(torch.int32).long()
         ranked = torch.argsort(key, descending=True, stable=True)
-        ranked = ranked[torch.argsort(cell[ranked], stable=True)]
+        ranked = ranked.index_select(0, torch.argsort(cell.index_select(0, ranked), stable=True))
+        cell = cell.index_select(0, ranked)
         first = torch.ones(M, dtype=torch.bool, device=self.device)
-        first[1:] = cell[ranked[1:]] != cell[ranked[:-1]]
-        win = ranked[first]  # one candidate per map cell
-        target = cell[win]
-        take = ~self.written[target] | (confidence[win] >= self.confidences[target])
-        win, target = win[take], target[take]
-        self.features[target] = features[win].to(self.features.dtype)
-        self.directions[target] = directions[win].float()
-        self.confidences[target] = confidence[win].float()
-        self.frame_ids[target] = frame_ids[win]
-        self.colors[target] = colors[win]
+        first[1:] = cell[1:] != cell[:-1]
+        first &= ~self.written[cell] | (confidence.index_select(0, ranked) >= self.confidences[cell])
+        win, target = ranked[first], cell[first]  # one candidate per map cell, if it takes it
+        self.features[target] = features.index_select(0, win).to(self.features.dtype)
+        self.directions[target] = directions.index_select(0, win).float()
+        self.confidences[target] = confidence.index_select(0, win).float()
+        self.frame_ids[target] = frame_ids.index_select(0, win)
+        self.colors[target] = colors.index_select(0, win)
         self.written[target] = True
 
     def write_grid(self, features: Tensor, colors: Tensor, far: Tensor, K: Tensor, cam2world: Tensor,
@@ -154,30 +154,26 @@ class FarField:
                    ids[t], colors.movedim(1, -1).reshape(-1, 3)[index])
 
     def fill(self, features: Tensor, mask: Tensor, offset: Tensor | None, K: Tensor,
-             world2cam: Tensor) -> Tensor:
-        """Fill the cells of a point read that no point covers, in place: ``features``
-        (V, h, w, C) with the map's tokens and ``offset`` (V, h, w, 2) (if given) with where the
-        written ray projects, a point at infinity; mask (V, h, w) bool, K (V, 3, 3) at the grid,
-        world2cam (V, 4, 4). Returns the cells filled (V, h, w) bool."""
+             world2cam: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """The cells of a point read that no point covers, filled from the map: ``features``
+        (V, h, w, C) with its tokens and ``offset`` (V, h, w, 2) (if given) with where the written
+        ray projects, a point at infinity; mask (V, h, w) bool, K (V, 3, 3) at the grid,
+        world2cam (V, 4, 4). Returns the filled features and offset (new tensors) and the cells
+        filled, (V, h, w) bool. Every cell is looked up (a gather at latent size costs less than
+        selecting the empty ones first)."""
         V, h, w = mask.shape
-        far = torch.zeros_like(mask)
-        empty = (~mask).reshape(-1).nonzero()[:, 0]  # (M,) flat (view, row, col)
-        if empty.numel() == 0:
-            return far
-        rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w)).reshape(-1, 3)[empty]
-        cell = cube_cells(rays, self.resolution)
-        written = self.written[cell]
-        hit, cell = empty[written], cell[written]
-        view, row, col = hit // (h * w), hit // w % h, hit % w
-        far[view, row, col] = True
-        features[view, row, col] = self.features[cell]
+        rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w), unit=False)
+        cell = cube_cells(rays.reshape(-1, 3), self.resolution).view(V, h, w)
+        far = self.written[cell] & ~mask
+        if not bool(far.any()):
+            return features, offset, far
+        features = torch.where(far[..., None], self.features[cell], features)
         if offset is not None:  # the written rays projected into each view (no translation)
-            project = K.double() @ world2cam.double()[:, :3, :3]  # (V, 3, 3)
-            uv = (project[view] @ self.directions[cell].double()[:, :, None])[:, :, 0]  # (M, 3)
-            uv = uv[:, :2] / uv[:, 2:].clamp_min(1e-12)
-            cells = torch.stack([col, row], dim=1).to(uv.dtype)
-            offset[view, row, col] = (uv - cells).clamp(-0.5, 0.5).float()
-        return far
+            project = K.double() @ world2cam[:, :3, :3].double()  # (V, 3, 3)
+            uvz = self.directions[cell].view(V, h * w, 3).double() @ project.transpose(1, 2)
+            uv = uvz[..., :2] / uvz[..., 2:].clamp_min(1e-12) - _cell_centres(h, w, uvz.dtype, uvz.device)[:, :2]
+            offset = torch.where(far[..., None], uv.view(V, h, w, 2).clamp(-0.5, 0.5).float(), offset)
+        return features, offset, far
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
         cell = cube_cells(directions, self.resolution)
@@ -234,16 +230,20 @@ def _cube_cell_python(d: list[float], R: int) -> int:
     return face * R * R + i * R + j
 
 
-def cell_rays(K: Tensor, rotation: Tensor, hw: tuple[int, int]) -> Tensor:  # → (V, h, w, 3)
-    """Unit world-space rays through the centres of a (h, w) grid's cells, K (V, 3, 3) at the
-    grid size, ``rotation`` (V, 3, 3) camera to world (``cam2world[:, :3, :3]``). The camera
-    ray of cell (i, j) is K⁻¹ (j, i, 1), in closed form as in ``backproject_depth``."""
+def cell_rays(K: Tensor, rotation: Tensor, hw: tuple[int, int], *, unit: bool = True) -> Tensor:
+    """World-space rays through the centres of a (h, w) grid's cells, (V, h, w, 3): R·K⁻¹ (j, i, 1)
+    for cell (i, j), K (V, 3, 3) at the grid size, ``rotation`` (V, 3, 3) camera to world
+    (``cam2world[:, :3, :3]``); unit length with ``unit``, else with camera z = 1."""
     h, w = hw
-    V = K.shape[0]
-    v = torch.arange(h, dtype=K.dtype, device=K.device)[:, None]
-    u = torch.arange(w, dtype=K.dtype, device=K.device)
-    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(V, 9, 1, 1).unbind(1)  # (V, 1, 1) each
-    y = ((v - cy) / fy).expand(V, h, w)
-    x = (u - cx - skew * y) / fx
-    rays = torch.stack([x, y, torch.ones_like(x)], dim=-1).reshape(V, h * w, 3) @ rotation.transpose(1, 2)
-    return torch.nn.functional.normalize(rays, dim=-1).reshape(V, h, w, 3)
+    rays = _cell_centres(h, w, K.dtype, K.device) @ (rotation @ torch.linalg.inv(K)).transpose(1, 2)
+    if unit:
+        rays = rays / rays.norm(dim=-1, keepdim=True)
+    return rays.view(-1, h, w, 3)
+
+
+@lru_cache(maxsize=16)
+def _cell_centres(h: int, w: int, dtype: torch.dtype, device: torch.device) -> Tensor:  # (h·w, 3)
+    """(j, i, 1) for every cell (i, j) of an (h, w) grid, row by row (read only: it is shared)."""
+    i, j = torch.meshgrid(torch.arange(h, dtype=dtype, device=device), torch.arange(w, dtype=dtype, device=device),
+                          indexing="ij")
+    return torch.stack([j, i, torch.ones_like(j)], dim=-1).reshape(h * w, 3)

@@ -351,7 +351,7 @@ def hides_trusted(
             # trusted, +inf where it saw trusted far field
             limit = torch.where(torch.isinf(depth), -torch.inf, depth * (1 + band))
             if far is not None:
-                cell, written = far.lookup(cell_rays(K, cam2world[:, :3, :3], hw).reshape(-1, 3))
+                cell, written = far.lookup(cell_rays(K, cam2world[:, :3, :3], hw, unit=False).reshape(-1, 3))
                 sky = written & (far.confidences[cell] >= level) & torch.isinf(depth)
                 limit = torch.where(sky, torch.inf, limit)
             if cache is not None:
