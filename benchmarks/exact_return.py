@@ -7,7 +7,8 @@ For every held-out path (scene seeds < 100) that ends exactly on its start pose:
 last generated frame against ground truth (return), the return loss (decoded first frame −
 return, in dB) and the gap closed, (return − none) / (decoded first − none), for each memory mode
 (``mirage.evaluation.metrics.exact_return``; issue 20). Defaults: seeds 0–3 of both families ×
-{pan-return, loop}, 65 frames, shipped tiny weights, sampling seed 0, modes latent / rgb / none.
+{pan-return, loop}, 65 frames, shipped tiny weights, sampling seed 0, modes latent / rgb / none
+(``--modes`` takes ``mirage eval``'s labels: ``rgb+far-field`` is rgb with an RGB far-field map).
 Runs go through ``mirage.evaluation`` (``prepare_ground_truth``, ``evaluate_run``) and the tables
 are ``mirage eval``'s (``exact_return_summary`` and its two tables), so figures match a suite's.
 
@@ -46,14 +47,17 @@ def measure(backbone, cases, frames: int = 65, *, seeds=(0,), modes=MODES, steps
     from tqdm.auto import tqdm
 
     from mirage.evaluation.runs import evaluate_run, prepare_ground_truth
+    from mirage.evaluation.suite import parse_mode_label
 
+    arms = [parse_mode_label(label) for label in modes]
     records = []
     bar = tqdm(total=len(cases) * len(modes) * len(seeds), desc="exact return", disable=not progress)
     for case in cases:
         gt = prepare_ground_truth(backbone, case, frames, proxies=False)
-        for mode in modes:
+        for mode, depth, far_field in arms:
             for seed in seeds:
-                records.append(evaluate_run(backbone, gt, mode, seed, steps=steps, proxies=False)[0])
+                records.append(evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field, steps=steps,
+                                            proxies=False)[0])
                 bar.update(1)
     bar.close()
     return records
@@ -90,7 +94,8 @@ def main(argv=None) -> int:
     from mirage.backbones import load_backbone
     from mirage.evaluation.report import exact_return_family_table, exact_return_path_table, exact_return_summary
     from mirage.evaluation.runs import _clean
-    from mirage.evaluation.suite import HELD_OUT_LIMIT
+    from mirage.errors import ConfigError
+    from mirage.evaluation.suite import HELD_OUT_LIMIT, parse_mode_label
     from mirage.pipeline import check_frame_count
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -100,7 +105,8 @@ def main(argv=None) -> int:
     p.add_argument("--presets", default=",".join(PRESETS), help="trajectory presets (closed ones return exactly)")
     p.add_argument("--frames", type=int, default=65)
     p.add_argument("--seeds", default="0", help="sampling seeds")
-    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--modes", default=",".join(MODES),
+                   help="memory modes, as mirage eval labels them (e.g. rgb+far-field: rgb with an RGB far-field map)")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the backbone's)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--out", default=None, metavar="FILE.json", help="write JSON here and the tables to FILE.md")
@@ -115,6 +121,11 @@ def main(argv=None) -> int:
     check_frame_count(args.frames, backbone.temporal_stride, "--frames")
     cases = default_cases(_list(args.families), scenes, _list(args.presets))
     seeds, modes = _list(args.seeds, int), _list(args.modes)
+    try:
+        for label in modes:
+            parse_mode_label(label)
+    except ConfigError as e:
+        p.error(str(e))
     started, load = time.perf_counter(), os.getloadavg()[0]
     with torch.no_grad():
         records = measure(backbone, cases, args.frames, seeds=seeds, modes=modes, steps=args.steps,

@@ -57,6 +57,19 @@ def test_eval_writes_the_report_and_resumes(weights, tmp_path, capsys):
     assert "different suite" in capsys.readouterr().err
 
 
+def test_eval_rgb_far_field_adds_the_rgb_map_arm(weights, tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "eval"
+    assert main([*_args(weights, out, seeds="0"), "--rgb-far-field"]) == 0
+    printed = capsys.readouterr().out
+    assert "8 runs now" in printed  # 2 families × 1 preset × 4 modes × 1 seed
+    assert (out / "runs" / "courtyard05-pan-return-rgb+far-field-s0.json").is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["modes"] == ["latent", "rgb", "rgb+far-field", "none"]
+    assert "| courtyard | rgb+far-field |" in printed  # the exact return per family
+    assert {r["mode"] for r in metrics["exact_return"]["paths"]} == {"latent", "rgb", "none", "rgb+far-field"}
+
+
 def test_eval_rejects_bad_input(weights, tmp_path, capsys):
     assert main(["eval", "--suite", "huge", "--out", str(tmp_path / "x")]) == 2
     assert "`--suite` must be one of" in capsys.readouterr().err

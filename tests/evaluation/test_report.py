@@ -11,7 +11,7 @@ from mirage.errors import ConfigError
 from mirage.evaluation.metrics import gap_closed
 from mirage.evaluation.report import aggregate, format_report, main_table
 from mirage.evaluation.runs import evaluate_run, load_runs, prepare_ground_truth, save_run
-from mirage.evaluation.suite import SUITES, Case, SuiteConfig, suite_cases, suite_modes
+from mirage.evaluation.suite import SUITES, Case, SuiteConfig, mode_label, parse_mode_label, suite_cases, suite_modes
 
 
 def test_suite_configs_are_held_out_and_cover_the_issue():
@@ -20,11 +20,33 @@ def test_suite_configs_are_held_out_and_cover_the_issue():
         assert {c.family for c in cases} == {"room", "courtyard"}
         assert {"pan-return", "loop", "orbit"} <= {c.preset for c in cases}
         assert all(c.scene < 100 for c in cases) and len(suite.seeds) >= 2
-    assert [m for m, _ in suite_modes(SUITES["quick"])] == ["latent", "rgb", "none"]
+    assert [m for m, *_ in suite_modes(SUITES["quick"])] == ["latent", "rgb", "none"]
+    assert suite_modes(SUITES["full"])[3:] == [("latent", "oracle", None), ("rgb", "tiny", True)]
     with pytest.raises(ConfigError, match="held out"):
         SuiteConfig(first_scene=99, scenes_per_family=2)
     with pytest.raises(ConfigError, match="presets"):
         SuiteConfig(presets=("spiral",))
+
+
+def test_mode_labels_name_the_depth_and_the_far_field_and_parse_back():
+    cases = {("latent", "tiny", None): "latent", ("latent", "oracle", None): "latent+oracle-depth",
+             ("rgb", "tiny", True): "rgb+far-field", ("latent", "tiny", False): "latent+no-far-field",
+             ("none", "tiny", None): "none"}
+    for arm, label in cases.items():
+        assert mode_label(*arm) == label and parse_mode_label(label) == arm
+    for bad in ("sky", "rgb+far-field+far-field", "rgb+oracle", "latent+"):
+        with pytest.raises(ConfigError, match="mode"):
+            parse_mode_label(bad)
+
+
+def test_rgb_with_a_far_field_map_is_its_own_arm_and_keeps_the_sky(backbone):
+    gt = prepare_ground_truth(backbone, Case("courtyard", 4, "pan-return"), 9, proxies=False)
+    plain, _ = evaluate_run(backbone, gt, "rgb", 0, steps=1, proxies=False)
+    far, _ = evaluate_run(backbone, gt, "rgb", 0, far_field=True, steps=1, proxies=False)
+    assert (plain["mode"], far["mode"]) == ("rgb", "rgb+far-field")
+    assert far["id"] == "courtyard04-pan-return-rgb+far-field-s0" and far["far_field"] is True
+    # the first frame's sky is kept by direction, so more of every read is covered
+    assert far["read_coverage"][0] > plain["read_coverage"][0]
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     s.add_argument("--seeds", default=None, metavar="0,1,2", help="sampling seeds, comma separated")
     s.add_argument("--steps", type=int, default=None, help="sampling steps (default: the backbone's)")
     s.add_argument("--oracle-ablation", action="store_true", help="add latent with the world's exact update depth")
+    s.add_argument("--rgb-far-field", action="store_true",
+                   help="add rgb with an RGB far-field map (rgb+far-field): what the latent map adds over an RGB one")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
@@ -57,7 +59,8 @@ def build_suite(args):
         scenes_per_family=args.scenes, first_scene=args.first_scene,
         presets=tuple(args.presets.split(",")) if args.presets else None, frames=args.frames,
         seeds=_int_list(args.seeds, "--seeds") if args.seeds else None, steps=args.steps,
-        oracle_ablation=True if args.oracle_ablation else None, proxies=False if args.no_proxies else None)
+        oracle_ablation=True if args.oracle_ablation else None, rgb_far_field=True if args.rgb_far_field else None,
+        proxies=False if args.no_proxies else None)
 
 
 def _load_average() -> str:
@@ -115,9 +118,9 @@ def run(args) -> int:
               "(pip install 'mirage-world[eval]')", file=sys.stderr)
 
     cases, modes = suite_cases(suite), suite_modes(suite)
-    expected = [(c, m, d, s) for c in cases for (m, d) in modes for s in suite.seeds]
+    expected = [(c, m, d, s, f) for c in cases for (m, d, f) in modes for s in suite.seeds]
     done = {r["id"] for r in load_runs(runs_dir)}
-    todo = [job for job in expected if run_id(job[0], job[1], job[2], job[3]) not in done]
+    todo = [job for job in expected if run_id(*job) not in done]
     reused = len(expected) - len(todo)
     bar = tqdm(total=len(todo), desc=f"eval {suite.name}", disable=args.no_progress)
     for case in cases:
@@ -125,8 +128,9 @@ def run(args) -> int:
         if not jobs:
             continue
         gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
-        for _, mode, depth, seed in jobs:
-            record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, steps=suite.steps, proxies=suite.proxies)
+        for _, mode, depth, seed, far_field in jobs:
+            record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
+                                          steps=suite.steps, proxies=suite.proxies)
             save_run(runs_dir, record, frames)
             bar.update(1)
     bar.close()

@@ -20,7 +20,8 @@ __all__ = ["require_matplotlib", "plot_per_frame_psnr", "plot_cache_bytes", "plo
            "plot_contact_sheet", "save_plots", "PLOTS"]
 
 PLOTS = ("per_frame_psnr.png", "cache_bytes.png", "time_split.png", "contact_sheet.png")
-_COLOURS = {"latent": "tab:blue", "rgb": "tab:orange", "none": "tab:gray", "latent+oracle-depth": "tab:green"}
+_COLOURS = {"latent": "tab:blue", "rgb": "tab:orange", "rgb+far-field": "tab:brown", "none": "tab:gray",
+            "latent+oracle-depth": "tab:green"}
 _STEPS = ("init", "read", "denoise", "decode", "depth", "update")
 
 

@@ -130,8 +130,8 @@ def _over_seeds(records: list[dict], get) -> dict | None:
 
 
 def _modes(records: list[dict]) -> list[str]:
-    order = {"latent": 0, "rgb": 1, "none": 2}
-    return sorted(dict.fromkeys(r["mode"] for r in records), key=lambda m: (order.get(m, 3), m))
+    order = {"latent": 0, "rgb": 1, "rgb+far-field": 2, "none": 3}
+    return sorted(dict.fromkeys(r["mode"] for r in records), key=lambda m: (order.get(m, 4), m))
 
 
 EXACT_RETURN_KEYS = ("return_psnr", "decoded_first_psnr", "return_loss_db", "gap_closed")

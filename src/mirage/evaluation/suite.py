@@ -8,7 +8,7 @@ value is first averaged over the scenes and presets).
 - ``quick``: 3 scenes per family, pan-return / loop / orbit, 33 frames, 3 seeds: 162 runs
   (about 3 minutes on a shared 2-core CPU; the budget is 10).
 - ``full``: 8 scenes per family, all five presets, 49 frames, 5 seeds, plus the
-  oracle-update-depth ablation; resumable.
+  oracle-update-depth ablation and rgb with a far-field map; resumable.
 """
 
 from __future__ import annotations
@@ -18,16 +18,37 @@ from typing import NamedTuple
 
 from mirage.errors import ConfigError
 
-__all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT", "mode_label"]
+__all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT", "mode_label",
+           "parse_mode_label"]
 
 MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
 ORACLE_LABEL = "latent+oracle-depth"
+RGB_FAR_FIELD_LABEL = "rgb+far-field"
 
 
-def mode_label(mode: str, depth: str) -> str:
-    """The report's name for a memory mode with an update-depth source."""
-    return mode if depth == "tiny" else ORACLE_LABEL
+def mode_label(mode: str, depth: str, far_field: bool | None = None) -> str:
+    """The report's name for a memory mode with an update-depth source and a far-field choice
+    (None: the mode's default), e.g. ``latent``, ``latent+oracle-depth``, ``rgb+far-field``."""
+    label = mode if depth == "tiny" else f"{mode}+{depth}-depth"
+    return label if far_field is None else label + ("+far-field" if far_field else "+no-far-field")
+
+
+def parse_mode_label(label: str) -> tuple[str, str, bool | None]:
+    """The inverse of :func:`mode_label`: (memory mode, update depth, far field)."""
+    mode, *extras = label.split("+")
+    depth, far_field = "tiny", None
+    for extra in extras:
+        if extra == "oracle-depth" and depth == "tiny":
+            depth = "oracle"
+        elif extra in ("far-field", "no-far-field") and far_field is None:
+            far_field = extra == "far-field"
+        else:
+            mode = None
+    if mode not in MODES:
+        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth and +far-field or "
+                          f"+no-far-field (e.g. {RGB_FAR_FIELD_LABEL!r}), but is {label!r}")
+    return mode, depth, far_field
 
 
 @dataclass(frozen=True)
@@ -38,7 +59,9 @@ class SuiteConfig:
     ``first_scene`` … ``first_scene + scenes_per_family − 1`` of each family (all < 100).
     presets: trajectory presets. frames: frames per path (τ·k + 1). seeds: sampling seeds
     (≥ 2 for a std). steps: sampling steps (None = the backbone's). oracle_ablation: add
-    ``latent`` with the world's exact update depth, labelled as an ablation.
+    ``latent`` with the world's exact update depth, labelled as an ablation. rgb_far_field: add
+    ``rgb`` with an RGB far-field map (the sky kept by direction, as latent keeps it; the
+    reference drops it), labelled ``rgb+far-field``: what the latent map adds over an RGB one.
     proxies: compute the OpenCV proxies (when OpenCV is installed).
     """
 
@@ -51,6 +74,7 @@ class SuiteConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     steps: int | None = None
     oracle_ablation: bool = False
+    rgb_far_field: bool = False
     proxies: bool = True
 
     def __post_init__(self) -> None:
@@ -92,7 +116,7 @@ SUITES: dict[str, SuiteConfig] = {
     "quick": SuiteConfig(),
     "full": SuiteConfig(name="full", scenes_per_family=8,
                         presets=("pan-return", "loop", "orbit", "forward-back", "random-walk"),
-                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True),
+                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True, rgb_far_field=True),
 }
 
 
@@ -114,7 +138,9 @@ def suite_cases(config: SuiteConfig) -> list[Case]:
             for i in range(config.scenes_per_family) for p in config.presets]
 
 
-def suite_modes(config: SuiteConfig) -> list[tuple[str, str]]:
-    """(memory mode, update depth) pairs: the three modes with the tiny estimator, plus the
-    oracle-depth ablation when asked."""
-    return [(m, "tiny") for m in MODES] + ([("latent", "oracle")] if config.oracle_ablation else [])
+def suite_modes(config: SuiteConfig) -> list[tuple[str, str, bool | None]]:
+    """(memory mode, update depth, far field) triples: the three modes with the tiny estimator
+    and their default far field, plus the oracle-depth ablation and rgb with a far-field map
+    when asked."""
+    return ([(m, "tiny", None) for m in MODES] + ([("latent", "oracle", None)] if config.oracle_ablation else [])
+            + ([("rgb", "tiny", True)] if config.rgb_far_field else []))
