@@ -154,26 +154,28 @@ class FarField:
                    ids[t], colors.movedim(1, -1).reshape(-1, 3)[index])
 
     def fill(self, features: Tensor, mask: Tensor, offset: Tensor | None, K: Tensor,
-             world2cam: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
-        """The cells of a point read that no point covers, filled from the map: ``features``
-        (V, h, w, C) with its tokens and ``offset`` (V, h, w, 2) (if given) with where the written
-        ray projects, a point at infinity; mask (V, h, w) bool, K (V, 3, 3) at the grid,
-        world2cam (V, 4, 4). Returns the filled features and offset (new tensors) and the cells
-        filled, (V, h, w) bool. Every cell is looked up (a gather at latent size costs less than
-        selecting the empty ones first)."""
+             world2cam: Tensor) -> Tensor:
+        """Fill the cells of a point read that no point covers, in place: ``features``
+        (V, h, w, C) with the map's tokens and ``offset`` (V, h, w, 2) (if given) with where the
+        written ray projects, a point at infinity; both contiguous; mask (V, h, w) bool, K
+        (V, 3, 3) at the grid, world2cam (V, 4, 4). Returns the cells filled (V, h, w) bool."""
         V, h, w = mask.shape
-        rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w), unit=False)
-        cell = cube_cells(rays.reshape(-1, 3), self.resolution).view(V, h, w)
-        far = self.written[cell] & ~mask
-        if not bool(far.any()):
-            return features, offset, far
-        features = torch.where(far[..., None], self.features[cell], features)
+        rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w), unit=False).reshape(-1, 3)
+        cell = cube_cells(rays, self.resolution)  # every cell's: cheaper than selecting the empty ones first
+        far = self.written.index_select(0, cell) & ~mask.reshape(-1)
+        hit = far.nonzero()[:, 0]  # (M,) flat (view, row, col)
+        if hit.numel() == 0:
+            return far.view(V, h, w)
+        cell = cell.index_select(0, hit)
+        features.view(-1, features.shape[-1]).index_copy_(0, hit, self.features.index_select(0, cell))
         if offset is not None:  # the written rays projected into each view (no translation)
             project = K.double() @ world2cam[:, :3, :3].double()  # (V, 3, 3)
-            uvz = self.directions[cell].view(V, h * w, 3).double() @ project.transpose(1, 2)
-            uv = uvz[..., :2] / uvz[..., 2:].clamp_min(1e-12) - _cell_centres(h, w, uvz.dtype, uvz.device)[:, :2]
-            offset = torch.where(far[..., None], uv.view(V, h, w, 2).clamp(-0.5, 0.5).float(), offset)
-        return features, offset, far
+            uvz = (project.index_select(0, hit // (h * w))
+                   @ self.directions.index_select(0, cell).double()[:, :, None])[:, :, 0]  # (M, 3)
+            centres = _cell_centres(h, w, uvz.dtype, uvz.device).index_select(0, hit % (h * w))[:, :2]
+            uv = uvz[:, :2] / uvz[:, 2:].clamp_min(1e-12) - centres
+            offset.view(-1, 2).index_copy_(0, hit, uv.clamp(-0.5, 0.5).float())
+        return far.view(V, h, w)
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
         cell = cube_cells(directions, self.resolution)

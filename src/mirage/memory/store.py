@@ -350,7 +350,7 @@ class PointStore:
             offset[mask] = cell_offsets(self.points[winners], K, world2cam, mask)
         far = torch.zeros_like(mask)  # the far field behind every point: cells no point covers
         if self.far is not None:
-            gathered, offset, far = self.far.fill(gathered, mask, offset, K, world2cam)
+            far = self.far.fill(gathered, mask, offset, K, world2cam)
         if offsets:
             offset = offset.permute(0, 3, 1, 2)
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, splat.index, far)
