@@ -23,8 +23,6 @@ __all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES
 
 MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
-ORACLE_LABEL = "latent+oracle-depth"
-RGB_FAR_FIELD_LABEL = "rgb+far-field"
 
 
 def mode_label(mode: str, depth: str, far_field: bool | None = None) -> str:
@@ -47,7 +45,7 @@ def parse_mode_label(label: str) -> tuple[str, str, bool | None]:
             mode = None
     if mode not in MODES:
         raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth and +far-field or "
-                          f"+no-far-field (e.g. {RGB_FAR_FIELD_LABEL!r}), but is {label!r}")
+                          f"+no-far-field (e.g. 'rgb+far-field'), but is {label!r}")
     return mode, depth, far_field
 
 

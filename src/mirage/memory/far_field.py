@@ -161,8 +161,8 @@ class FarField:
         (V, 3, 3) at the grid, world2cam (V, 4, 4). Returns the cells filled (V, h, w) bool."""
         V, h, w = mask.shape
         rays = cell_rays(K, world2cam[:, :3, :3].transpose(1, 2), (h, w), unit=False).reshape(-1, 3)
-        cell = cube_cells(rays, self.resolution)  # every cell's: cheaper than selecting the empty ones first
-        far = self.written.index_select(0, cell) & ~mask.reshape(-1)
+        cell, written = self.lookup(rays)  # every cell's: cheaper than selecting the empty ones first
+        far = written & ~mask.reshape(-1)
         hit = far.nonzero()[:, 0]  # (M,) flat (view, row, col)
         if hit.numel() == 0:
             return far.view(V, h, w)
@@ -179,7 +179,7 @@ class FarField:
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
         cell = cube_cells(directions, self.resolution)
-        return cell, self.written[cell]
+        return cell, self.written.index_select(0, cell)
 
     def state(self) -> dict[str, Tensor]:
         return {"far_features": self.features, "far_directions": self.directions,
