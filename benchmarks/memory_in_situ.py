@@ -89,7 +89,9 @@ def benchmark(*, scenes: int = 4, repeats: int = 3, weights=None) -> tuple[dict,
 
 def far_field_ab(*, scenes: int = 4, repeats: int = 3, weights=None) -> dict:
     """The memory's time (the mode's ``write`` + ``read_and_references``) per frame with the far
-    field on and off, passes alternating, in seconds: {"on": [...], "off": [...]} per pass."""
+    field on and off, in seconds: {"on": [...], "off": [...]} per pass. Within a pass every job
+    runs with the far field on and off back to back (which first alternates by job and pass), so
+    that the machine's drift over a pass falls on both arms alike."""
     from mirage.pipeline import memory_modes
 
     table = collections.defaultdict(list)
@@ -99,12 +101,15 @@ def far_field_ab(*, scenes: int = 4, repeats: int = 3, weights=None) -> dict:
     frames = sum(len(p[1]) for p in prepared)
     passes = {"on": [], "off": []}
     for i in range(repeats + 1):  # the first pass warms up, not counted
-        for label in ("on", "off"):
-            table.clear()
-            for p in prepared:
+        spent = {"on": 0.0, "off": 0.0}
+        for j, p in enumerate(prepared):
+            for label in (("on", "off") if (i + j) % 2 else ("off", "on")):
+                table.clear()
                 pipeline_split._run(backbone, p, "latent", backbone.config.steps, 0, far_field=label == "on")
-            if i:
-                passes[label].append(sum(table["memory"]) / frames)
+                spent[label] += sum(table["memory"])
+        if i:
+            for label, seconds in spent.items():
+                passes[label].append(seconds / frames)
     return passes
 
 
@@ -121,8 +126,10 @@ def main(argv=None) -> int:
     if args.far_field_ab:
         passes = far_field_ab(scenes=args.scenes, repeats=args.repeats, weights=args.weights)
         on, off = (statistics.median(passes[k]) for k in ("on", "off"))
+        ratios = sorted(a / b - 1 for a, b in zip(passes["on"], passes["off"]))
         print(f"memory time per frame, median of {args.repeats} passes, {args.threads} thread(s): far field on "
-              f"{1e6 * on:.1f} µs, off {1e6 * off:.1f} µs: the far field adds {on / off - 1:.1%}")
+              f"{1e6 * on:.1f} µs, off {1e6 * off:.1f} µs: the far field adds {on / off - 1:.1%} "
+              f"(per pass {ratios[0]:+.1%} to {ratios[-1]:+.1%}, median {statistics.median(ratios):+.1%})")
         return 0
     table, frames = benchmark(scenes=args.scenes, repeats=args.repeats, weights=args.weights)
     print(f"{frames} frames, {args.threads} thread(s)")

@@ -146,7 +146,8 @@ class FarField:
         if index.numel() == 0:
             return
         t = index // (h * w)
-        rays = cell_rays(K, cam2world[:, :3, :3], (h, w)).reshape(-1, 3)[index]
+        rays = cell_rays(K, cam2world[:, :3, :3], (h, w), unit=False).reshape(-1, 3)[index]
+        rays = rays / rays.norm(dim=1, keepdim=True)
         ids = torch.tensor(frame_ids, dtype=torch.long, device=self.device)
         rank = torch.empty(T, dtype=torch.long, device=self.device)  # by (confidence, position)
         rank[torch.argsort(confidence, stable=True)] = torch.arange(T, device=self.device)
@@ -169,12 +170,12 @@ class FarField:
         cell = cell.index_select(0, hit)
         features.view(-1, features.shape[-1]).index_copy_(0, hit, self.features.index_select(0, cell))
         if offset is not None:  # the written rays projected into each view (no translation)
-            project = K.double() @ world2cam[:, :3, :3].double()  # (V, 3, 3)
+            project = K @ world2cam[:, :3, :3]  # (V, 3, 3)
             uvz = (project.index_select(0, hit // (h * w))
-                   @ self.directions.index_select(0, cell).double()[:, :, None])[:, :, 0]  # (M, 3)
+                   @ self.directions.index_select(0, cell)[:, :, None])[:, :, 0]  # (M, 3)
             centres = _cell_centres(h, w, uvz.dtype, uvz.device).index_select(0, hit % (h * w))[:, :2]
             uv = uvz[:, :2] / uvz[:, 2:].clamp_min(1e-12) - centres
-            offset.view(-1, 2).index_copy_(0, hit, uv.clamp(-0.5, 0.5).float())
+            offset.view(-1, 2).index_copy_(0, hit, uv.clamp_(-0.5, 0.5).to(offset.dtype))
         return far.view(V, h, w)
 
     def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
@@ -237,7 +238,8 @@ def cell_rays(K: Tensor, rotation: Tensor, hw: tuple[int, int], *, unit: bool = 
     for cell (i, j), K (V, 3, 3) at the grid size, ``rotation`` (V, 3, 3) camera to world
     (``cam2world[:, :3, :3]``); unit length with ``unit``, else with camera z = 1."""
     h, w = hw
-    rays = _cell_centres(h, w, K.dtype, K.device) @ (rotation @ torch.linalg.inv(K)).transpose(1, 2)
+    to_world = torch.linalg.solve_triangular(K, rotation, upper=True, left=False)  # R·K⁻¹ (K upper triangular)
+    rays = _cell_centres(h, w, K.dtype, K.device) @ to_world.transpose(1, 2)
     if unit:
         rays = rays / rays.norm(dim=-1, keepdim=True)
     return rays.view(-1, h, w, 3)
