@@ -42,41 +42,34 @@ def run(cams, depth, latents, *, far_field: bool, tau: int, chunk: int) -> tuple
     """Seconds of (read + write) per chunk, one walk, and of that the seconds spent inside the far
     field's own calls (``FarField.write_grid`` and ``FarField.fill``)."""
     from mirage.memory import LatentSpatialMemory
-    from mirage.memory.far_field import FarField
     from mirage.pipeline.memory_modes import GRID_PLANARITY_TOL, PARTIAL_CELL_FRACTION, REFERENCE_VOXEL
 
     options = dict(planarity_tol=GRID_PLANARITY_TOL, min_valid_fraction=PARTIAL_CELL_FRACTION, keep_edges=True)
     memory = LatentSpatialMemory(latents.shape[1], reference_voxel=REFERENCE_VOXEL, far_field=far_field)
     hw = tuple(latents.shape[2:])
     memory.write(latents[:1], depth[:1], cams[[0]], frame_ids=[0], confidence=1.0, **options)
-    inside = [0.0]
-    originals = {name: getattr(FarField, name) for name in ("write_grid", "fill")}
+    inside = [0.0]  # seconds inside the far field's calls this chunk
 
     def timed(fn):
         def call(*args, **kwargs):
             t = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                inside[0] += time.perf_counter() - t
+            out = fn(*args, **kwargs)
+            inside[0] += time.perf_counter() - t
+            return out
         return call
 
+    if memory.far is not None:  # made by frame 0's sky; this walk's map, timed in place
+        memory.far.write_grid, memory.far.fill = timed(memory.far.write_grid), timed(memory.far.fill)
     times, far_times = [], []
-    try:
-        for name, fn in originals.items():
-            setattr(FarField, name, timed(fn))
-        for start in range(1, latents.shape[0], chunk):
-            ids = list(range(start, min(start + chunk, latents.shape[0])))
-            pixels = [tau * k for k in ids]
-            inside[0] = 0.0
-            t = time.perf_counter()
-            memory.read(cams[pixels], hw)
-            memory.write(latents[ids], depth[pixels], cams[pixels], frame_ids=ids, confidence=0.5, **options)
-            times.append(time.perf_counter() - t)
-            far_times.append(inside[0])
-    finally:
-        for name, fn in originals.items():
-            setattr(FarField, name, fn)
+    for start in range(1, latents.shape[0], chunk):
+        ids = list(range(start, min(start + chunk, latents.shape[0])))
+        pixels = [tau * k for k in ids]
+        inside[0] = 0.0
+        t = time.perf_counter()
+        memory.read(cams[pixels], hw)
+        memory.write(latents[ids], depth[pixels], cams[pixels], frame_ids=ids, confidence=0.5, **options)
+        times.append(time.perf_counter() - t)
+        far_times.append(inside[0])
     return times, far_times
 
 
