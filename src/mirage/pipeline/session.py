@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -165,6 +166,11 @@ class Session:
         self.history = history
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
                                       far_field=config.far_field)
+        self.memory_input = config.resolve_memory_input(backbone)
+        if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
+            warnings.warn("memory_input 'branch' with an untrained (zero-initialised) memory branch: the model "
+                          "ignores the memory read; use memory_input 'inject' (or load a trained branch)",
+                          stacklevel=3)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._undo: list[dict] = []
         self._evicted = 0  # leading frames whose pixels evict_frames let go
@@ -264,7 +270,7 @@ class Session:
             memory_reads=torch.cat(self._reads) if self.config.decode_reads else None,
             depth_source=getattr(self.depth_estimator, "name", type(self.depth_estimator).__name__),
             masker=getattr(self.masker, "name", type(self.masker).__name__),
-            config=asdict(self.config),
+            config={**asdict(self.config), "memory_input": self.memory_input},  # the input used
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
         )
@@ -376,6 +382,8 @@ class Session:
             steps=config.steps,
             text=self.text,
             memory_offset=read.offset,
+            memory_input=self.memory_input,
+            injection=config.injection,
         )
 
         # denoise
