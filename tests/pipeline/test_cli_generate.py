@@ -48,6 +48,30 @@ def test_paste_reads_option_reaches_the_run(tmp_path, weights):
     assert json.loads((tmp_path / "b" / "run.json").read_text())["config"]["paste_reads"] is None
 
 
+def test_memory_input_options_reach_the_run(tmp_path, weights):
+    assert cli(weights, tmp_path / "a", "--frames", "9") == 0
+    config = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
+    assert config["memory_input"] == "branch"  # the tiny model's default
+    assert cli(weights, tmp_path / "b", "--frames", "9", "--memory-input", "inject", "--inject-until", "0.25") == 0
+    config = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
+    assert config["memory_input"] == "inject" and config["inject_until"] == 0.25
+
+
+@pytest.mark.parametrize("extra, match", [
+    (("--memory-input", "paste"), "--memory-input"),
+    (("--memory-input", "inject", "--inject-until", "1.5"), "--inject-until"),
+    (("--memory-input", "inject", "--inject-until", "nan"), "--inject-until"),
+    (("--memory-input", "branch", "--inject-until", "0.5"), "injects nothing"),
+    (("--memory-input", "inject", "--memory", "none"), "keeps no memory"),
+    (("--memory-input", "both", "--memory", "none"), "keeps no memory"),
+])
+def test_bad_memory_input_options_are_refused_before_any_work(tmp_path, weights, capsys, extra, match):
+    assert cli(weights, tmp_path / "x", "--frames", "9", *extra) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_image_with_depth_and_trajectory_file(tmp_path, weights):
     from PIL import Image
 
