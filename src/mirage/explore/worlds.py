@@ -137,7 +137,7 @@ def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_o
                 seed: int = 0, text: str | None = None, history: int = 16) -> WorldMaker:
     """Everything a server needs, loaded and checked: the backbone, the pipeline config (decoded
     reads on, for the page's memory panel), the tiny depth estimator and the built-in masker
-    (DESIGN §5: updates estimate depth from the generated frames), and the first view."""
+    (docs/design.md §5: updates estimate depth from the generated frames), and the first view."""
     from mirage.backbones import load_backbone
     from mirage.errors import ConfigError
     from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator

@@ -1,4 +1,4 @@
-"""`Session`: the memory lifecycle one chunk at a time (DESIGN §3, "Sessions").
+"""`Session`: the memory lifecycle one chunk at a time (docs/design.md §3.10).
 
 A session holds the memory, the latents, the cameras and the random state of one generated
 video. It starts from a first frame (encoded and written to memory), and each
@@ -126,7 +126,7 @@ class Session:
                 raise ShapeError(f"`{name}` must have shape {(H, W)} but has {tuple(value.shape)}")
         first_frame = first_frame.float().clamp(-1, 1)
 
-        # -- initialise the memory from frame 0 (DESIGN §3.1) ------------------------------
+        # -- initialise the memory from frame 0 (docs/design.md §3.1) ------------------------------
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
