@@ -8,7 +8,7 @@ The tiny model (shipped weights) generates tuning paths that are neither the tra
 the same paths and seeds; the table gives the mean PSNR of the last 8 frames (the return), the
 worst exact-return loss over the paths, the mean over all frames, and the model calls per chunk.
 
-Variants (``PipelineConfig`` fields; docs/design.md §8):
+Variants (``PipelineConfig`` fields; docs/design.md §3.8):
 - the stop level ``inject_until`` (inject at every sampling level ≥ it);
 - a hard mask or a feathered one (``inject_feather``);
 - offset-aware: skip cells whose read is off-centre by more than ``inject_max_offset`` cells;

@@ -1,4 +1,4 @@
-"""How a video is generated: :class:`PipelineConfig`, validated when built (STYLE rule 4)."""
+"""How a video is generated: :class:`PipelineConfig`, validated when built."""
 
 from __future__ import annotations
 
