@@ -271,6 +271,7 @@ def run(args) -> int:
 
 def run_jobs(args) -> int:
     """``--jobs``: this rank's share of the file's jobs, then (rank 0) the merged summary."""
+    import os
     import time
 
     from mirage.cli.ranks import gather, progress, rank_device, rank_state, read_jobs
@@ -311,7 +312,7 @@ def run_jobs(args) -> int:
             timing = run_json["timings"]["summary"]
             metrics = run_json.get("metrics") or {}
             summary["jobs"].append({
-                "line": number, "out": str(job.out), **by_line.get(number, {"status": "missing"}),
+                "line": number, "out": os.path.relpath(job.out, Path(args.jobs).resolve().parent), **by_line.get(number, {"status": "missing"}),
                 "frames": run_json["config"]["frames"], "memory": run_json["config"]["memory_mode"],
                 "s_per_frame": timing.get("s_per_frame"), "psnr_mean": metrics.get("psnr_mean"),
                 "revisit_psnr": metrics.get("revisit_psnr")})

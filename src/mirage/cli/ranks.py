@@ -31,9 +31,13 @@ NOT_IN_JOBS = ("help", "jobs")
 def rank_state():
     """accelerate's ``PartialState``: this process's rank among those ``torchrun`` /
     ``accelerate launch`` started (gloo on CPUs, NCCL on GPUs), or the only process."""
+    import datetime
+
+    import torch
     from accelerate import PartialState
 
-    return PartialState()
+    # A rank waits at the final barrier until the slowest rank's jobs are done: a long timeout.
+    return PartialState(cpu=not torch.cuda.is_available(), timeout=datetime.timedelta(hours=48))
 
 
 def rank_device(state, device: str | None) -> str | None:
@@ -130,7 +134,7 @@ def read_jobs(path, parser: argparse.ArgumentParser, defaults: argparse.Namespac
             raise ConfigError(f"{where}: every job needs its own `out` folder")
         out = str(Path(args.out).resolve())
         if out in outs:
-            raise ConfigError(f"{where}: `out` {args.out!r} is also the `out` of line {outs[out]}")
+            raise ConfigError(f"{where}: `out` {entry.get('out')!r} is also the `out` of line {outs[out]}")
         outs[out] = number
         jobs.append((number, args))
     if not jobs:
