@@ -70,6 +70,9 @@ def add_parser(sub) -> None:
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
                         "Wan2.2-TI2V-5B directory (transformer/, vae/, optional text_encoder/, tokenizer/, scheduler/)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available for wan22)")
+    p.add_argument("--memory-device", default=None, metavar="DEVICE",
+                   help="where the memory lives and computes (its reads, fusion, covisibility index): "
+                        "cpu | cuda | cuda:N (default: the backbone's device)")
     wan = p.add_argument_group("wan22 backbone")
     wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors (default: zero-init branch)")
     wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
@@ -227,7 +230,7 @@ def prepare(args, cache: dict | None = None):
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
                             steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress, **paste)
+                            progress=not args.no_progress, memory_device=args.memory_device, **paste)
     torch.manual_seed(args.seed)
     return backbone, start, config, source
 
