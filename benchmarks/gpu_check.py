@@ -324,7 +324,8 @@ def main(argv=None) -> int:
     print("gpu_check: warm-up", file=sys.stderr, flush=True)
     run_generate(backbone, start, "latent", {}, args.seed)  # uncounted: kernels, allocator, depth net
     result = {"format": "mirage.bench.gpu-check", "version": 1,
-              "config": {"quick": args.quick, "size": [H, W], "frames": args.frames, "chunk_frames": backbone.max_frames,
+              "config": {"quick": args.quick, "size": [H, W], "frames": args.frames,
+                         "chunk_frames": backbone.max_frames,
                          "scheduler_steps": args.steps, "few_step_timesteps": list(args.timesteps),
                          "device": str(backbone.device), "dtype": str(backbone.dtype).removeprefix("torch."),
                          "gpu": torch.cuda.get_device_name(backbone.device) if backbone.device.type == "cuda" else None,
@@ -340,7 +341,7 @@ def main(argv=None) -> int:
     print("gpu_check: few-step arms", file=sys.stderr, flush=True)
     arms, latents = part_arms(backbone, start, args, clock, skip, scheduler=False)
     print("gpu_check: vae", file=sys.stderr, flush=True)
-    parts["vae_decode"] = (skip(clock) or part_vae(backbone, latents)) if latents is not None else "no few-step latent arm ran"
+    parts["vae_decode"] = "no few-step latent arm ran" if latents is None else skip(clock) or part_vae(backbone, latents)
     print("gpu_check: vram", file=sys.stderr, flush=True)
     parts["vram"] = skip(clock) or part_vram(backbone, start, args)
     print(f"gpu_check: {args.steps}-step arms", file=sys.stderr, flush=True)  # the longest, last
@@ -371,7 +372,8 @@ def format_table(result: dict) -> str:
                          f"{fmt(arm['decode_s']):>10s}{arm['memory_share']:>8.2%}{fmt(arm['peak_vram_gib']):>10s}")
     ex = result["explorer"]
     if isinstance(ex, dict):
-        lines += ["", f"explorer step (4 frames, few-step): median {ex['median_step_s']:.3f} s over {ex['steps_timed']} steps"]
+        lines += ["", f"explorer step (4 frames, few-step): median {ex['median_step_s']:.3f} s over "
+                      f"{ex['steps_timed']} steps"]
     md = result["memory_device"]
     if isinstance(md, dict):
         lines += [""] + [f"memory on {k} ({v['memory_device']}): {v['memory_share']:.2%} of the run "

@@ -15,8 +15,10 @@ import torch
 from mirage.cli import main
 from tests.backbones.conftest import small_backbone
 
-TIMING_KEYS = {"timings", "timing", "total_s", "memory_share", "seconds", "s_per_frame", "wall_seconds", "peak_memory_bytes", "peak_memory_kind", "rank",
-               "time_split_s_per_frame", "read_s", "update_s", "denoise_s", "decode_s", "depth_s", "memory_s", "init_s"}
+TIMING_KEYS = {  # what differs between any two runs of the same job
+    "timings", "timing", "total_s", "memory_share", "seconds", "s_per_frame", "wall_seconds", "peak_memory_bytes",
+    "peak_memory_kind", "rank", "time_split_s_per_frame", "read_s", "update_s", "denoise_s", "decode_s", "depth_s",
+    "memory_s", "init_s"}
 JOBS = [
     {"scene": 1, "frames": 9, "memory": "latent", "out": "runs/1-latent"},
     {"scene": 2, "family": "courtyard", "trajectory": "loop", "frames": 9, "memory": "rgb", "out": "runs/2-rgb"},

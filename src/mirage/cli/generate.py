@@ -125,7 +125,8 @@ def _parse_intrinsics(text):
 
 
 WAN_OPTIONS = {"memory_branch": "--memory-branch", "lora": "--lora", "negative_prompt": "--negative-prompt",
-               "guidance": "--guidance", "sampler": "--sampler", "timesteps": "--timesteps", "shift": "--shift", "dtype": "--dtype",
+               "guidance": "--guidance", "sampler": "--sampler", "timesteps": "--timesteps", "shift": "--shift",
+               "dtype": "--dtype",
                "offload": "--offload", "vae_tiling": "--vae-tiling"}
 
 
@@ -315,7 +316,8 @@ def run_jobs(args) -> int:
             timing = run_json["timings"]["summary"]
             metrics = run_json.get("metrics") or {}
             summary["jobs"].append({
-                "line": number, "out": os.path.relpath(job.out, Path(args.jobs).resolve().parent), **by_line.get(number, {"status": "missing"}),
+                "line": number, "out": os.path.relpath(job.out, Path(args.jobs).resolve().parent),
+                **by_line.get(number, {"status": "missing"}),
                 "frames": run_json["config"]["frames"], "memory": run_json["config"]["memory_mode"],
                 "s_per_frame": timing.get("s_per_frame"), "psnr_mean": metrics.get("psnr_mean"),
                 "revisit_psnr": metrics.get("revisit_psnr")})

@@ -95,7 +95,8 @@ def _value(action: argparse.Action, value, where: str, key: str):
                           f"{value!r}") from None
 
 
-def read_jobs(path, parser: argparse.ArgumentParser, defaults: argparse.Namespace) -> list[tuple[int, argparse.Namespace]]:
+def read_jobs(path, parser: argparse.ArgumentParser,
+              defaults: argparse.Namespace) -> list[tuple[int, argparse.Namespace]]:
     """(line number, arguments) of every job in ``path``, each ``defaults`` with the line's options.
 
     Every line is checked before any job runs; a bad one raises a one-line

@@ -191,7 +191,8 @@ class NoMemory:
         n = (len(chunk_cameras) - 1) // temporal_stride
         dev = self.device
         return ModeRead(torch.zeros(n, self.channels, *latent_hw, device=dev),
-                        torch.zeros(n, *latent_hw, dtype=torch.bool, device=dev), torch.zeros(n, 2, *latent_hw, device=dev))
+                        torch.zeros(n, *latent_hw, dtype=torch.bool, device=dev),
+                        torch.zeros(n, 2, *latent_hw, device=dev))
 
     def references(self, target_cameras, k, exclude) -> list:
         return []

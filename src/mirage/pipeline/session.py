@@ -427,7 +427,8 @@ class Session:
 
         read_frames = None
         if config.decode_reads:  # not counted in the timings
-            read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3).to(latents[a].device)], dim=1)
+            read_features = read.features.permute(1, 0, 2, 3).to(latents[a].device)  # (C, T−1, h, w)
+            read_latents = torch.cat([latents[a][:, None], read_features], dim=1)
             read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
 
         # commit (nothing above changed the session but the memory and the generator)

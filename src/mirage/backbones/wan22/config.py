@@ -28,7 +28,8 @@ class Wan22Config:
 
     height, width: default video size in pixels (the CLI's ``--size`` default), divisible by 32
         (VAE stride 16 × transformer patch 2).
-    steps: default sampling steps per chunk (with "few-step": the number of ``timesteps``). max_frames: pixel frames per chunk (τ·k+1).
+    steps: default sampling steps per chunk (with "few-step": the number of ``timesteps``).
+    max_frames: pixel frames per chunk (τ·k+1).
     sampler: "auto" | "unipc" | "euler" (diffusers' flow-matching schedulers) | "few-step" (a
         distilled model's x̂₀-and-re-noise sampling over ``timesteps``); shift: the schedulers'
         timestep shift (None: the weights' scheduler config, else 5.0).

@@ -26,10 +26,11 @@ __all__ = ["make_scheduler", "sample_flow", "scheduler_name", "sample_few_step",
 
 # Named few-step schedules, timesteps in [0, 1000] (noise level t/1000), highest first.
 FEW_STEP_SCHEDULES = {
-    # FastWan2.2-TI2V-5B (FastVideo, DMD): its published denoising step list.
+    # FastWan2.2-TI2V-5B (FastVideo, DMD): its published denoising step list, taken as noise
+    # levels t/1000 as given (not checked against FastVideo's code or weights here).
     "dmd-3": (1000.0, 757.0, 522.0),
     # Self-Forcing's list [1000, 750, 500, 250] "warped" by the flow shift 5 (σ' = 5σ/(1+4σ)), as
-    # Self-Forcing samples Wan (Wan2.2-TI2V-5B-Turbo: 4 steps, no CFG).
+    # Self-Forcing samples Wan (Wan2.2-TI2V-5B-Turbo: 4 steps, no CFG; not checked here either).
     "sf-4": (1000.0, 937.5, 2500.0 / 3.0, 625.0),
 }
 
