@@ -45,6 +45,7 @@ import platform
 import statistics
 import sys
 import time
+import traceback
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def parse_args(argv=None):
     p.add_argument("--explorer-steps", type=int, default=None, help="explorer steps timed (default 8; --quick: 3)")
     p.add_argument("--budget-s", type=float, default=420.0, help="skip arms that would start after this (default 420)")
     p.add_argument("--device", default=None, help="cuda (default when available) | cpu")
+    p.add_argument("--memory-device", default=None,
+                   help="where the memory lives in every part but the memory-device comparison (default: the "
+                        "backbone's device; if the warm-up fails with it there, the check falls back to cpu)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, metavar="DIR")
     args = p.parse_args(argv)
@@ -186,11 +190,22 @@ def memory_input_option(memory_input: str) -> tuple[dict | None, str | None]:
     return {"memory_input": memory_input}, None
 
 
-def run_generate(backbone, start, mode: str, extra: dict, seed: int) -> dict:
+def guarded(fn, *args, **kwargs):
+    """``fn(...)``, or the error it raised as a record: a check run once on a lent device writes
+    down what failed and goes on with the next part."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as err:  # noqa: BLE001
+        print(f"gpu_check: {getattr(fn, '__name__', fn)} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:]}
+
+
+def run_generate(backbone, start, mode: str, extra: dict, args) -> dict:
     from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
 
     device = backbone.device
-    config = PipelineConfig(memory_mode=mode, steps=backbone.config.steps, seed=seed, **extra)
+    extra = {"memory_device": args.memory_device, **extra}
+    config = PipelineConfig(memory_mode=mode, steps=backbone.config.steps, seed=args.seed, **extra)
     peak_reset(device)
     t = time.perf_counter()
     out = generate(backbone, start.image, start.cameras, config, depth_estimator=TinyDepthEstimator(backbone),
@@ -218,7 +233,10 @@ def part_arms(backbone, start, args, clock, skip, scheduler: bool):
         if why:
             arms.append({"arm": label, "skipped": why})
             continue
-        result = run_generate(bb, start, mode, extra, args.seed)
+        result = guarded(run_generate, bb, start, mode, extra, args)
+        if "error" in result:
+            arms.append({"arm": label, **result})
+            continue
         if mode == "latent" and sampler == "few-step" and latents is None:
             latents = result["_latents"]
         arms.append({"arm": label, "mode": mode, "memory_input": memory_input, "sampler": sampler,
@@ -230,7 +248,8 @@ def part_arms(backbone, start, args, clock, skip, scheduler: bool):
 def part_explorer(backbone, start, args):
     from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, Session, TinyDepthEstimator
 
-    config = PipelineConfig(memory_mode="latent", steps=backbone.config.steps, seed=args.seed, decode_reads=True)
+    config = PipelineConfig(memory_mode="latent", steps=backbone.config.steps, seed=args.seed, decode_reads=True,
+                            memory_device=args.memory_device)
     session = Session(backbone, start.image, start.cameras[[0]], config,
                       depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
                       first_depth=start.depth, first_exclude=start.exclude, history=1)
@@ -254,17 +273,17 @@ def part_memory_device(backbone, start, args):
     for where in (None, "cpu"):  # None: the backbone's device
         label = "the backbone's device" if where is None else "cpu"
         with synced_memory(device):
-            result = run_generate(backbone, start, "latent", {"memory_device": where}, args.seed)
-        rows[label] = {k: result[k] for k in ("memory_device", "memory_share", "read_s", "update_s", "total_s",
-                                              "s_per_frame")}
+            result = guarded(run_generate, backbone, start, "latent", {"memory_device": where}, args)
+        rows[label] = result if "error" in result else {
+            k: result[k] for k in ("memory_device", "memory_share", "read_s", "update_s", "total_s", "s_per_frame")}
     return rows
 
 
 def part_vram(backbone, start, args):
-    rows = {"default": run_generate(backbone, start, "latent", {}, args.seed)}
+    rows = {"default": run_generate(backbone, start, "latent", {}, args)}
     offloaded = with_config(backbone, offload="model", vae_tiling=True)  # moves the shared VAE to the CPU
     try:
-        rows["offload model + vae tiling"] = run_generate(offloaded, start, "latent", {}, args.seed)
+        rows["offload model + vae tiling"] = run_generate(offloaded, start, "latent", {}, args)
     finally:
         backbone.vae.disable_tiling()
         backbone.vae.to(backbone.device)
@@ -322,7 +341,19 @@ def main(argv=None) -> int:
         return f"time budget: {spent:.0f} s spent of --budget-s {args.budget_s:.0f}" if spent > args.budget_s else None
 
     print("gpu_check: warm-up", file=sys.stderr, flush=True)
-    run_generate(backbone, start, "latent", {}, args.seed)  # uncounted: kernels, allocator, depth net
+    fallback = None
+    try:  # uncounted: kernels, allocator, depth net
+        run_generate(backbone, start, "latent", {}, args)
+    except Exception as err:  # noqa: BLE001
+        if args.memory_device is not None or backbone.device.type == "cpu":
+            raise
+        # The memory on the backbone's device failed: measure the rest with it on the CPU.
+        fallback = {"error": f"{type(err).__name__}: {err}", "traceback": traceback.format_exc()[-3000:],
+                    "then": "every part but memory_device ran with memory_device='cpu'"}
+        print(f"gpu_check: warm-up with the memory on {backbone.device} failed ({err}); memory on cpu",
+              file=sys.stderr, flush=True)
+        args.memory_device = "cpu"
+        run_generate(backbone, start, "latent", {}, args)
     result = {"format": "mirage.bench.gpu-check", "version": 1,
               "config": {"quick": args.quick, "size": [H, W], "frames": args.frames,
                          "chunk_frames": backbone.max_frames,
@@ -331,19 +362,20 @@ def main(argv=None) -> int:
                          "gpu": torch.cuda.get_device_name(backbone.device) if backbone.device.type == "cuda" else None,
                          "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                          "torch": torch.__version__, **built},
-              "setup_s": setup_s}
+              "setup_s": setup_s, "memory_device_fallback": fallback}
     parts = {}
     clock = started
     print("gpu_check: explorer", file=sys.stderr, flush=True)
-    parts["explorer"] = skip(clock) or part_explorer(backbone, start, args)
+    parts["explorer"] = skip(clock) or guarded(part_explorer, backbone, start, args)
     print("gpu_check: memory device", file=sys.stderr, flush=True)
-    parts["memory_device"] = skip(clock) or part_memory_device(backbone, start, args)
+    parts["memory_device"] = skip(clock) or guarded(part_memory_device, backbone, start, args)
     print("gpu_check: few-step arms", file=sys.stderr, flush=True)
     arms, latents = part_arms(backbone, start, args, clock, skip, scheduler=False)
     print("gpu_check: vae", file=sys.stderr, flush=True)
-    parts["vae_decode"] = "no few-step latent arm ran" if latents is None else skip(clock) or part_vae(backbone, latents)
+    parts["vae_decode"] = ("no few-step latent arm ran" if latents is None
+                           else skip(clock) or guarded(part_vae, backbone, latents))
     print("gpu_check: vram", file=sys.stderr, flush=True)
-    parts["vram"] = skip(clock) or part_vram(backbone, start, args)
+    parts["vram"] = skip(clock) or guarded(part_vram, backbone, start, args)
     print(f"gpu_check: {args.steps}-step arms", file=sys.stderr, flush=True)  # the longest, last
     parts["arms"] = arms + part_arms(backbone, start, args, clock, skip, scheduler=True)[0]
     result.update(parts)
@@ -365,32 +397,38 @@ def format_table(result: dict) -> str:
              f"{c['device']} {c['gpu'] or ''} {c['dtype']}, {c['weights']}; wall {result['wall_s']:.0f} s",
              "", f"{'arm':32s}{'s/frame':>10s}{'denoise s':>11s}{'decode s':>10s}{'memory':>8s}{'peak GiB':>10s}"]
     for arm in result["arms"]:
-        if "skipped" in arm:
-            lines.append(f"{arm['arm']:32s}  skipped: {arm['skipped']}")
+        if "skipped" in arm or "error" in arm:
+            lines.append(f"{arm['arm']:32s}  {'skipped: ' + arm['skipped'] if 'skipped' in arm else 'ERROR: ' + arm['error']}")
         else:
             lines.append(f"{arm['arm']:32s}{fmt(arm['s_per_frame']):>10s}{fmt(arm['denoise_s']):>11s}"
                          f"{fmt(arm['decode_s']):>10s}{arm['memory_share']:>8.2%}{fmt(arm['peak_vram_gib']):>10s}")
     ex = result["explorer"]
-    if isinstance(ex, dict):
+    if isinstance(ex, dict) and "error" not in ex:
         lines += ["", f"explorer step (4 frames, few-step): median {ex['median_step_s']:.3f} s over "
                       f"{ex['steps_timed']} steps"]
     md = result["memory_device"]
-    if isinstance(md, dict):
-        lines += [""] + [f"memory on {k} ({v['memory_device']}): {v['memory_share']:.2%} of the run "
+    if isinstance(md, dict) and "error" not in md:
+        lines += [""] + [f"memory on {k}: ERROR {v['error']}" if "error" in v else
+                         f"memory on {k} ({v['memory_device']}): {v['memory_share']:.2%} of the run "
                          f"(read {v['read_s']:.3f} s, update {v['update_s']:.3f} s of {v['total_s']:.2f} s)"
                          for k, v in md.items()]
     vd = result["vae_decode"]
-    if isinstance(vd, dict):
+    if isinstance(vd, dict) and "error" not in vd:
         lines += ["", f"VAE decode of {vd['frames']} frames: fp32 {vd['fp32_s_per_frame']:.4f} s/frame, bf16 "
                       f"{vd['bf16_s_per_frame']:.4f} s/frame ({vd['bf16_over_fp32']:.2f}x), "
                       f"PSNR bf16 vs fp32 {vd['psnr_bf16_vs_fp32_db']:.2f} dB"]
     vr = result["vram"]
-    if isinstance(vr, dict):
+    if isinstance(vr, dict) and "error" not in vr:
         lines += [""] + [f"peak VRAM, {k}: {fmt(v['peak_vram_gib'])} GiB ({v['s_per_frame']:.4f} s/frame)"
                          for k, v in vr.items()]
     for name in ("explorer", "memory_device", "vae_decode", "vram"):
         if isinstance(result[name], str):
             lines.append(f"{name}: skipped: {result[name]}")
+        elif "error" in result[name]:
+            lines.append(f"{name}: ERROR: {result[name]['error']}")
+    if result.get("memory_device_fallback"):
+        lines.append(f"memory on the backbone's device FAILED ({result['memory_device_fallback']['error']}); "
+                     f"the parts ran with the memory on the CPU")
     return "\n".join(lines)
 
 

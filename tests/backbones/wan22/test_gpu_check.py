@@ -27,6 +27,7 @@ def test_gpu_check_quick(bench, tmp_path, capsys):
     assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpu_check.json", "gpu_check.txt"]  # no video
     result = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert "error" not in json.dumps(result) and result["memory_device_fallback"] is None
     assert result["config"]["device"] == "cpu" and result["config"]["frames"] == 17
     arms = {a["arm"]: a for a in result["arms"]}
     expected = [f"{m} / {s}" for s in ("few-step", "unipc-2")
@@ -51,6 +52,16 @@ def test_gpu_check_quick(bench, tmp_path, capsys):
     assert math.isfinite(vd["psnr_bf16_vs_fp32_db"]) and vd["psnr_bf16_vs_fp32_db"] > 20  # bf16 rounding, not noise
     assert set(result["vram"]) == {"default", "offload model + vae tiling"}
     assert "explorer step (4 frames, few-step)" in (tmp_path / "gpu_check.txt").read_text()
+
+
+def test_a_failing_part_is_recorded(bench, capsys):
+    def broken(x):
+        raise RuntimeError(f"no kernel for {x}")
+
+    record = bench.guarded(broken, "cuda")
+    assert record["error"] == "RuntimeError: no kernel for cuda" and "broken" in record["traceback"]
+    assert bench.guarded(lambda x: {"ok": x}, 1) == {"ok": 1}
+    assert "broken failed: RuntimeError" in capsys.readouterr().err
 
 
 def test_gpu_check_arguments(bench, capsys):
