@@ -163,6 +163,7 @@ class Session:
         self.backbone, self.config = backbone, config
         self.depth_estimator, self.masker, self.text = depth_estimator, masker, text
         self.history = history
+        self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
                                       far_field=config.far_field)
         self._generator = torch.Generator().manual_seed(config.seed)
