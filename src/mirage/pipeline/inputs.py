@@ -9,6 +9,7 @@ names the argument, so the CLI can fail before it writes anything.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,8 +21,8 @@ from torch.nn import functional as F
 from mirage.errors import ConfigError, FileFormatError, NonFiniteError
 from mirage.geometry import Camera
 
-__all__ = ["StartFrame", "open_image", "load_image", "load_depth", "image_camera", "MAX_IMAGE_PIXELS",
-           "MAX_DEPTH_BYTES"]
+__all__ = ["StartFrame", "open_image", "load_image", "load_depth", "read_npy_header", "image_camera",
+           "MAX_IMAGE_PIXELS", "MAX_DEPTH_BYTES"]
 
 
 @dataclass(frozen=True)
@@ -64,9 +65,12 @@ def open_image(path, label: str, max_pixels: int = MAX_IMAGE_PIXELS):
     if not path.is_file():
         raise FileFormatError(f"{label} does not exist")
     try:
-        img = Image.open(path)
+        with warnings.catch_warnings():  # Pillow warns above its own cap; ours is checked below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(path)
     except Image.DecompressionBombError:  # Pillow's own cap (above ours) refused the header
-        raise FileFormatError(f"{label} has more pixels than images may have ({max_pixels / 1e6:.1f} MP)") from None
+        raise FileFormatError(f"{label} has more pixels than Pillow opens; images may have at most "
+                              f"{max_pixels / 1e6:.1f} MP") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, label)}") from None
     if img.width * img.height > max_pixels:
@@ -99,7 +103,7 @@ def load_image(path, size: tuple[int, int], *, label: str | None = None,
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0, original
 
 
-def _npy_header(fh, label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+def read_npy_header(fh, label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     """(shape, fortran_order, dtype) from an open .npy stream, positioned at its data."""
     from numpy.lib import format as npy
 
@@ -114,9 +118,10 @@ def _npy_header(fh, label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
     return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
-def _npz_depth(path: Path, label: str, max_bytes: int) -> np.ndarray:
+def _npz_depth(path: Path, label: str, max_bytes: int, check) -> np.ndarray:
     """The (H, W) map of an .npz's ``depth`` (H, W) or frame 0 of its ``depths`` (F, H, W),
-    reading only that map's bytes from the (possibly compressed) zip entry."""
+    reading only that map's bytes from the (possibly compressed) zip entry once ``check((H, W))``
+    and the byte limit pass."""
     import zipfile
 
     try:
@@ -126,7 +131,7 @@ def _npz_depth(path: Path, label: str, max_bytes: int) -> np.ndarray:
             if key is None:
                 raise FileFormatError(f"{label} holds neither `depth` nor `depths`")
             with archive.open(f"{key}.npy") as fh:
-                shape, fortran, dtype = _npy_header(fh, f"{label} `{key}`")
+                shape, fortran, dtype = read_npy_header(fh, f"{label} `{key}`")
                 want = 2 if key == "depth" else 3
                 if len(shape) != want or min(shape, default=0) < 1:
                     raise FileFormatError(f"{label} `{key}` must have shape "
@@ -135,6 +140,7 @@ def _npz_depth(path: Path, label: str, max_bytes: int) -> np.ndarray:
                     raise FileFormatError(f"{label} `depths` must be stored in C order (np.savez of a "
                                           f"C-contiguous array)")
                 h, w = shape[-2:]
+                check((h, w))
                 count = h * w
                 if count * dtype.itemsize > max_bytes:
                     raise FileFormatError(f"{label} `{key}` map is {h}x{w} {dtype} "
@@ -180,7 +186,7 @@ def load_depth(path, size: tuple[int, int], *, shape: tuple[int, int] | None = N
     if suffix == ".npy":
         try:
             with open(path, "rb") as fh:
-                found, fortran, dtype = _npy_header(fh, label)
+                found, fortran, dtype = read_npy_header(fh, label)
                 check(found)
                 array = np.fromfile(fh, dtype=dtype, count=found[0] * found[1])
         except OSError as err:
@@ -189,8 +195,7 @@ def load_depth(path, size: tuple[int, int], *, shape: tuple[int, int] | None = N
             raise FileFormatError(f"{label} is truncated")
         array = array.reshape(found, order="F" if fortran else "C")
     elif suffix == ".npz":
-        array = _npz_depth(path, label, max_bytes)
-        check(array.shape)
+        array = _npz_depth(path, label, max_bytes, check)
     elif suffix in (".png", ".tif", ".tiff"):
         with open_image(path, label, max_pixels) as img:
             check((img.height, img.width))

@@ -71,10 +71,18 @@ def describe(record: dict) -> str:
     return f"the image {record['image']!r} (sha256 {record['sha256'][:12]}…){depth}"
 
 
+def _identity(record: dict) -> tuple:
+    """What makes two starts the same world: the scene, or the image's (and depth's) bytes; the
+    image's file name is only its label."""
+    if "scene" in record:
+        return ("scene", record["scene"], record["family"])
+    return ("image", record["sha256"], record["depth"])
+
+
 def check_start(recorded: dict | None, current: dict, what: str) -> None:
     """Refuse (:class:`ConfigError`) to replay ``what``, walked from ``recorded``, from the
     ``current`` start; a file without a record passes."""
-    if recorded is None or recorded == current:
+    if recorded is None or _identity(recorded) == _identity(current):
         return
     raise ConfigError(f"{what} was walked from {describe(recorded)} but this run starts from "
                       f"{describe(current)}; replay it from the start it was walked from")
