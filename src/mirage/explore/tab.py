@@ -257,7 +257,7 @@ class Tab:
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "path.json"
-            save_trajectory_json(path, self.session.cameras, fps=self.start.fps, chunks=self.session.chunks)
+            save_trajectory_json(path, self.session.cameras, fps=self.start.fps, chunks=self.session.chunks or None)
             data = json.loads(path.read_text())
         if "scene" in self.start.source or "sha256" in self.start.source:
             data["start"] = self.start.source

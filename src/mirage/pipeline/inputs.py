@@ -45,8 +45,8 @@ class StartFrame:
 
 # Inputs are decoded only after their size is known to fit: an image's pixel count from its
 # header, a depth array's shape and bytes from its .npy header (inside an .npz: its zip entry).
-MAX_IMAGE_PIXELS = 2**26  # 67 MP (8192²): about 200 MB as RGB bytes while decoding
-MAX_DEPTH_BYTES = 2**28  # one depth map's stored bytes (256 MiB: 2**26 float32 values)
+MAX_IMAGE_PIXELS = 2**25  # 33.5 MP (8192x4096, an 8K frame): about 100 MB as RGB bytes
+MAX_DEPTH_BYTES = 2**28  # one depth map's stored bytes (256 MiB: 2**25 float64 values)
 
 
 def _scrub(err: Exception, path: Path, label: str) -> str:
@@ -188,6 +188,9 @@ def load_depth(path, size: tuple[int, int], *, shape: tuple[int, int] | None = N
             with open(path, "rb") as fh:
                 found, fortran, dtype = read_npy_header(fh, label)
                 check(found)
+                if found[0] * found[1] * dtype.itemsize > max_bytes:
+                    raise FileFormatError(f"{label} is {found[0]}x{found[1]} {dtype}; the limit is "
+                                          f"{max_bytes / 2**20:.0f} MiB")
                 array = np.fromfile(fh, dtype=dtype, count=found[0] * found[1])
         except OSError as err:
             raise FileFormatError(f"{label} is not readable: {_scrub(err, path, label)}") from None
