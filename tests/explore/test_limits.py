@@ -171,19 +171,21 @@ def _bomb(tmp_path, name, make, *args) -> bytes:
                                   "depth npz shape", "depth png shape", "not an image", "truncated npz"])
 def test_a_bad_upload_is_refused_naming_the_upload_and_nothing_else(make_client, tmp_path, case):
     image = ("holiday.png", _png())
-    files = {
+    make = {
         "huge png": lambda: {"image": ("huge.png", _bomb(tmp_path, "h.png", png_header, 20000, 20000))},
         "real bomb png": lambda: {"image": ("bomb.png", _bomb(tmp_path, "b.png", zero_png, 6000, 6000))},
-        "zip bomb depth": lambda: {"image": image, "depth": ("d.npz", _bomb(tmp_path, "d.npz", zero_npz, "depth",
-                                                                   (8192, 8192)))},  # 256 MiB in 0.3 MB
-        "huge depth png": lambda: {"image": image, "depth": ("d.png", _bomb(tmp_path, "d.png", zero_png, 9000, 9000,
-                                                                   "I;16"))},
-        "depth npz shape": lambda: {"image": image, "depth": ("d.npz", _bomb(tmp_path, "s.npz", npz_claiming, "depth",
-                                                                    (10, 10), b"\0" * 400))},
-        "depth png shape": lambda: {"image": image, "depth": ("d.png", _bomb(tmp_path, "s.png", zero_png, 10, 10, "I;16"))},
+        "zip bomb depth": lambda: {  # 256 MiB of float32 in 0.3 MB
+            "image": image, "depth": ("d.npz", _bomb(tmp_path, "d.npz", zero_npz, "depth", (8192, 8192)))},
+        "huge depth png": lambda: {
+            "image": image, "depth": ("d.png", _bomb(tmp_path, "d.png", zero_png, 9000, 9000, "I;16"))},
+        "depth npz shape": lambda: {
+            "image": image, "depth": ("d.npz", _bomb(tmp_path, "s.npz", npz_claiming, "depth", (10, 10), b"\0" * 400))},
+        "depth png shape": lambda: {
+            "image": image, "depth": ("d.png", _bomb(tmp_path, "s.png", zero_png, 10, 10, "I;16"))},
         "not an image": lambda: {"image": ("notes.png", b"hello")},
         "truncated npz": lambda: {"image": image, "depth": ("d.npz", b"PK\x03\x04" + b"\0" * 40)},
-    }[case]()
+    }
+    files = make[case]()
     expect = {"huge png": "'huge.png' has more pixels than Pillow opens; images may have at most 16.8 MP", "real bomb png": "'bomb.png' is 6000x6000",
               "zip bomb depth": "'d.npz'", "huge depth png": "'d.png' is 9000x9000",
               "depth npz shape": "image's shape (24, 40)", "depth png shape": "image's shape (24, 40)",
