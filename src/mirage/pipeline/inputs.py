@@ -50,9 +50,9 @@ MAX_DEPTH_BYTES = 2**28  # one depth map's stored bytes (256 MiB: 2**25 float64 
 
 
 def _scrub(err: Exception, path: Path, label: str) -> str:
-    """``err``'s text with the file's path replaced by its label (a server must not show its
+    """``err``'s text with the file's path replaced by ``label`` (a server must not show its
     temporary paths)."""
-    return str(err).replace(str(path), label)
+    return str(err).replace(repr(str(path)), label).replace(str(path), label)
 
 
 def open_image(path, label: str, max_pixels: int = MAX_IMAGE_PIXELS):
@@ -71,8 +71,10 @@ def open_image(path, label: str, max_pixels: int = MAX_IMAGE_PIXELS):
     except Image.DecompressionBombError:  # Pillow's own cap (above ours) refused the header
         raise FileFormatError(f"{label} has more pixels than Pillow opens; images may have at most "
                               f"{max_pixels / 1e6:.1f} MP") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, label)}") from None
+    except UnidentifiedImageError:
+        raise FileFormatError(f"{label} is not a readable image (not a format Pillow reads)") from None
+    except (OSError, ValueError, SyntaxError) as err:
+        raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, 'the file')}") from None
     if img.width * img.height > max_pixels:
         img.close()
         raise FileFormatError(f"{label} is {img.width}x{img.height} ({img.width * img.height / 1e6:.1f} MP) but "
@@ -99,7 +101,7 @@ def load_image(path, size: tuple[int, int], *, label: str | None = None,
             img = img.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(img, dtype=np.float32)
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, label)}") from None
+            raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, 'the file')}") from None
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0, original
 
 
@@ -148,7 +150,7 @@ def _npz_depth(path: Path, label: str, max_bytes: int, check) -> np.ndarray:
                                           f"{max_bytes / 2**20:.0f} MiB")
                 data = fh.read(count * dtype.itemsize)
     except (zipfile.BadZipFile, OSError, EOFError, zipfile.LargeZipFile) as err:
-        raise FileFormatError(f"{label} is not a readable .npz archive: {_scrub(err, path, label)}") from None
+        raise FileFormatError(f"{label} is not a readable .npz archive: {_scrub(err, path, 'the file')}") from None
     if len(data) != count * dtype.itemsize:
         raise FileFormatError(f"{label} `{key}` is truncated")
     return np.frombuffer(data, dtype).reshape((h, w), order="F" if fortran else "C")
@@ -193,7 +195,7 @@ def load_depth(path, size: tuple[int, int], *, shape: tuple[int, int] | None = N
                                           f"{max_bytes / 2**20:.0f} MiB")
                 array = np.fromfile(fh, dtype=dtype, count=found[0] * found[1])
         except OSError as err:
-            raise FileFormatError(f"{label} is not readable: {_scrub(err, path, label)}") from None
+            raise FileFormatError(f"{label} is not readable: {_scrub(err, path, 'the file')}") from None
         if array.size != found[0] * found[1]:
             raise FileFormatError(f"{label} is truncated")
         array = array.reshape(found, order="F" if fortran else "C")
@@ -207,7 +209,7 @@ def load_depth(path, size: tuple[int, int], *, shape: tuple[int, int] | None = N
             try:
                 array = np.asarray(img)  # uint16 / int32 (PNG), float32 (TIFF 'F'): never float64
             except (OSError, ValueError, SyntaxError) as err:
-                raise FileFormatError(f"{label} is not readable: {_scrub(err, path, label)}") from None
+                raise FileFormatError(f"{label} is not readable: {_scrub(err, path, 'the file')}") from None
         if array.ndim != 2:
             raise FileFormatError(f"{label} must be a single-channel map but has shape {array.shape}")
         if suffix == ".png":
