@@ -90,6 +90,10 @@ def make_files(d: Path) -> dict:
         row = "0.5 0.9 0.5 0.5 0 0 1 0 0 0 0 1 0 0 0 0 1 0"
         for i in range(10**6):
             f.write(f"{i} {row}\n")
+    # the largest inputs accepted: a 33.5 MP image (8192x4096) and its float64 depth (256 MiB)
+    ramp = np.linspace(0, 255, 8192, dtype=np.float32)[None, :].repeat(4096, 0).astype(np.uint8)
+    Image.fromarray(np.stack([ramp, ramp[:, ::-1], ramp], -1)).save(d / "big8k.png")
+    np.save(d / "big8k.npy", np.full((4096, 8192), 3.0, np.float64))
     for k, v in {"ok": "ok.png", "bomb_npz": "bomb.npz", "bomb_png": "bomb12000.png", "bomb16": "bomb16.png",
                  "huge": "huge20000.png", "shape_npz": "shape.npz", "shape_png": "shape16.png",
                  "million": "million.txt"}.items():
@@ -133,6 +137,14 @@ def make_heavy_world(d: Path, env: dict) -> Path:
 
 
 # -- the server -----------------------------------------------------------------------------------------
+def reset_peak(pid: int) -> None:
+    """Reset the process's peak RSS (VmHWM), so each probe reports its own peak."""
+    try:
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def rss_mb(pid: int) -> tuple[float, float]:
     text = Path(f"/proc/{pid}/status").read_text()
     get = lambda k: int(re.search(rf"{k}:\s+(\d+) kB", text).group(1)) / 1024  # noqa: E731
@@ -140,10 +152,10 @@ def rss_mb(pid: int) -> tuple[float, float]:
 
 
 class Server:
-    def __init__(self, env: dict, cwd: Path) -> None:
+    def __init__(self, env: dict, cwd: Path, *args: str) -> None:
         script = f'ulimit -v {CAP_KB}; exec "$@"'
         self.proc = subprocess.Popen(["bash", "-c", script, "bash", sys.executable, "-m", "mirage", "explore",
-                                      "--port", "0", "--scene", "0"], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                      "--port", "0", "--scene", "0", *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         m = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
@@ -156,7 +168,15 @@ class Server:
         return self.proc.poll() is None
 
     def rss(self) -> tuple[float, float]:
-        return rss_mb(self.proc.pid) if self.alive() else (None, None)
+        """(RSS, peak RSS since the last reset) in MB of the server process."""
+        return rss_mb(self.pid) if self.alive() else (None, None)
+
+    @property
+    def pid(self) -> int:  # bash exec'd into python: same pid
+        return self.proc.pid
+
+    def reset_peak(self) -> None:
+        reset_peak(self.pid)
 
     def stop(self) -> str:
         if self.alive():
@@ -165,7 +185,7 @@ class Server:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
-        return self.proc.stderr.read()[-3000:]
+        return self.proc.stderr.read()
 
 
 class RawSocket:
@@ -215,12 +235,15 @@ class RawSocket:
             return False
 
     def hello(self) -> dict:
+        """The server's hello; :class:`ConnectionError` with the reason when it refuses (full)."""
         while True:
             op, data = self.recv()
             if op == 1:
                 m = json.loads(data)
                 if m.get("type") == "hello":
                     return m
+                if m.get("type") == "full":
+                    raise ConnectionError(m.get("message"))
 
     def close(self) -> None:
         self.sock.close()
@@ -260,16 +283,50 @@ def one_step_seconds(ws: RawSocket, timeout: float = 120.0) -> float | None:
         return None
 
 
+def slow_reader(server: "Server", seconds: float = SLOW_READER_SECONDS) -> dict:
+    """A page that reads its hello, then sends a move every 50 ms and never reads: the server's RSS
+    over time, and whether (when) its session is closed."""
+    time.sleep(1.0)
+    server.reset_peak()
+    before = server.rss()
+    slow = RawSocket(server.port)
+    slow_sid = slow.hello()["session"]  # then it never reads again
+
+    def session_open() -> bool:
+        try:
+            with urllib.request.urlopen(f"{server.url}/api/sessions/{slow_sid}/path.json", timeout=60) as r:
+                return r.status == 200
+        except urllib.error.HTTPError as e:
+            return e.code != 404
+
+    t0, sent, series, closed_after = time.monotonic(), 0, [], None
+    while time.monotonic() - t0 < seconds and server.alive():
+        if not slow.send_text(json.dumps({"type": "move", "forward": 0.25})):
+            break
+        sent += 1
+        time.sleep(0.05)
+        if sent % 40 == 0:
+            series.append((round(time.monotonic() - t0, 1), server.rss()[0]))
+            if not session_open():
+                closed_after = round(time.monotonic() - t0, 1)
+                break
+    still_open = session_open() if closed_after is None else False
+    slow.close()
+    return {"seconds": round(time.monotonic() - t0, 1), "moves_sent": sent, "rss_before_mb": before,
+            "rss_after_mb": server.rss(), "rss_series": series, "alive": server.alive(),
+            "session_still_open": still_open, "closed_after_s": closed_after}
+
+
 def server_probes(env: dict, d: Path, files: dict, world: Path) -> dict:
     out = {}
     server = Server(env, d)
     try:
         ws = RawSocket(server.port)
-        hello = ws.hello()
+        ws.hello()
         out["baseline_step_s"] = one_step_seconds(ws)
+        ws.close()
+        time.sleep(1.0)
         out["rss_start_mb"] = server.rss()
-        sid = hello["session"]
-        api = f"{server.url}/api/sessions/{sid}"
         for name, fields in {
             "npz 1 MB -> 1 GiB depth": {"image": ("ok.png", files["ok"].read_bytes()),
                                         "depth": ("bomb.npz", files["bomb_npz"].read_bytes())},
@@ -283,19 +340,37 @@ def server_probes(env: dict, d: Path, files: dict, world: Path) -> dict:
                                               "depth": ("d.png", files["shape_png"].read_bytes())},
             "not an image": {"image": ("notes.png", b"hello")},
         }.items():
-            status, detail, seconds = upload(f"{api}/start", fields)
+            if not server.alive():
+                break
+            ws = RawSocket(server.port)  # a fresh tab per probe
+            try:
+                sid = ws.hello()["session"]
+            except ConnectionError as err:
+                out[f"upload: {name}"] = {"status": None, "detail": f"no tab: {err}", "rss_after_mb": server.rss(),
+                                          "alive": server.alive()}
+                continue
+            server.reset_peak()
+            status, detail, seconds = upload(f"{server.url}/api/sessions/{sid}/start", fields)
             out[f"upload: {name}"] = {"status": status, "detail": detail, "seconds": round(seconds, 1),
                                       "rss_after_mb": server.rss(), "alive": server.alive(),
                                       "names_tmp_path": "/tmp" in detail, "names_flag": "`--" in detail}
-            if not server.alive():
-                break
+            ws.close()
         if server.alive():
-            status, detail, seconds = upload(f"{api}/world", {"world": ("heavy.mirage-world", world.read_bytes())})
+            ws = RawSocket(server.port)
+            try:
+                sid = ws.hello()["session"]
+            except ConnectionError as err:
+                sid = None
+                out["upload: world with steps=3000"] = {"status": None, "detail": f"no tab: {err}"}
+        if server.alive() and sid is not None:
+            server.reset_peak()
+            status, detail, seconds = upload(f"{server.url}/api/sessions/{sid}/world",
+                                             {"world": ("heavy.mirage-world", world.read_bytes())})
             entry = {"status": status, "detail": detail, "rss_after_mb": server.rss()}
             if status == 200:
                 entry["next_step_s"] = one_step_seconds(ws, timeout=60)
             out["upload: world with steps=3000"] = entry
-        ws.close()
+            ws.close()
         # foreign Host and Origin
         if server.alive():
             req = urllib.request.Request(f"{server.url}/api/health", headers={"Host": f"evil.example:{server.port}"})
@@ -312,32 +387,15 @@ def server_probes(env: dict, d: Path, files: dict, world: Path) -> dict:
             own.close()
         # a page that sends moves and never reads
         if server.alive():
-            time.sleep(1.0)
-            before = server.rss()
-            slow = RawSocket(server.port)
-            slow_sid = slow.hello()["session"]  # then it never reads again
-            t0, sent, series = time.monotonic(), 0, []
-            while time.monotonic() - t0 < SLOW_READER_SECONDS and server.alive():
-                if not slow.send_text(json.dumps({"type": "move", "forward": 0.25})):
-                    break
-                sent += 1
-                time.sleep(0.05)
-                if sent % 20 == 0:
-                    series.append((round(time.monotonic() - t0, 1), server.rss()[0]))
             try:
-                with urllib.request.urlopen(f"{server.url}/api/sessions/{slow_sid}/path.json", timeout=60) as r:
-                    session_open = r.status == 200
-            except urllib.error.HTTPError as e:
-                session_open = e.code != 404
-            out["slow reader"] = {"seconds": round(time.monotonic() - t0, 1), "moves_sent": sent,
-                                  "rss_before_mb": before, "rss_after_mb": server.rss(),
-                                  "rss_series": series, "alive": server.alive(),
-                                  "session_still_open": session_open}
-            slow.close()
+                out["slow reader"] = slow_reader(server)
+            except ConnectionError as err:  # e.g. the server is full of tabs that never closed
+                out["slow reader"] = {"error": str(err), "rss_after_mb": server.rss(), "alive": server.alive()}
         out["rss_end_mb"] = server.rss()
     finally:
-        out["server_stderr_tail"] = server.stop()[-1500:]
-        out["server_tracebacks"] = out["server_stderr_tail"].count("Traceback")
+        stderr = server.stop()
+        out["server_stderr_tail"] = stderr[-1500:]
+        out["server_tracebacks"] = stderr.count("Traceback")
     return out
 
 
@@ -351,6 +409,8 @@ def cli_probes(env: dict, env_nowan: dict, d: Path, files: dict) -> dict:
         "generate --image 20000^2 PNG": gen + ["--image", "huge20000.png"],
         "generate --depth .npz wrong shape": gen + ["--image", "ok.png", "--depth", "shape.npz", "--frames", "5"],
         "generate --depth .png wrong shape": gen + ["--image", "ok.png", "--depth", "shape16.png", "--frames", "5"],
+        "generate the largest accepted inputs (8192x4096 image + float64 depth), 5 frames":
+            gen + ["--image", "big8k.png", "--depth", "big8k.npy", "--frames", "5"],
         "generate 10^6-line RealEstate10K --scene 0": gen + ["--trajectory", "million.txt", "--scene", "0"],
         "generate deeply nested JSON (carve-out)": gen + ["--trajectory", "nested.json"],
         "generate 4300-digit int (carve-out)": gen + ["--trajectory", "bigint.json"],
@@ -390,7 +450,7 @@ def table(before: dict, after: dict) -> str:
         if not name.startswith("upload"):
             continue
         b = before["server"].get(name, {})
-        cell = lambda r: (f"{r.get('status')}, RSS after {r.get('rss_after_mb')} MB"  # noqa: E731
+        cell = lambda r: (f"{r.get('status')}, RSS (now, peak) {r.get('rss_after_mb')} MB"  # noqa: E731
                           + (f", next step {r['next_step_s']} s" if "next_step_s" in r else "")
                           + ("" if r.get("alive", True) else ", SERVER DEAD")) if r else "–"
         rows.append(f"| explore {name} | {cell(b)} | {cell(a)} — {a.get('detail', '')[:120]} |")
@@ -401,10 +461,15 @@ def table(before: dict, after: dict) -> str:
     slow = lambda r: (f"RSS {r.get('rss_before_mb')} → {r.get('rss_after_mb')} MB (RSS, peak) after "  # noqa: E731
                       f"{r.get('seconds')} s, {r.get('moves_sent')} moves; session "
                       f"{'still open' if r.get('session_still_open') else 'closed'}"
+                      + (f" after {r['closed_after_s']} s" if r.get("closed_after_s") else "")
                       + ("" if r.get("alive", True) else ", SERVER DEAD"))
     rows.append(f"| explore: a page that sends moves and never reads | {slow(sb)} | {slow(sa)} |")
-    rows.append(f"| explore server peak RSS (VmHWM) over all probes | {before['server'].get('rss_end_mb')} | "
-                f"{after['server'].get('rss_end_mb')} |")
+    for extra in sorted(RESULTS.glob("after-slow-*.json")):
+        r = json.loads(extra.read_text())
+        rows.append(f"| explore: a page that never reads, server with --max-send-mib {r['max_send_mib']} | – | "
+                    f"{slow(r['slow reader'])} |")
+    rows.append(f"| explore server RSS at the end (RSS, peak since the last probe) | "
+                f"{before['server'].get('rss_end_mb')} | {after['server'].get('rss_end_mb')} |")
     return "\n".join(rows)
 
 
@@ -413,6 +478,8 @@ def main() -> None:
     ap.add_argument("--src", default=str(ROOT / "src"))
     ap.add_argument("--name", default="after")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--slow-only", metavar="MIB", type=float,
+                    help="only the never-reading page, against a server with --max-send-mib MIB")
     args = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.table:
@@ -421,6 +488,15 @@ def main() -> None:
         text = table(before, after)
         (RESULTS / "table.md").write_text(text + "\n")
         print(text)
+        return
+    if args.slow_only:
+        server = Server(env_for(Path(args.src).resolve()), ROOT, "--max-send-mib", str(args.slow_only))
+        try:
+            result = {"max_send_mib": args.slow_only, "slow reader": slow_reader(server, 120)}
+        finally:
+            result["server_stderr_tail"] = server.stop()[-1500:]
+        (RESULTS / f"{args.name}.json").write_text(json.dumps(result, indent=1))
+        print(json.dumps(result, indent=1)[:3000])
         return
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)

@@ -265,3 +265,21 @@ def test_a_world_without_a_start_record_has_no_ground_truth(make_client):
         assert r.status_code == 200, r.text
         state = receive_until(ws, "state")[0]
         assert state["source"] == {"world": "old.mirage-world"} and not state["has_ground_truth"]
+
+
+def test_a_broken_real_world_file_is_named_by_its_upload(tiny_world, tmp_path):
+    session = tiny_world.new()
+    session.save(tmp_path / "w.mirage-world")
+    good = (tmp_path / "w.mirage-world").read_bytes()
+    tampered = bytearray(good)
+    tampered[-5] ^= 0xFF
+    client = TestClient(create_app(tiny_world))
+    with client:
+        with client.websocket_connect("/ws") as ws:
+            sid = opened(ws)["session"]
+            for data, expect in [(b"\0" * 64, "not a readable safetensors"), (bytes(tampered), "digest"),
+                                 (good[: len(good) // 2], "the world file 'trip.mirage-world'")]:
+                r = client.post(f"/api/sessions/{sid}/world", files={"world": ("trip.mirage-world", data)})
+                detail = r.json()["detail"]
+                assert r.status_code == 400 and expect in detail, detail
+                assert detail.startswith("the world file 'trip.mirage-world'") and "/tmp" not in detail, detail

@@ -272,7 +272,7 @@ def _named(path: Path, label: str):
         yield
     except MirageError as err:
         text = str(err)
-        for shown in (repr(str(path)), str(path)):
+        for shown in (f"session file {str(path)!r}", repr(str(path)), str(path)):
             text = text.replace(shown, label)
         if text == str(err):
             raise
