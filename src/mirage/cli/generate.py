@@ -14,7 +14,10 @@ a pan-return path. Writes into ``--out``:
 
 A mirage trajectory JSON that records ``chunks`` (a path exported from an interactive session)
 is generated with those chunk boundaries and per-chunk seeds, so it replays the session's video
-frame for frame.
+frame for frame; one that records its ``start`` is refused from any other start.
+
+Paths longer than ``--max-frames`` (default :data:`MAX_FRAMES`) are refused before any work,
+from the sizes and counts their files state (:func:`mirage.cli.starts.check_trajectory_file`).
 
 ``--jobs FILE.jsonl`` runs one generation per line (see :mod:`mirage.cli.ranks`), split over the
 ranks of ``torchrun`` / ``accelerate launch``; a job whose ``out`` holds a complete ``run.json``
@@ -35,6 +38,9 @@ from mirage.errors import ConfigError
 
 OUTPUTS = ("video.mp4", "side_by_side.mp4", "memory.safetensors", "run.json")
 MARKER = "INCOMPLETE"
+# The longest path `generate` takes unless told otherwise (--max-frames): it holds the video, the
+# reads and the ground truth in memory, about 0.2 MB a frame at 64x64.
+MAX_FRAMES = 4097
 
 
 def add_parser(sub) -> None:
@@ -57,6 +63,8 @@ def add_parser(sub) -> None:
                         "model folder, or a written path such as \"forward 2, turn-left 30, up 0.5\"")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames, of the form τ·k+1 (presets: default 33; files: the file's count)")
+    p.add_argument("--max-frames", type=int, default=MAX_FRAMES, metavar="N",
+                   help=f"refuse longer paths before any work (default {MAX_FRAMES}; it bounds memory)")
     p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
@@ -196,6 +204,8 @@ def prepare(args, cache: dict | None = None):
     from mirage.pipeline import PipelineConfig, check_frame_count
     from mirage.cli.starts import image_trajectory, scene_start
     from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
+    from mirage.cli.starts import check_max_frames, check_trajectory_file
+    from mirage.pipeline.start_record import check_start, image_record, scene_record
     from mirage.world import PRESETS
 
     check_args(args)
@@ -214,20 +224,30 @@ def prepare(args, cache: dict | None = None):
         raise ConfigError(f"`--trajectory` must be a preset {sorted(PRESETS)}, an existing file or COLMAP "
                           f"folder, or a written path ({GRAMMAR}) but is {args.trajectory!r}")
     frames = args.frames if args.frames is not None else (33 if is_preset else None)
+    if isinstance(args.max_frames, bool) or not isinstance(args.max_frames, int) or args.max_frames < tau + 1:
+        raise ConfigError(f"`--max-frames` must be an int ≥ {tau + 1} but is {args.max_frames!r}")
     if frames is not None:
         check_frame_count(frames, tau, "--frames")
+        check_max_frames(frames, args.max_frames, "`--frames`")
+    if not is_preset:  # sizes and counts a file states are checked before it is parsed
+        check_trajectory_file(args.trajectory, args.max_frames)
+    recorded = path_start(args.trajectory)
     if args.image is not None:
         image, original = load_image(args.image, size)
-        depth = load_depth(args.depth, size) if args.depth else None
+        depth = load_depth(args.depth, size, shape=original) if args.depth else None
+        check_start(recorded, image_record(args.image, args.depth), f"`--trajectory` {args.trajectory!r}")
         K = image_camera(original, size, args.fov, _parse_intrinsics(args.intrinsics))
         cams = image_trajectory(args.trajectory, frames or 0, size, K)
         if frames is not None and not is_preset and len(cams) != frames:
             raise ConfigError(f"`--frames` is {frames} but {args.trajectory!r} holds {len(cams)} frames")
+        check_max_frames(len(cams), args.max_frames, f"`--trajectory` {args.trajectory!r}")
         start = StartFrame(image, depth, None, cams, fps=args.fps)
         source = {"image": str(args.image), "depth": str(args.depth) if args.depth else None}
     else:
         seed = 0 if args.scene is None else args.scene
-        start = scene_start(args.family, seed, args.trajectory, frames if is_preset else None, size, args.fps)
+        check_start(recorded, scene_record(seed, args.family), f"`--trajectory` {args.trajectory!r}")
+        start = scene_start(args.family, seed, args.trajectory, frames if is_preset else None, size, args.fps,
+                            max_frames=args.max_frames)
         source = {"scene": seed, "family": args.family}
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
     bb_config = getattr(backbone, "config", None)
@@ -245,23 +265,37 @@ def prepare(args, cache: dict | None = None):
     return backbone, start, config, source
 
 
-def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
-    """The chunk boundaries and seeds a mirage trajectory JSON records (an exported session
-    walk), checked against the backbone's chunk sizes; None for any other trajectory."""
-    from mirage.pipeline.plan import check_chunks
-
+def _our_json(spec: str) -> dict | None:
+    """The object of a mirage trajectory JSON (an exported walk); None for any other file (the
+    trajectory loader says what is wrong with a broken one)."""
     path = Path(spec)
     if path.suffix != ".json" or not path.is_file():
         return None
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # not ours: the trajectory loader has already said what is wrong with it
-    if not (isinstance(data, dict) and data.get("format") == "mirage-trajectory"):
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == "mirage-trajectory" else None
+
+
+def path_start(spec: str) -> dict | None:
+    """The start an exported walk records (:mod:`mirage.pipeline.start_record`), or None."""
+    from mirage.pipeline.start_record import parse_record
+
+    data = _our_json(spec)
+    return None if data is None else parse_record(data.get("start"), f"`--trajectory` {spec!r}")
+
+
+def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
+    """The chunk boundaries and seeds a mirage trajectory JSON records (an exported session
+    walk), checked against the backbone's chunk sizes; None for any other trajectory."""
+    from mirage.pipeline.plan import check_chunks
+
+    if _our_json(spec) is None:
         return None
     from mirage.world.io import load_trajectory_chunks
 
-    chunks = load_trajectory_chunks(path)
+    chunks = load_trajectory_chunks(Path(spec))
     if chunks is None:
         return None
     try:

@@ -173,6 +173,7 @@ class Session:
         self.depth_estimator, self.masker, self.text = depth_estimator, masker, text
         self.history = history
         self.memory_device = memory_device(config, backbone)
+        self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
                                       far_field=config.far_field, device=self.memory_device)
         self.memory_input = config.resolve_memory_input(backbone)

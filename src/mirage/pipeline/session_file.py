@@ -1,9 +1,10 @@
 """The session file: one safetensors file with JSON metadata, versioned, no pickle.
 
 Metadata (strings): ``format`` = "mirage.session", ``version``, ``session`` (JSON: the config,
-the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's kind and sizes, the chunks with their seeds, timings, memory stats,
-references), ``memory`` (JSON of the memory's own metadata, :mod:`mirage.memory.format`; absent
-for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
+the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's
+kind and sizes, the chunks with their seeds, timings, memory stats, references, and the walk's
+``start`` record or null, :mod:`mirage.pipeline.start_record`), ``memory`` (JSON of the memory's
+own metadata, :mod:`mirage.memory.format`; absent for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
 Tensors (F frames, T latent frames):
 
 - ``latents`` (T, C, h, w) as the backbone made them; ``read_latents`` float32 (T, C, h, w) and
@@ -101,6 +102,7 @@ def save_session(path, session) -> None:
         "timings": [vars(t) for t in session._timings],
         "init_seconds": session.init_seconds, "init_write_seconds": session.init_write_seconds,
         "memory_stats": session._stats, "references": session._references,
+        "start": session.start,
     }
     metadata = {"format": SESSION_FORMAT, "version": str(SESSION_VERSION), "session": json.dumps(info)}
     if memory_meta is not None:
@@ -141,6 +143,7 @@ def load_session(path, cls, backbone, *, depth_estimator, masker, history: int, 
 
 def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, history, fail, memory_device=None):
     from mirage.memory.format import memory_from_tensors
+    from mirage.pipeline.start_record import parse_record
 
     if not isinstance(info, dict):
         fail("its session metadata is not an object")
@@ -246,6 +249,7 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     session._stats, session._references = stats, references
     session.init_seconds = float(info["init_seconds"])
     session.init_write_seconds = float(info["init_write_seconds"])
+    session.start = parse_record(info.get("start"), "its `start`")
     return session
 
 
