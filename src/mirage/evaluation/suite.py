@@ -47,7 +47,7 @@ class Arm(NamedTuple):
 
 def parse_mode_label(label: str) -> Arm:
     """The inverse of :func:`mode_label`."""
-    from mirage.backbones.inject import MEMORY_INPUTS
+    from mirage.backbones.base import MEMORY_INPUTS
 
     mode, *extras = label.split("+")
     depth, far_field, memory_input = "tiny", None, None
@@ -126,7 +126,7 @@ class SuiteConfig:
             raise ConfigError(f"`seeds` must be distinct ints ≥ 0 (≥ 2 for a std) but are {self.seeds}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
             raise ConfigError(f"`frames` must be an int ≥ 2 but is {self.frames!r}")
-        from mirage.backbones.inject import MEMORY_INPUTS, Injection
+        from mirage.backbones.base import MEMORY_INPUTS, Injection
 
         if self.memory_input not in (None, *MEMORY_INPUTS):
             raise ConfigError(f"`memory_input` must be None or one of {MEMORY_INPUTS} but is {self.memory_input!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mirage.backbones.inject import MEMORY_INPUTS, Injection
+from mirage.backbones.base import MEMORY_INPUTS, Injection
 from mirage.errors import ConfigError
 from mirage.memory.store import FUSION_MODES
 from mirage.pipeline.memory_modes import MEMORY_MODES
