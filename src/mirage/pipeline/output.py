@@ -47,6 +47,8 @@ class PipelineOutput:
         (latent 0, the first frame, has none: zeros); aligned with ``latents``.
     read_mask: (T, h, w) bool coverage of ``read_latents`` (False for latent 0).
     depth_source / masker: labels of what the updates used.
+    depth_alignment: per chunk, how a relative estimator's frames were aligned to the memory
+        (:attr:`mirage.pipeline.session.Session.depth_alignment`); None entries for a metric one.
     """
 
     video: Tensor
@@ -64,6 +66,7 @@ class PipelineOutput:
     init_write_seconds: float = 0.0
     read_latents: Tensor | None = None
     read_mask: Tensor | None = None
+    depth_alignment: list | None = None
 
     @property
     def seconds(self) -> float:

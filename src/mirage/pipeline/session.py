@@ -31,6 +31,8 @@ from mirage.geometry import Camera, check_finite
 from mirage.memory.depth_grid import valid_depth
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.context import preceding_ids, reference_exclusions
+from mirage.pipeline.depth import depth_kind
+from mirage.pipeline.depth_align import normalise_first, write_relative
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, make_memory_mode
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
 from mirage.pipeline.plan import Chunk, check_chunk_size
@@ -42,7 +44,7 @@ _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit s
 # What a step changes and undo restores (besides the memory mode and the generator state). The
 # lists hold tensors that are never modified in place, so a shallow copy is a snapshot.
 _LISTS = ("_latents", "_video", "_reads", "_read_latents", "_read_masks", "_plan", "_chunks",
-          "_timings", "_stats", "_references")
+          "_timings", "_stats", "_references", "_depth_records")
 
 
 @dataclass
@@ -58,6 +60,8 @@ class StepResult:
     references: the covisible past latent frames chosen: [{"frame_id", "iou"}].
     chunk_index: 0 for the first chunk.
     seed: the seed the chunk re-seeded the generator with, or None (it continued the stream).
+    depth_alignment: with a relative depth estimator, how the chunk's frames were aligned to the
+        memory (:meth:`Session.depth_alignment`); None for a metric one.
     """
 
     frames: Tensor
@@ -68,6 +72,7 @@ class StepResult:
     references: list[dict]
     chunk_index: int
     seed: int | None
+    depth_alignment: dict | None = None
 
 
 def paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
@@ -96,7 +101,8 @@ class Session:
         first_camera: a :class:`~mirage.geometry.Camera` of length 1 at (H, W).
         config: the :class:`PipelineConfig`.
         depth_estimator / masker: what each update estimates depth and exclusions with.
-        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator``.
+        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator`` (a relative one's
+            frame 0 is normalised to a median depth of 1 unit, :mod:`mirage.pipeline.depth_align`).
         first_exclude: (H, W) bool, pixels of frame 0 never written (dynamic, sky).
         text: optional prompt for every chunk.
         history: how many steps :meth:`undo` can take back (0: none, and no copies are made).
@@ -130,8 +136,10 @@ class Session:
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
-            first_depth, _ = depth_estimator(first_frame[None], first_camera, [0])
+            first_depth, first_valid = depth_estimator(first_frame[None], first_camera, [0])
             first_depth = first_depth[0]
+            if self.depth_kind == "relative":
+                first_depth, _, self._depth_base = normalise_first(first_depth, first_valid[0])
         else:
             first_depth = first_depth.float()
         # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
@@ -173,6 +181,11 @@ class Session:
         self._timings: list[ChunkTiming] = []
         self._stats: list[dict] = []
         self._references: list[list[dict]] = []
+        self._depth_records: list[dict | None] = []
+        self.depth_kind = depth_kind(depth_estimator)
+        # a relative estimator's map of frame 0 (scale, shift): identity when frame 0's depth was
+        # given, else the normalisation; what every frame goes through without alignment
+        self._depth_base = (1.0, 0.0)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -242,6 +255,16 @@ class Session:
         return [dict(c) for c in self._chunks]
 
     @property
+    def depth_alignment(self) -> list[dict | None]:
+        """Per chunk so far, with a relative depth estimator: {"chunk", "status", "frames"}, where
+        status is "aligned" (every frame written), "partial", "skipped" (no frame written),
+        "unaligned" (``depth_align`` off) or "no memory", and frames holds one record per
+        latent-aligned frame (:func:`mirage.pipeline.depth_align.align_frames`: frame, status,
+        scale, shift, residual, points, inliers, coverage, reason). None per chunk for a metric
+        estimator."""
+        return [None if r is None else {**r, "frames": [dict(f) for f in r["frames"]]} for r in self._depth_records]
+
+    @property
     def can_undo(self) -> bool:
         return bool(self._undo)
 
@@ -267,6 +290,7 @@ class Session:
             config=asdict(self.config),
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
+            depth_alignment=self.depth_alignment,
         )
 
     # -- undo ----------------------------------------------------------------------------------
@@ -404,15 +428,28 @@ class Session:
         key_frames = video[tau::tau]  # pixel frames τk of the targets
         pixel_ids = [tau * k for k in target_ids]
         depth, valid = self.depth_estimator(key_frames, target_cams, pixel_ids)
-        valid = valid.bool() & valid_depth(depth)
-        depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
-        exclude = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids) & valid
+        flagged = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids)
         timing.depth = time.perf_counter() - t
 
         # update
         t = time.perf_counter()
-        mode.write(new_latents, key_frames, depth, target_cams, exclude, target_ids,
-                   confidence=GENERATED_CONFIDENCE)
+
+        def write(frames: list[int], depth: Tensor, valid: Tensor) -> Tensor:
+            valid = valid.bool() & valid_depth(depth)
+            depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
+            mode.write(new_latents[frames], key_frames[frames], depth, target_cams[frames], flagged[frames] & valid,
+                       [target_ids[i] for i in frames], confidence=GENERATED_CONFIDENCE)
+            return valid
+
+        alignment = None
+        if self.depth_kind == "metric":
+            valid = write(list(range(len(pixel_ids))), depth, valid)
+        else:  # aligned to the memory frame by frame; frames that cannot be are not written
+            valid, alignment = write_relative(
+                depth, valid, read, pixel_ids, align=config.depth_align, base=self._depth_base,
+                depth_read=lambda i: mode.depth_read(target_cams[[i]], (h, w)), write=write)
+            alignment = {"chunk": index, **alignment}
+        exclude = flagged & valid
         timing.update = time.perf_counter() - t
 
         read_frames = None
@@ -438,9 +475,10 @@ class Session:
         self._timings = self._timings + [timing]
         self._stats = self._stats + [stats]
         self._references = self._references + [references]
+        self._depth_records = self._depth_records + [alignment]
         return StepResult(frames=video[1:], read_frames=read_frames, read_mask=read.mask.bool().cpu(),
                           timing=timing, memory_stats=dict(stats), references=references,
-                          chunk_index=index, seed=seed)
+                          chunk_index=index, seed=seed, depth_alignment=self.depth_alignment[-1])
 
     # -- files -----------------------------------------------------------------------------
     def save(self, path) -> None:
