@@ -25,28 +25,37 @@ MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
 
 
-def mode_label(mode: str, depth: str, far_field: bool | None = None) -> str:
-    """The report's name for a memory mode with an update-depth source and a far-field choice
-    (None: the mode's default), e.g. ``latent``, ``latent+oracle-depth``, ``rgb+far-field``."""
+UPDATE_DEPTHS = ("tiny", "oracle", "oracle-relative", "model")  # "model": a --depth-model folder
+
+
+def mode_label(mode: str, depth: str, far_field: bool | None = None, align: bool = True) -> str:
+    """The report's name for a memory mode with an update-depth source, a far-field choice
+    (None: the mode's default) and, for relative depth, alignment off, e.g. ``latent``,
+    ``latent+oracle-depth``, ``rgb+far-field``, ``latent+oracle-relative-depth+no-align``."""
     label = mode if depth == "tiny" else f"{mode}+{depth}-depth"
-    return label if far_field is None else label + ("+far-field" if far_field else "+no-far-field")
+    label = label if far_field is None else label + ("+far-field" if far_field else "+no-far-field")
+    return label if align else label + "+no-align"
 
 
-def parse_mode_label(label: str) -> tuple[str, str, bool | None]:
-    """The inverse of :func:`mode_label`: (memory mode, update depth, far field)."""
+def parse_mode_label(label: str, *, with_align: bool = False):
+    """The inverse of :func:`mode_label`: (memory mode, update depth, far field), and whether
+    relative depth is aligned when ``with_align``."""
     mode, *extras = label.split("+")
-    depth, far_field = "tiny", None
+    depth, far_field, align = "tiny", None, True
     for extra in extras:
-        if extra == "oracle-depth" and depth == "tiny":
-            depth = "oracle"
+        if extra.endswith("-depth") and extra[:-len("-depth")] in UPDATE_DEPTHS[1:] and depth == "tiny":
+            depth = extra[:-len("-depth")]
         elif extra in ("far-field", "no-far-field") and far_field is None:
             far_field = extra == "far-field"
+        elif extra == "no-align" and align and with_align:
+            align = False
         else:
             mode = None
-    if mode not in MODES:
-        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth and +far-field or "
-                          f"+no-far-field (e.g. 'rgb+far-field'), but is {label!r}")
-    return mode, depth, far_field
+    if mode not in MODES or (not align and depth not in ("oracle-relative", "model")):
+        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth, +oracle-relative-depth "
+                          f"or +model-depth (+no-align: relative depth unaligned) and +far-field or +no-far-field "
+                          f"(e.g. 'rgb+far-field'), but is {label!r}")
+    return (mode, depth, far_field, align) if with_align else (mode, depth, far_field)
 
 
 @dataclass(frozen=True)

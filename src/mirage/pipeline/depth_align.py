@@ -12,11 +12,14 @@ what the memory held before the chunk is anchored by the frames just written. A 
 cannot be aligned is not written at all: a wrong scale would corrupt the memory for every later
 read.
 
-Thresholds (:data:`ALIGN`, :data:`MIN_COVERAGE`, :data:`MIN_INLIER_SHARE`): a frame is aligned
-when the memory covers at least 10% of its latent cells with points (far-field sky is no
-anchor), at least 8 anchors carry a prediction, the RANSAC fit keeps at least half of them as
-inliers (relative depth error ≤ 5%) and the median relative depth error over all anchors is at
-most 10%. Otherwise it is skipped and the chunk's record says why.
+Thresholds (:data:`ALIGN`, :data:`MIN_COVERAGE`, :data:`MIN_INLIER_SHARE`, :data:`MAX_UNEXPLAINED`):
+a frame is aligned when the memory covers at least 10% of its latent cells with points
+(far-field sky is no anchor), at least 8 anchors carry a prediction, the RANSAC fit keeps at
+least half of them as inliers (relative depth error ≤ 5%), the median relative depth error over
+all anchors is at most 10%, and it is at most half that of the best single depth for the whole
+view (otherwise the prediction does not explain the view's depth: it is noise, or the view shows
+one depth, where a scale cannot be told from a shift). Otherwise the frame is skipped and the
+chunk's record says why.
 
 The first frame sets the scene's scale. With a given depth (``--depth``, or a scene's exact
 depth) the trajectory's units are that depth's units. A relative model alone has no scale, so
@@ -36,12 +39,13 @@ from torch import Tensor
 
 from mirage.inverse_depth import AlignConfig, fit_inverse_depth
 
-__all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "anchor_points", "align_frames", "normalise_first",
+__all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "MAX_UNEXPLAINED", "anchor_points", "align_frames", "normalise_first",
            "apply_base", "write_relative"]
 
 ALIGN = AlignConfig(min_points=8, inlier_tol=0.05, max_residual=0.1, iterations=200)
 MIN_COVERAGE = 0.1  # share of a frame's latent cells that must hold a memory point
 MIN_INLIER_SHARE = 0.5  # share of the anchors the fit must keep as inliers
+MAX_UNEXPLAINED = 0.5  # the fit's median error over that of the best constant depth
 
 
 def anchor_points(depth: Tensor, offset: Tensor | None, hw: tuple[int, int]) -> np.ndarray:
@@ -121,6 +125,9 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
             reason = f"the fit keeps {fit.inliers} of {fit.points} anchors, at least {MIN_INLIER_SHARE:.0%} needed"
         elif fit.ok and not fit.residual <= ALIGN.max_residual:
             reason = f"median relative depth error {fit.residual:.3f} > {ALIGN.max_residual}"
+        elif fit.ok and not fit.residual <= MAX_UNEXPLAINED * (flat := _constant_residual(anchors[:, 2])):
+            reason = (f"the prediction does not explain the view's depth: median relative depth error {fit.residual:.4f}, "
+                      f"one depth for the whole view {flat:.4f} (more than {MAX_UNEXPLAINED:.0%} of it)")
         ok = fit.ok and not reason
         records.append({"frame": int(frame_ids[t]), "status": "aligned" if ok else "skipped",
                         "scale": _num(fit.scale), "shift": _num(fit.shift), "residual": _num(fit.residual),
@@ -174,6 +181,13 @@ def write_relative(inverse: Tensor, valid: Tensor, read, frame_ids: list[int], *
     kept = [f["status"] == "aligned" for f in frames]
     status = "aligned" if all(kept) else ("partial" if any(kept) else "skipped")
     return torch.stack(valids), {"status": status, "frames": frames}
+
+
+def _constant_residual(z: np.ndarray) -> float:
+    """Median relative depth error of the best single inverse depth (the median one) for ``z``."""
+    z = z[np.isfinite(z) & (z > 0)]
+    c = float(np.median(1.0 / z))
+    return float(np.median(np.abs(1.0 / (c * z) - 1.0)))
 
 
 def _num(v: float) -> float | None:
