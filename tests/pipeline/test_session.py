@@ -343,3 +343,43 @@ def test_evicting_frames_keeps_the_walk_and_bounds_the_pixels(backbone, world, t
     lean.undo()  # the step and the eviction after it are undone together
     assert lean.evicted_frames == 5 and lean.num_frames == 13
     same(lean.video, full.video[5:13])
+
+
+def test_the_memory_input_is_saved_and_a_loaded_session_continues_exactly(backbone, world, tmp_path):
+    _, cams, _ = world
+    session = start(backbone, world, "latent", memory_input="inject", inject_until=0.4)
+    walk(session, cams, [4], seeds=[None])
+    session.save(tmp_path / "s.session")
+    loaded = Session.load(tmp_path / "s.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.memory_input == "inject" and loaded.config.inject_until == 0.4
+    walk(session, cams, [8], seeds=[3])
+    walk(loaded, cams, [8], seeds=[3])
+    same(loaded.latents, session.latents)
+    # the same walk with the trained branch differs: the mode was replayed, not the default
+    branch = start(backbone, world, "latent")
+    walk(branch, cams, [4, 8], seeds=[None, 3])
+    assert not torch.equal(branch.latents, session.latents)
+
+
+def test_a_session_file_without_the_memory_input_fields_loads_with_the_branch(backbone, world, tmp_path):
+    import json
+
+    from mirage.files import load_safetensors, save_safetensors
+    from mirage.pipeline import session_file
+
+    _, cams, _ = world
+    session = start(backbone, world, "latent")
+    walk(session, cams, [4], seeds=[None])
+    session.save(tmp_path / "new.session")
+    tensors, meta = load_safetensors(tmp_path / "new.session", "session")
+    info = json.loads(meta["session"])
+    for name in ("memory_input", "inject_until", "inject_max_offset", "inject_feather"):
+        info["config"].pop(name)
+    info.pop("memory_input")  # as files written before the memory input existed
+    meta["session"] = json.dumps(info)
+    meta["digest"] = session_file._digest(tensors, meta["session"], meta.get("memory", ""))
+    save_safetensors(tmp_path / "old.session", tensors, meta)
+    loaded = Session.load(tmp_path / "old.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.memory_input == "branch" and loaded.config == session.config

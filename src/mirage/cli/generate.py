@@ -34,6 +34,7 @@ MARKER = "INCOMPLETE"
 
 def add_parser(sub) -> None:
     from mirage.cli.depth import add_depth_arguments
+    from mirage.cli.options import add_memory_input_options
 
     p = sub.add_parser("generate", help="generate a video that follows a camera path, with memory")
     src = p.add_argument_group("start (default: --scene 0 --family room)")
@@ -65,6 +66,7 @@ def add_parser(sub) -> None:
                    help="after denoising, covered cells whose memory read is aligned within CELLS "
                         "(0..0.5) take the read's token; `off` keeps the generated latents "
                         "(default 0.1)")
+    add_memory_input_options(p)
     p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
     p.add_argument("--weights", metavar="PATH",
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
@@ -124,8 +126,8 @@ def prepare(args):
     import torch
 
     from mirage.backbones import load_backbone
-    from mirage.cli.options import parse_paste_reads, parse_size
     from mirage.cli.depth import check_depth_arguments
+    from mirage.cli.options import memory_input_options, parse_paste_reads, parse_size
     from mirage.pipeline import MASKERS, MEMORY_MODES, PipelineConfig, check_frame_count
     from mirage.cli.starts import image_trajectory, scene_start
     from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
@@ -148,6 +150,7 @@ def prepare(args):
         raise ConfigError(f"`--scene` must be a seed ≥ 0 but is {args.scene}")
     if not args.fps > 0:
         raise ConfigError(f"`--fps` must be > 0 but is {args.fps}")
+    memory_inputs = memory_input_options(args)
     backbone = load_backbone(args.backbone, args.weights, device=args.device, **backbone_options(args))
     tau = backbone.temporal_stride
     size = parse_size(args.size) if args.size else (backbone.config.height, backbone.config.width)
@@ -184,7 +187,7 @@ def prepare(args):
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
                             steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress, depth_align=depth_align, **paste)
+                            progress=not args.no_progress, depth_align=depth_align, **paste, **memory_inputs)
     torch.manual_seed(args.seed)
     return backbone, start, config, source
 

@@ -8,7 +8,7 @@ value is first averaged over the scenes and presets).
 - ``quick``: 3 scenes per family, pan-return / loop / orbit, 33 frames, 3 seeds: 162 runs
   (about 3 minutes on a shared 2-core CPU; the budget is 10).
 - ``full``: 8 scenes per family, all five presets, 49 frames, 5 seeds, plus the
-  oracle-update-depth ablation and rgb with a far-field map; resumable.
+  oracle-update-depth ablation, rgb with a far-field map and the inject arms; resumable.
 """
 
 from __future__ import annotations
@@ -18,44 +18,62 @@ from typing import NamedTuple
 
 from mirage.errors import ConfigError
 
-__all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT", "mode_label",
-           "parse_mode_label"]
+__all__ = ["SuiteConfig", "SUITES", "Case", "Arm", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT",
+           "mode_label", "parse_mode_label"]
 
 MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
-
-
 UPDATE_DEPTHS = ("tiny", "oracle", "oracle-relative", "model")  # "model": a --depth-model folder
 
 
-def mode_label(mode: str, depth: str, far_field: bool | None = None, align: bool = True) -> str:
-    """The report's name for a memory mode with an update-depth source, a far-field choice
-    (None: the mode's default) and, for relative depth, alignment off, e.g. ``latent``,
-    ``latent+oracle-depth``, ``rgb+far-field``, ``latent+oracle-relative-depth+no-align``."""
+def mode_label(mode: str, depth: str, far_field: bool | None = None, memory_input: str | None = None,
+               align: bool = True) -> str:
+    """The report's name for a memory mode with an update-depth source, a far-field choice, a
+    memory input (None: the mode's or the backbone's default) and, for relative update depth,
+    alignment off, e.g. ``latent``, ``latent+oracle-depth``, ``rgb+far-field``, ``latent+inject``,
+    ``latent+oracle-relative-depth+no-align``."""
     label = mode if depth == "tiny" else f"{mode}+{depth}-depth"
-    label = label if far_field is None else label + ("+far-field" if far_field else "+no-far-field")
+    if far_field is not None:
+        label += "+far-field" if far_field else "+no-far-field"
+    label = label if memory_input is None else f"{label}+{memory_input}"
     return label if align else label + "+no-align"
 
 
-def parse_mode_label(label: str, *, with_align: bool = False):
-    """The inverse of :func:`mode_label`: (memory mode, update depth, far field), and whether
-    relative depth is aligned when ``with_align``."""
+class Arm(NamedTuple):
+    """One evaluated configuration: memory mode, update depth, far field and memory input
+    (None: the defaults)."""
+
+    mode: str
+    depth: str = "tiny"
+    far_field: bool | None = None
+    memory_input: str | None = None
+    align: bool = True
+
+
+def parse_mode_label(label: str) -> Arm:
+    """The inverse of :func:`mode_label`."""
+    from mirage.backbones.inject import MEMORY_INPUTS
+
     mode, *extras = label.split("+")
-    depth, far_field, align = "tiny", None, True
+    depth, far_field, memory_input, align = "tiny", None, None, True
     for extra in extras:
-        if extra.endswith("-depth") and extra[:-len("-depth")] in UPDATE_DEPTHS[1:] and depth == "tiny":
+        if (extra.endswith("-depth") and extra[:-len("-depth")] in UPDATE_DEPTHS[1:] and depth == "tiny"
+                and far_field is None and memory_input is None and align):
             depth = extra[:-len("-depth")]
-        elif extra in ("far-field", "no-far-field") and far_field is None:
+        elif extra in ("far-field", "no-far-field") and far_field is None and memory_input is None and align:
             far_field = extra == "far-field"
-        elif extra == "no-align" and align and with_align:
+        elif extra in MEMORY_INPUTS and memory_input is None and align:
+            memory_input = extra
+        elif extra == "no-align" and align and depth in ("oracle-relative", "model"):
             align = False
         else:
             mode = None
-    if mode not in MODES or (not align and depth not in ("oracle-relative", "model")):
+    if mode not in MODES or (mode == "none" and memory_input in ("inject", "both")):
         raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth, +oracle-relative-depth "
-                          f"or +model-depth (+no-align: relative depth unaligned) and +far-field or +no-far-field "
-                          f"(e.g. 'rgb+far-field'), but is {label!r}")
-    return (mode, depth, far_field, align) if with_align else (mode, depth, far_field)
+                          f"or +model-depth, +far-field or +no-far-field, +branch, +inject or +both (not for "
+                          f"none), and +no-align (relative depth unaligned), in that order "
+                          f"(e.g. 'rgb+far-field', 'latent+inject'), but is {label!r}")
+    return Arm(mode, depth, far_field, memory_input, align)
 
 
 @dataclass(frozen=True)
@@ -69,6 +87,12 @@ class SuiteConfig:
     ``latent`` with the world's exact update depth, labelled as an ablation. rgb_far_field: add
     ``rgb`` with an RGB far-field map (the sky kept by direction, as latent keeps it; the
     reference drops it), labelled ``rgb+far-field``: what the latent map adds over an RGB one.
+    inject_arms: add ``latent`` and ``rgb`` with the training-free memory input (the model is
+    given no read; it is injected into x_t while sampling), labelled ``latent+inject`` and
+    ``rgb+inject``, beside the trained branch.
+    memory_input: the memory input of the main latent and rgb arms (None: the backbone's
+    default; otherwise part of their labels, e.g. ``latent+both``). inject_until: the stop level
+    of every arm that injects (None: ``PipelineConfig``'s default).
     proxies: compute the OpenCV proxies (when OpenCV is installed).
     """
 
@@ -82,6 +106,9 @@ class SuiteConfig:
     steps: int | None = None
     oracle_ablation: bool = False
     rgb_far_field: bool = False
+    inject_arms: bool = False
+    memory_input: str | None = None
+    inject_until: float | None = None
     proxies: bool = True
 
     def __post_init__(self) -> None:
@@ -108,6 +135,12 @@ class SuiteConfig:
             raise ConfigError(f"`seeds` must be distinct ints ≥ 0 (≥ 2 for a std) but are {self.seeds}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
             raise ConfigError(f"`frames` must be an int ≥ 2 but is {self.frames!r}")
+        from mirage.backbones.inject import MEMORY_INPUTS, Injection
+
+        if self.memory_input not in (None, *MEMORY_INPUTS):
+            raise ConfigError(f"`memory_input` must be None or one of {MEMORY_INPUTS} but is {self.memory_input!r}")
+        if self.inject_until is not None:
+            Injection(until=self.inject_until)  # validates it
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
             raise ConfigError(f"`steps` must be None or an int ≥ 1 but is {self.steps!r}")
 
@@ -123,7 +156,8 @@ SUITES: dict[str, SuiteConfig] = {
     "quick": SuiteConfig(),
     "full": SuiteConfig(name="full", scenes_per_family=8,
                         presets=("pan-return", "loop", "orbit", "forward-back", "random-walk"),
-                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True, rgb_far_field=True),
+                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True, rgb_far_field=True,
+                        inject_arms=True),
 }
 
 
@@ -145,9 +179,11 @@ def suite_cases(config: SuiteConfig) -> list[Case]:
             for i in range(config.scenes_per_family) for p in config.presets]
 
 
-def suite_modes(config: SuiteConfig) -> list[tuple[str, str, bool | None]]:
-    """(memory mode, update depth, far field) triples: the three modes with the tiny estimator
-    and their default far field, plus the oracle-depth ablation and rgb with a far-field map
-    when asked."""
-    return ([(m, "tiny", None) for m in MODES] + ([("latent", "oracle", None)] if config.oracle_ablation else [])
-            + ([("rgb", "tiny", True)] if config.rgb_far_field else []))
+def suite_modes(config: SuiteConfig) -> list[Arm]:
+    """The arms: the three modes with the tiny estimator and their defaults, plus the
+    oracle-depth ablation, rgb with a far-field map and the inject arms when asked."""
+    given = config.memory_input
+    return list(dict.fromkeys([Arm(m, memory_input=None if m == "none" else given) for m in MODES]
+            + ([Arm("latent", "oracle")] if config.oracle_ablation else [])
+            + ([Arm("rgb", "tiny", True)] if config.rgb_far_field else [])
+            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -60,8 +61,7 @@ class StepResult:
     references: the covisible past latent frames chosen: [{"frame_id", "iou"}].
     chunk_index: 0 for the first chunk.
     seed: the seed the chunk re-seeded the generator with, or None (it continued the stream).
-    depth_alignment: with a relative depth estimator, how the chunk's frames were aligned to the
-        memory (:meth:`Session.depth_alignment`); None for a metric one.
+    depth_alignment: the chunk's record of :attr:`Session.depth_alignment` (None: metric depth).
     """
 
     frames: Tensor
@@ -136,10 +136,9 @@ class Session:
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
-            first_depth, first_valid = depth_estimator(first_frame[None], first_camera, [0])
-            first_depth = first_depth[0]
+            first_depth, first_valid = (v[0] for v in depth_estimator(first_frame[None], first_camera, [0]))
             if self.depth_kind == "relative":
-                first_depth, _, self._depth_base = normalise_first(first_depth, first_valid[0])
+                first_depth, _, self._depth_base = normalise_first(first_depth, first_valid)
         else:
             first_depth = first_depth.float()
         # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
@@ -173,6 +172,11 @@ class Session:
         self.history = history
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
                                       far_field=config.far_field)
+        self.memory_input = config.resolve_memory_input(backbone)
+        if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
+            warnings.warn("memory_input 'branch' with an untrained (zero-initialised) memory branch: the model "
+                          "ignores the memory read; use memory_input 'inject' (or load a trained branch)",
+                          stacklevel=3)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._undo: list[dict] = []
         self._evicted = 0  # leading frames whose pixels evict_frames let go
@@ -182,10 +186,8 @@ class Session:
         self._stats: list[dict] = []
         self._references: list[list[dict]] = []
         self._depth_records: list[dict | None] = []
-        self.depth_kind = depth_kind(depth_estimator)
-        # a relative estimator's map of frame 0 (scale, shift): identity when frame 0's depth was
-        # given, else the normalisation; what every frame goes through without alignment
-        self._depth_base = (1.0, 0.0)
+        self.depth_kind = depth_kind(depth_estimator)  # "metric" or "relative"
+        self._depth_base = (1.0, 0.0)  # frame 0's map of a relative estimator (depth_align)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -256,12 +258,9 @@ class Session:
 
     @property
     def depth_alignment(self) -> list[dict | None]:
-        """Per chunk so far, with a relative depth estimator: {"chunk", "status", "frames"}, where
-        status is "aligned" (every frame written), "partial", "skipped" (no frame written),
-        "unaligned" (``depth_align`` off) or "no memory", and frames holds one record per
-        latent-aligned frame (:func:`mirage.pipeline.depth_align.align_frames`: frame, status,
-        scale, shift, residual, points, inliers, coverage, reason). None per chunk for a metric
-        estimator."""
+        """Per chunk so far: how a relative estimator's frames were aligned to the memory,
+        {"chunk", "status", "frames"} (:func:`mirage.pipeline.depth_align.write_relative`); None
+        per chunk for a metric estimator."""
         return [None if r is None else {**r, "frames": [dict(f) for f in r["frames"]]} for r in self._depth_records]
 
     @property
@@ -287,7 +286,7 @@ class Session:
             memory_reads=torch.cat(self._reads) if self.config.decode_reads else None,
             depth_source=getattr(self.depth_estimator, "name", type(self.depth_estimator).__name__),
             masker=getattr(self.masker, "name", type(self.masker).__name__),
-            config=asdict(self.config),
+            config={**asdict(self.config), "memory_input": self.memory_input},  # the input used
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
             depth_alignment=self.depth_alignment,
@@ -400,6 +399,8 @@ class Session:
             steps=config.steps,
             text=self.text,
             memory_offset=read.offset,
+            memory_input=self.memory_input,
+            injection=config.injection,
         )
 
         # denoise
@@ -431,8 +432,7 @@ class Session:
         flagged = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids)
         timing.depth = time.perf_counter() - t
 
-        # update
-        t = time.perf_counter()
+        t = time.perf_counter()  # update
 
         def write(frames: list[int], depth: Tensor, valid: Tensor) -> Tensor:
             valid = valid.bool() & valid_depth(depth)
@@ -445,9 +445,9 @@ class Session:
         if self.depth_kind == "metric":
             valid = write(list(range(len(pixel_ids))), depth, valid)
         else:  # aligned to the memory frame by frame; frames that cannot be are not written
-            valid, alignment = write_relative(
-                depth, valid, read, pixel_ids, align=config.depth_align, base=self._depth_base,
-                depth_read=lambda i: mode.depth_read(target_cams[[i]], (h, w)), write=write)
+            valid, alignment = write_relative(depth, valid, read, pixel_ids, align=config.depth_align,
+                                              base=self._depth_base, write=write,
+                                              depth_read=lambda i: mode.depth_read(target_cams[[i]], (h, w)))
             alignment = {"chunk": index, **alignment}
         exclude = flagged & valid
         timing.update = time.perf_counter() - t

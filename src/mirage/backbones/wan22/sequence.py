@@ -85,8 +85,9 @@ def assemble_chunk(cond: ChunkConditioning, device=None, dtype=torch.float32) ->
     frames = torch.cat([cond.references, cond.preceding, cond.first_latent[None],
                         cond.first_latent.new_zeros(n, C, h, w)])  # (S, C, h, w)
     latents = frames.permute(1, 0, 2, 3)[None].to(device, dtype)  # (1, C, S, h, w)
-    mask = cond.memory_mask.to(torch.float32)  # (n, h, w)
-    read = cond.memory_features.to(torch.float32) * mask[:, None]  # zeros where not covered
+    features, mask, _ = cond.model_read()  # an empty read for memory_input "inject"
+    mask = mask.to(torch.float32)  # (n, h, w)
+    read = features.to(torch.float32) * mask[:, None]  # zeros where not covered
     half = CONTROL_CHANNELS // 2
     if C > half:
         raise ShapeError(f"the memory read has {C} channels but the branch takes at most {half}")
