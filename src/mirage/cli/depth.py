@@ -38,7 +38,7 @@ def check_depth_arguments(args, *, scene: bool) -> tuple[str, bool]:
     ``scene``: the run starts from a world scene (the oracles need one)."""
     from mirage.pipeline import DEPTH_ESTIMATORS
 
-    name = args.depth_estimator
+    name = getattr(args, "depth_estimator", None)
     if name is not None and name not in DEPTH_ESTIMATORS:
         raise ConfigError(f"`--depth-estimator` must be one of {DEPTH_ESTIMATORS} but is {name!r}")
     if args.depth_model is not None:

@@ -93,6 +93,10 @@ class SuiteConfig:
     memory_input: the memory input of the main latent and rgb arms (None: the backbone's
     default; otherwise part of their labels, e.g. ``latent+both``). inject_until: the stop level
     of every arm that injects (None: ``PipelineConfig``'s default).
+    relative_ablation: add ``latent`` with ``oracle-relative`` update depth (the world's exact
+    depth through a random affine map in inverse depth per chunk), aligned to the memory and not
+    (``latent+oracle-relative-depth``, ``...+no-align``). depth_model: add ``latent`` with the update
+    depth of this local transformers depth model folder (``latent+model-depth``).
     proxies: compute the OpenCV proxies (when OpenCV is installed).
     """
 
@@ -109,6 +113,8 @@ class SuiteConfig:
     inject_arms: bool = False
     memory_input: str | None = None
     inject_until: float | None = None
+    relative_ablation: bool = False
+    depth_model: str | None = None
     proxies: bool = True
 
     def __post_init__(self) -> None:
@@ -181,9 +187,13 @@ def suite_cases(config: SuiteConfig) -> list[Case]:
 
 def suite_modes(config: SuiteConfig) -> list[Arm]:
     """The arms: the three modes with the tiny estimator and their defaults, plus the
-    oracle-depth ablation, rgb with a far-field map and the inject arms when asked."""
+    oracle-depth ablation, rgb with a far-field map, the inject arms, the relative-depth
+    ablation and a depth model's arm when asked."""
     given = config.memory_input
     return list(dict.fromkeys([Arm(m, memory_input=None if m == "none" else given) for m in MODES]
             + ([Arm("latent", "oracle")] if config.oracle_ablation else [])
             + ([Arm("rgb", "tiny", True)] if config.rgb_far_field else [])
-            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])))
+            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])
+            + ([Arm("latent", "oracle-relative"), Arm("latent", "oracle-relative", align=False)]
+               if config.relative_ablation else [])
+            + ([Arm("latent", "model")] if config.depth_model else [])))
