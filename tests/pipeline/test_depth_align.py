@@ -137,6 +137,23 @@ def test_oracle_relative_fits_recover_each_chunks_map(backbone, walk):
     assert max(errors) < 0.02 and float(np.median(errors)) < 0.01
 
 
+def test_an_rgb_memory_anchors_at_pixel_resolution(backbone, walk):
+    """The rgb baseline's read is a pixel-resolution render: its depth anchors the same fit."""
+    from mirage.world.oracle import OracleRelativeDepthEstimator
+
+    scene, cams, gt = walk
+    estimator = OracleRelativeDepthEstimator(scene, 16.0)
+    session = _session(backbone, walk, estimator, memory_mode="rgb")
+    record = session.step(cams[1:9]).depth_alignment
+    a, b = estimator.affine_map(4)
+    assert record["status"] == "aligned"
+    for f in record["frames"]:
+        assert f["points"] > 1000  # pixels, not cells
+        z = gt.depth[f["frame"]][~gt.sky[f["frame"]]].double()
+        z_fit = 1 / (f["scale"] * (a / z + b) + f["shift"])
+        assert float(((z_fit - z).abs() / z).median()) < 0.01
+
+
 def _memory_depth_error(session, cams, gt, frame: int) -> float:
     """Median relative error of the memory's depth in view ``frame`` against the world's."""
     from mirage.inverse_depth import sample_at

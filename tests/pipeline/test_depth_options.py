@@ -44,18 +44,18 @@ def image(tmp_path_factory):
     (["--depth-model", ".", "--depth-estimator", "tiny"], "give either `--depth-model` or `--depth-estimator`"),
     (["--depth-model", "."], "`--depth-model` must be a local transformers model folder with a config.json"),
 ])
-def test_bad_depth_options_fail_before_anything_is_written(weights, tmp_path, extra, message):
+def test_bad_depth_options_fail_before_anything_is_written(weights, tmp_path, capsys, extra, message):
     out = tmp_path / "run"
-    with pytest.raises(ConfigError) as err:
-        cli(weights, out, "--frames", "9", *extra)
-    assert message in str(err.value) and "\n" not in str(err.value)
-    assert not (out / "run.json").exists()
+    assert cli(weights, out, "--frames", "9", *extra) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and err.startswith("mirage: error: ")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("name", ["oracle", "oracle-relative"])
-def test_oracles_need_a_scene(weights, tmp_path, image, name):
-    with pytest.raises(ConfigError, match=f"`--depth-estimator {name}` is an ablation that needs `--scene`"):
-        cli(weights, tmp_path / "run", "--frames", "9", "--image", str(image), "--depth-estimator", name)
+def test_oracles_need_a_scene(weights, tmp_path, image, capsys, name):
+    assert cli(weights, tmp_path / "run", "--frames", "9", "--image", str(image), "--depth-estimator", name) == 2
+    assert f"`--depth-estimator {name}` is an ablation that needs `--scene`" in capsys.readouterr().err
 
 
 def test_oracle_relative_reaches_run_json(weights, tmp_path):
@@ -83,12 +83,18 @@ def test_default_run_records_no_alignment(weights, tmp_path):
     assert run["config"]["update_depth"] == "tiny" and run["config"]["depth_align"] is True
 
 
-def test_explore_and_eval_check_their_depth_options(tmp_path):
+def test_explore_eval_and_data_build_check_their_depth_options(tmp_path, capsys):
     pytest.importorskip("fastapi")
     pytest.importorskip("uvicorn")
-    with pytest.raises(ConfigError, match="`--depth-model` must be an existing model folder"):
-        main(["explore", "--depth-model", str(tmp_path / "missing"), "--port", "0"])
-    with pytest.raises(ConfigError, match="`--depth-align` applies to relative depth"):
-        main(["explore", "--depth-align", "off", "--port", "0"])
-    with pytest.raises(ConfigError, match="`--depth-model` must be an existing model folder"):
-        main(["eval", "--depth-model", str(tmp_path / "missing"), "--out", str(tmp_path / "e")])
+    missing = str(tmp_path / "missing")
+    for argv, message in ((["explore", "--depth-model", missing, "--port", "0"], "`--depth-model` must be an existing"),
+                          (["explore", "--depth-align", "off", "--port", "0"], "`--depth-align` applies to relative"),
+                          (["eval", "--depth-model", missing, "--out", str(tmp_path / "e")], "`--depth-model` must be"),
+                          (["data", "build", "--clips", str(tmp_path), "--out", str(tmp_path / "d"), "--depth-model",
+                            missing], "`depth_model` must be an existing model folder")):
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="`depth_align` must be True or False but is 'off'"):
+        from mirage.pipeline import PipelineConfig
+
+        PipelineConfig(depth_align="off")

@@ -46,6 +46,7 @@ ALIGN = AlignConfig(min_points=8, inlier_tol=0.05, max_residual=0.1, iterations=
 MIN_COVERAGE = 0.1  # share of a frame's latent cells that must hold a memory point
 MIN_INLIER_SHARE = 0.5  # share of the anchors the fit must keep as inliers
 MAX_UNEXPLAINED = 0.5  # the fit's median error over that of the best constant depth
+MAX_ANCHORS = 16384  # a pixel-resolution read (rgb) is thinned to at most this many, evenly
 
 
 def anchor_points(depth: Tensor, offset: Tensor | None, hw: tuple[int, int]) -> np.ndarray:
@@ -116,6 +117,7 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
         d = memory_depth[t]
         coverage = float((torch.isfinite(d) & (d > 0)).float().mean())
         anchors = anchor_points(d, None if memory_offset is None else memory_offset[t], (H, W))
+        anchors = anchors[::-(-len(anchors) // MAX_ANCHORS)] if len(anchors) > MAX_ANCHORS else anchors
         pred = torch.where(valid[t].bool(), inverse[t].double(), torch.full_like(inverse[t].double(), math.nan))
         fit = fit_inverse_depth(pred.cpu().numpy(), anchors, ALIGN, seed=int(frame_ids[t]))
         reason = fit.reason
