@@ -21,7 +21,7 @@ import numpy as np
 
 from mirage.errors import ConfigError
 
-__all__ = ["AlignFit", "AlignConfig", "fit_inverse_depth", "apply_fit", "sample_at"]
+__all__ = ["AlignFit", "AlignConfig", "fit_inverse_depth", "fit_inverse_depth_samples", "apply_fit", "sample_at"]
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,8 @@ class AlignFit:
 
 
 def sample_at(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``image`` (H, W) at points ``uv`` (N, 2) by DESIGN §2's nearest pixel
-    (floor(v + 0.5), floor(u + 0.5)); returns (values (N,), inside (N,) bool)."""
+    """Values of ``image`` (H, W) at points ``uv`` (N, 2) at the nearest pixel (floor(v + 0.5),
+    floor(u + 0.5)); returns (values (N,), inside (N,) bool)."""
     H, W = image.shape
     cols = np.floor(uv[:, 0] + 0.5).astype(np.int64)
     rows = np.floor(uv[:, 1] + 0.5).astype(np.int64)
@@ -94,13 +94,21 @@ def fit_inverse_depth(pred_inverse: np.ndarray, points: np.ndarray, config: Alig
     """Fit ``inverse depth = scale·pred + shift`` to reference points.
 
     pred_inverse: (H, W) the model's (affine) inverse depth. points: (N, 3) rows (u, v, z) in
-    pixels (DESIGN §2) with the reference z-depth. Deterministic for a given ``seed``.
+    pixels (pixel centres at integer coordinates) with the reference z-depth, the prediction read
+    at the nearest pixel (:func:`sample_at`). Deterministic for a given ``seed``.
     """
-    config = config or AlignConfig()
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     x, inside = sample_at(np.asarray(pred_inverse, dtype=np.float64), points[:, :2])
-    z = points[:, 2]
-    keep = inside & np.isfinite(x) & np.isfinite(z) & (z > 0)
+    return fit_inverse_depth_samples(np.where(inside, x, np.nan), points[:, 2], config, seed)
+
+
+def fit_inverse_depth_samples(x: np.ndarray, z: np.ndarray, config: AlignConfig | None = None,
+                              seed: int = 0) -> AlignFit:
+    """:func:`fit_inverse_depth` on the prediction already sampled at the points: x (N,) the
+    prediction, z (N,) the reference z-depth; pairs with a non-finite value or z ≤ 0 are ignored."""
+    config = config or AlignConfig()
+    x, z = np.asarray(x, dtype=np.float64).reshape(-1), np.asarray(z, dtype=np.float64).reshape(-1)
+    keep = np.isfinite(x) & np.isfinite(z) & (z > 0)
     x, z = x[keep], z[keep]
     n = len(z)
     if n < config.min_points:

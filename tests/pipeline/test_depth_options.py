@@ -71,7 +71,7 @@ def test_oracle_relative_reaches_run_json(weights, tmp_path):
             assert record["chunk"] == 0 and record["status"] in ("aligned", "partial")
             assert [f["frame"] for f in record["frames"]] == [4, 8, 12, 16]
             assert set(record["frames"][0]) == {"frame", "status", "scale", "shift", "residual", "points", "inliers",
-                                                "coverage", "reason"}
+                                                "coverage", "span", "reason"}
         else:
             assert record == {"chunk": 0, "status": "unaligned", "frames": []}
 

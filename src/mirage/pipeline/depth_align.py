@@ -5,8 +5,9 @@ a·pred + b`` with an unknown ``(a, b)`` per image. Written as it is, every chun
 its own scale and the memory would tear. So before a chunk is written, each of its latent-aligned
 frames is fitted to the memory's own depth in that view (the read the chunk was conditioned on,
 taken before the chunk is written): the anchors are the points the memory shows in that view,
-at the pixel where each one projects (:func:`anchor_points`), and the fit is
-:func:`mirage.inverse_depth.fit_inverse_depth` (robust, in inverse depth). The chunk's frames
+where each one projects (:func:`anchor_points`), the prediction is read there bilinearly
+(:func:`sample_bilinear`), and the fit is :func:`mirage.inverse_depth.fit_inverse_depth_samples`
+(robust, in inverse depth). The chunk's frames
 are aligned and written in order (:func:`write_relative`), so a frame that has turned away from
 what the memory held before the chunk is anchored by the frames just written. A frame that
 cannot be aligned is not written at all: a wrong scale would corrupt the memory for every later
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mirage.inverse_depth import AlignConfig, fit_inverse_depth
+from mirage.inverse_depth import AlignConfig, fit_inverse_depth_samples
 
 __all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "MAX_UNEXPLAINED", "anchor_points", "align_frames", "normalise_first",
            "apply_base", "write_relative"]
@@ -108,8 +109,11 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
     the memory read's z-depth (+inf where empty); memory_offset: (T, 2, hd, wd) or None. frame_ids:
     the T pixel frame indices (the records' labels and the RANSAC seeds). Returns depth (T, H, W)
     (+inf where invalid), valid (T, H, W), keep (T bools: aligned, so written) and one record per
-    frame: frame, status ("aligned" | "skipped"), scale, shift, residual, points, inliers,
-    coverage, reason.
+    frame: frame, status ("aligned" | "skipped"), scale and shift (inverse depth = scale·pred +
+    shift), residual (median relative depth error over the anchors), points (anchors with a
+    prediction), inliers, coverage (share of latent cells with a memory point), span (how much of
+    the frame's predicted range, 5th–95th percentile, the anchors cover: below 1 the fit
+    extrapolates) and reason (why it was skipped, else "").
     """
     T, H, W = inverse.shape
     depths, valids, keep, records = [], [], [], []
@@ -119,7 +123,9 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
         anchors = anchor_points(d, None if memory_offset is None else memory_offset[t], (H, W))
         anchors = anchors[::-(-len(anchors) // MAX_ANCHORS)] if len(anchors) > MAX_ANCHORS else anchors
         pred = torch.where(valid[t].bool(), inverse[t].double(), torch.full_like(inverse[t].double(), math.nan))
-        fit = fit_inverse_depth(pred.cpu().numpy(), anchors, ALIGN, seed=int(frame_ids[t]))
+        x = sample_bilinear(pred, anchors[:, :2])
+        fit = fit_inverse_depth_samples(x, anchors[:, 2], ALIGN, seed=int(frame_ids[t]))
+        span = _span(x, pred)
         reason = fit.reason
         if fit.ok and coverage < MIN_COVERAGE:
             reason = f"the memory covers {coverage:.1%} of the view, at least {MIN_COVERAGE:.0%} needed"
@@ -134,7 +140,7 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
         records.append({"frame": int(frame_ids[t]), "status": "aligned" if ok else "skipped",
                         "scale": _num(fit.scale), "shift": _num(fit.shift), "residual": _num(fit.residual),
                         "points": fit.points, "inliers": fit.inliers, "coverage": round(coverage, 4),
-                        "reason": reason})
+                        "span": round(span, 4), "reason": reason})
         keep.append(ok)
         if ok:
             z, v = _depth_from_inverse(inverse[t], valid[t], fit.scale, fit.shift)
@@ -183,6 +189,33 @@ def write_relative(inverse: Tensor, valid: Tensor, read, frame_ids: list[int], *
     kept = [f["status"] == "aligned" for f in frames]
     status = "aligned" if all(kept) else ("partial" if any(kept) else "skipped")
     return torch.stack(valids), {"status": status, "frames": frames}
+
+
+def sample_bilinear(image: Tensor, uv: np.ndarray) -> np.ndarray:
+    """``image`` (H, W) read bilinearly at points ``uv`` (N, 2) in pixels (pixel centres at
+    integer coordinates): an anchor projects between pixel centres, and on a slanted surface the
+    nearest pixel's value is off by up to half a pixel's change. NaN outside the image (beyond
+    its outer pixels' half) and where a neighbour is NaN."""
+    H, W = image.shape
+    u, v = torch.from_numpy(uv[:, 0]), torch.from_numpy(uv[:, 1])
+    inside = (u >= -0.5) & (u < W - 0.5) & (v >= -0.5) & (v < H - 0.5)
+    u, v = u.clamp(0, W - 1), v.clamp(0, H - 1)
+    u0, v0 = u.floor().long().clamp(max=W - 2 if W > 1 else 0), v.floor().long().clamp(max=H - 2 if H > 1 else 0)
+    fu, fv = u - u0, v - v0
+    u1, v1 = (u0 + 1).clamp(max=W - 1), (v0 + 1).clamp(max=H - 1)
+    img = image.double()
+    value = ((1 - fv) * ((1 - fu) * img[v0, u0] + fu * img[v0, u1]) + fv * ((1 - fu) * img[v1, u0] + fu * img[v1, u1]))
+    return torch.where(inside, value, torch.full_like(value, math.nan)).numpy()
+
+
+def _span(x: np.ndarray, pred: Tensor) -> float:
+    """How much of the frame's predicted range (5th–95th percentile) the anchors' span."""
+    x = x[np.isfinite(x)]
+    p = pred[torch.isfinite(pred)].numpy()
+    if len(x) < 2 or len(p) < 2:
+        return 0.0
+    whole = np.percentile(p, 95) - np.percentile(p, 5)
+    return float((np.percentile(x, 95) - np.percentile(x, 5)) / whole) if whole > 0 else 1.0
 
 
 def _constant_residual(z: np.ndarray) -> float:
