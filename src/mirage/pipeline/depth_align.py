@@ -7,8 +7,7 @@ frames is fitted to the memory's own depth in that view (the read the chunk was 
 taken before the chunk is written): the anchors are the points the memory shows in that view,
 where each one projects (:func:`anchor_points`), the prediction is read there bilinearly
 (:func:`sample_bilinear`), and the fit is :func:`mirage.inverse_depth.fit_inverse_depth_samples`
-(robust, in inverse depth). The chunk's frames
-are aligned and written in order (:func:`write_relative`), so a frame that has turned away from
+(robust, in inverse depth). The chunk's frames are aligned and written in order (:func:`write_relative`), so a frame that has turned away from
 what the memory held before the chunk is anchored by the frames just written. A frame that
 cannot be aligned is not written at all: a wrong scale would corrupt the memory for every later
 read.
@@ -17,8 +16,8 @@ Thresholds (:data:`ALIGN`, :data:`MIN_COVERAGE`, :data:`MIN_INLIER_SHARE`, :data
 a frame is aligned when the memory covers at least 10% of its latent cells with points
 (far-field sky is no anchor), at least 8 anchors carry a prediction, the RANSAC fit keeps at
 least half of them as inliers (relative depth error ≤ 5%), the median relative depth error over
-all anchors is at most 10%, and it is at most half that of the best single depth for the whole
-view (otherwise the prediction does not explain the view's depth: it is noise, or the view shows
+all anchors is at most 10%, and it is at most half that of the best single depth for all the
+anchors (otherwise the prediction does not explain the view's depth: it is noise, or the view shows
 one depth, where a scale cannot be told from a shift). Otherwise the frame is skipped and the
 chunk's record says why.
 
@@ -40,8 +39,8 @@ from torch import Tensor
 
 from mirage.inverse_depth import AlignConfig, fit_inverse_depth_samples
 
-__all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "MAX_UNEXPLAINED", "anchor_points", "align_frames", "normalise_first",
-           "apply_base", "write_relative"]
+__all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "MAX_UNEXPLAINED", "MAX_ANCHORS", "anchor_points",
+           "sample_bilinear", "align_frames", "normalise_first", "apply_base", "write_relative"]
 
 ALIGN = AlignConfig(min_points=8, inlier_tol=0.05, max_residual=0.1, iterations=200)
 MIN_COVERAGE = 0.1  # share of a frame's latent cells that must hold a memory point
