@@ -8,7 +8,7 @@ The tiny model (shipped weights) generates tuning paths that are neither the tra
 the same paths and seeds; the table gives the mean PSNR of the last 8 frames (the return), the
 worst exact-return loss over the paths, the mean over all frames, and the model calls per chunk.
 
-Variants (``PipelineConfig`` fields; docs/design.md §8):
+Variants (``PipelineConfig`` fields; docs/design.md §3.8):
 - the stop level ``inject_until`` (inject at every sampling level ≥ it);
 - a hard mask or a feathered one (``inject_feather``);
 - offset-aware: skip cells whose read is off-centre by more than ``inject_max_offset`` cells;
@@ -16,7 +16,10 @@ Variants (``PipelineConfig`` fields; docs/design.md §8):
   re-noise the model's x̂₀ to the same level with fresh noise, inject again and re-denoise.
   It costs ``k`` model calls per injected step. It is measured here by wrapping the tiny
   model's Euler loop, not shipped unless it wins.
-- with and without ``paste_reads`` and references given to the model.
+- with and without ``paste_reads`` and references given to the model;
+- the sampler: the tiny model's denoiser run through Wan2.2's loop over diffusers' UniPC
+  (``mirage.backbones.wan22.sampler.sample_flow``), with UniPC's corrector skipped on injected
+  steps (as shipped) or kept.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ PRESETS = ("pan-return", "loop")
 
 
 def variants() -> list[tuple[str, str, dict, int]]:
-    """(name, memory mode, PipelineConfig options, RePaint passes)."""
+    """(name, memory mode, PipelineConfig options, RePaint passes or the UniPC sampler)."""
     inj = {"memory_input": "inject"}
     out = [("none", "none", {}, 0), ("branch (trained)", "latent", {"memory_input": "branch"}, 0),
            ("both", "latent", {"memory_input": "both"}, 0)]
@@ -47,8 +50,51 @@ def variants() -> list[tuple[str, str, dict, int]]:
         ("inject, no paste", "latent", {**inj, "paste_reads": None}, 0),
         ("inject, RePaint 1 pass", "latent", inj, 1),
         ("inject, RePaint 2 passes", "latent", inj, 2),
+        ("branch, UniPC", "latent", {"memory_input": "branch"}, "unipc"),
+        ("inject, UniPC", "latent", inj, "unipc"),
+        ("inject, UniPC keeping its corrector", "latent", inj, "unipc-corrector"),
     ]
     return out
+
+
+class _UniPC:
+    """Run the tiny model's x₀ denoiser through Wan2.2's sampler loop (diffusers' UniPC, flow
+    sigmas, shift 1 as the tiny schedule) instead of its Euler loop, with the velocity
+    v = (x_t − x̂₀)/σ; ``keep_corrector`` ignores the loop's skipping of UniPC's corrector on
+    injected steps, to show what that skip is for."""
+
+    def __init__(self, keep_corrector: bool):
+        self.keep_corrector = keep_corrector
+
+    def __enter__(self):
+        import mirage.backbones.tiny.model as tiny
+        from mirage.backbones.wan22.sampler import make_scheduler, sample_flow
+
+        self.module, self.original = tiny, tiny.sample_euler
+        keep = self.keep_corrector
+
+        def sample_euler(denoise, x, times, callback=None, *, inject=None):
+            scheduler = make_scheduler("unipc", 1.0)
+            if keep:
+                type(scheduler).disable_corrector = property(lambda self: [], lambda self, value: None)
+            steps = len(times) - 1
+            calls = iter(range(steps))
+
+            def velocity(x_t, t):
+                sigma = float(scheduler.sigmas[next(calls)])
+                return (x_t - denoise(x_t, sigma)) / sigma
+
+            try:
+                return sample_flow(velocity, x, scheduler, steps, inject=inject)
+            finally:
+                if keep:
+                    del type(scheduler).disable_corrector
+
+        tiny.sample_euler = sample_euler
+        return self
+
+    def __exit__(self, *exc):
+        self.module.sample_euler = self.original
 
 
 class _RePaint:
@@ -101,7 +147,8 @@ def measure(backbone, cases, frames: int, seeds, chosen=None, progress=True) -> 
     for name, mode, options, passes in arms:
         for gt in gts:
             for seed in seeds:
-                ctx = _RePaint(passes) if passes else contextlib.nullcontext()
+                ctx = (_UniPC(passes == "unipc-corrector") if isinstance(passes, str)
+                       else _RePaint(passes) if passes else contextlib.nullcontext())
                 started = time.perf_counter()
                 with ctx:
                     record, _ = evaluate_run(backbone, gt, mode, seed, proxies=False, options=options)

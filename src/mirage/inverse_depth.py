@@ -64,8 +64,8 @@ class AlignFit:
 
 
 def sample_at(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``image`` (H, W) at points ``uv`` (N, 2) at the nearest pixel (floor(v + 0.5),
-    floor(u + 0.5)); returns (values (N,), inside (N,) bool)."""
+    """Values of ``image`` (H, W) at points ``uv`` (N, 2) by the nearest-pixel rule of docs/design.md
+    §2.2 (floor(v + 0.5), floor(u + 0.5)); returns (values (N,), inside (N,) bool)."""
     H, W = image.shape
     cols = np.floor(uv[:, 0] + 0.5).astype(np.int64)
     rows = np.floor(uv[:, 1] + 0.5).astype(np.int64)
@@ -94,7 +94,7 @@ def fit_inverse_depth(pred_inverse: np.ndarray, points: np.ndarray, config: Alig
     """Fit ``inverse depth = scale·pred + shift`` to reference points.
 
     pred_inverse: (H, W) the model's (affine) inverse depth. points: (N, 3) rows (u, v, z) in
-    pixels (pixel centres at integer coordinates) with the reference z-depth, the prediction read
+    pixels (docs/design.md §2.2) with the reference z-depth, the prediction read
     at the nearest pixel (:func:`sample_at`). Deterministic for a given ``seed``.
     """
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)

@@ -383,3 +383,67 @@ def test_a_session_file_without_the_memory_input_fields_loads_with_the_branch(ba
     loaded = Session.load(tmp_path / "old.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
                           masker=LatentDisagreementMasker())
     assert loaded.memory_input == "branch" and loaded.config == session.config
+
+
+def _memory_state(session):
+    return session.memory.points.clone(), session.memory.features.clone(), session.memory.num_points
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_an_error_before_the_update_leaves_everything_as_it_was(backbone, world, history):
+    """``Session.step``'s promise, for every ``history``: frames, latents, memory and random
+    state are as before when a step fails before its memory update (here: decoding the read)."""
+    _, cams, _ = world
+    session = start(backbone, world, history=history, decode_reads=True)
+    session.step(cams[1:5])
+    video, memory = session.video, _memory_state(session)
+    decode = backbone.decode
+    calls = []
+
+    def fail_on_the_read(latents):  # the chunk decodes first, then the read (before the update)
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("read decode failed")
+        return decode(latents)
+
+    session.backbone.decode = fail_on_the_read
+    try:
+        with pytest.raises(RuntimeError, match="read decode failed"):
+            session.step(cams[5:9])
+    finally:
+        session.backbone.decode = decode
+    same(session.video, video)
+    for a, b in zip(_memory_state(session), memory):
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    reference = start(backbone, world, decode_reads=True)
+    reference.step(cams[1:5])
+    same(session.step(cams[5:9]).frames, reference.step(cams[5:9]).frames)
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_an_error_inside_the_update_is_undone_only_with_history(backbone, world, history):
+    """With history the failed update is rolled back; with ``history=0`` there is no copy of the
+    memory, so it keeps the points written before the error (as the docstring says), while the
+    random state and the session's frames are restored."""
+    _, cams, _ = world
+    session = start(backbone, world, history=history)
+    session.step(cams[1:5])
+    video, written = session.video, session.mode.stats()["frames"]
+    generator = session._generator.get_state()
+    mode = session.mode
+    write = mode.write
+
+    def write_then_fail(*args, **kwargs):
+        write(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    mode.write = write_then_fail
+    with pytest.raises(KeyboardInterrupt):
+        session.step(cams[5:9])
+    same(session.video, video)
+    assert torch.equal(session._generator.get_state(), generator)
+    if history:
+        assert session.mode.stats()["frames"] == written and session.mode is not mode
+    else:
+        assert session.mode.stats()["frames"] > written  # the failed chunk's write stays
+        mode.write = write

@@ -1,4 +1,4 @@
-"""The backbone protocol (DESIGN §4) and the per-chunk conditioning it samples from.
+"""The backbone protocol (docs/design.md §4.1) and the per-chunk conditioning it samples from.
 
 The pipeline talks to a backbone only through :class:`Backbone`: strides, channels, the chunk
 size, ``encode``/``decode`` and ``sample``. Everything a backbone needs to generate one chunk
@@ -129,7 +129,7 @@ class ChunkConditioning:
 
 @runtime_checkable
 class Backbone(Protocol):
-    """What the pipeline needs from a video backbone (DESIGN §4).
+    """What the pipeline needs from a video backbone (docs/design.md §4.1).
 
     - ``spatial_stride`` s and ``temporal_stride`` τ: latent frame k covers pixel frame τ·k
       (and the τ−1 frames before it); latent cell (i, j) covers pixels [s·i, s·i+s) × [s·j, s·j+s).

@@ -9,7 +9,7 @@ chunk's own noise ε (the noise the chunk started from):
 
 This is the replacement of RePaint (Lugmayr et al. 2022) and SDEdit (Meng et al. 2022) with the
 known content taken from the memory instead of an encoded render, as training-free view
-synthesis with warped latents does (docs/design.md §8). Because x_t on a covered cell is then
+synthesis with warped latents does (docs/design.md §3.8). Because x_t on a covered cell is then
 exactly what the forward process would give for the read, the model's uncovered cells are
 denoised in agreement with it; below ``until`` the model refines the covered cells too.
 

@@ -4,10 +4,13 @@ With no arguments it runs the embedded default: the tiny backbone, built-in scen
 a pan-return path. Writes into ``--out``:
 
 - ``video.mp4``: the generated frames;
-- ``side_by_side.mp4``: generated | decoded memory read | ground truth (when the world knows it);
+- ``side_by_side.mp4``: generated | decoded memory read | ground truth (when the world knows it),
+  each panel under its name; in the read, cells the memory did not cover are tinted magenta (as
+  on the explorer's page). Panels narrower than 128 pixels are enlarged by whole pixels;
 - ``memory.safetensors``: the final memory (not for ``--memory none``);
-- ``run.json``: config, timings, the chunk plan, the references chosen, memory stats and, with
-  ground truth, PSNR. It is written last.
+- ``run.json``: config (with the memory mode's defaults resolved: the fusion and far field the
+  run used), timings, the chunk plan, the references chosen, memory stats and, with ground
+  truth, PSNR. It is written last.
 
 A mirage trajectory JSON that records ``chunks`` (a path exported from an interactive session)
 is generated with those chunk boundaries and per-chunk seeds, so it replays the session's video
@@ -217,6 +220,19 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
         raise ConfigError(f"`--trajectory` {spec!r}: {err}") from None
 
 
+def frame_coverage(read_mask, temporal_stride: int):
+    """(T, h, w) coverage per latent frame → (F, h, w) per pixel frame, F = τ·(T − 1) + 1: pixel
+    frame f shows the read of latent frame ⌈f/τ⌉ (a chunk decodes latent k into frames
+    τ(k−1)+1 … τk); frame 0 is the input itself, shown whole."""
+    import torch
+
+    tau = temporal_stride
+    frames = tau * (read_mask.shape[0] - 1) + 1
+    coverage = read_mask[[-(-f // tau) for f in range(frames)]].clone()
+    coverage[0] = True
+    return coverage
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -224,7 +240,7 @@ def run(args) -> int:
     from mirage.cli.depth import make_depth_estimator
     from mirage.pipeline import LatentDisagreementMasker, generate
     from mirage.world.oracle import OracleMasker
-    from mirage.video import to_uint8, write_mp4
+    from mirage.video import labelled_panels, tint_uncovered, to_uint8, write_mp4
 
     backbone, start, config, source = prepare(args)  # nothing is written before this succeeds
     chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
@@ -247,10 +263,13 @@ def run(args) -> int:
         return to_uint8(video).permute(0, 2, 3, 1).numpy()
 
     write_mp4(out / "video.mp4", hwc(result.video), fps=args.fps)
-    panels = [result.video, result.memory_reads]
+    panels = [result.video, tint_uncovered(result.memory_reads, frame_coverage(result.read_mask,
+                                                                             backbone.temporal_stride))]
+    labels = ["generated", "memory read"]
     if start.ground_truth is not None:
         panels.append(start.ground_truth)
-    write_mp4(out / "side_by_side.mp4", np.concatenate([hwc(p) for p in panels], axis=2), fps=args.fps)
+        labels.append("ground truth")
+    write_mp4(out / "side_by_side.mp4", labelled_panels([hwc(p) for p in panels], labels), fps=args.fps)
     if result.memory is not None:
         result.memory.save(out / "memory.safetensors")
 

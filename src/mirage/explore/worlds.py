@@ -138,7 +138,7 @@ def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_o
                 pipeline_options: dict | None = None, depth_model=None) -> WorldMaker:
     """Everything a server needs, loaded and checked: the backbone, the pipeline config (decoded
     reads on, for the page's memory panel), the tiny depth estimator and the built-in masker
-    (DESIGN §5: updates estimate depth from the generated frames), and the first view.
+    (docs/design.md §5: updates estimate depth from the generated frames), and the first view.
     ``pipeline_options``: further :class:`~mirage.pipeline.PipelineConfig` fields (the memory
     input and its settings, ``depth_align``). ``depth_model``: a local transformers depth model
     folder for the updates instead of the tiny estimator (:class:`~mirage.pipeline.HFDepthEstimator`;

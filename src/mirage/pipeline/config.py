@@ -1,4 +1,4 @@
-"""How a video is generated: :class:`PipelineConfig`, validated when built (STYLE rule 4)."""
+"""How a video is generated: :class:`PipelineConfig`, validated when built."""
 
 from __future__ import annotations
 
@@ -11,7 +11,11 @@ from mirage.pipeline.memory_modes import MEMORY_MODES
 
 __all__ = ["PipelineConfig", "DEFAULT_INJECT_UNTIL"]
 
-# The lowest noise level "inject" injects at (benchmarks/inject_variants.py).
+# The lowest noise level "inject" injects at. Measured on 8 tuning paths (scenes 50–51, both
+# families, 65 frames; benchmarks/results/inject-variants): last-8-frames PSNR 19.73 dB injecting
+# at every level (0.0), 19.69 from 0.2, 19.60 from 0.4, 18.99 from 0.8; the trained branch 19.61.
+# The best variant measured (one RePaint pass per level, twice the model calls) gave 19.82, a
+# feathered mask 19.74, an offset filter less: a hard mask at every level is within 0.1 dB.
 DEFAULT_INJECT_UNTIL = 0.0
 
 

@@ -1,4 +1,4 @@
-"""Depth estimators for the memory update: ``tiny`` (the backbone's), ``oracle`` (the world's
+"""Depth estimators for the memory update (docs/design.md §5): ``tiny`` (the backbone's), ``oracle`` (the world's
 exact depth, :class:`mirage.world.oracle.OracleDepthEstimator`: it renders the scene, so it lives
 with the world, as does its ``oracle-relative`` ablation) and a local transformers depth model
 (:class:`HFDepthEstimator`, ``--depth-model DIR``).

@@ -38,9 +38,10 @@ import torch
 from torch import Tensor
 
 from mirage.inverse_depth import AlignConfig, fit_inverse_depth_samples
+from mirage.memory.depth_grid import valid_depth
 
 __all__ = ["ALIGN", "MIN_COVERAGE", "MIN_INLIER_SHARE", "MAX_UNEXPLAINED", "MAX_ANCHORS", "anchor_points",
-           "sample_bilinear", "align_frames", "normalise_first", "apply_base", "write_relative"]
+           "sample_bilinear", "align_frames", "normalise_first", "apply_base", "write_relative", "write_chunk"]
 
 ALIGN = AlignConfig(min_points=8, inlier_tol=0.05, max_residual=0.1, iterations=200)
 MIN_COVERAGE = 0.1  # share of a frame's latent cells that must hold a memory point
@@ -215,6 +216,32 @@ def _span(x: np.ndarray, pred: Tensor) -> float:
         return 0.0
     whole = np.percentile(p, 95) - np.percentile(p, 5)
     return float((np.percentile(x, 95) - np.percentile(x, 5)) / whole) if whole > 0 else 1.0
+
+
+def write_chunk(mode, latents: Tensor, frames: Tensor, depth: Tensor, valid: Tensor, flagged: Tensor,
+                cameras, frame_ids: list[int], pixel_ids: list[int], read, *, kind: str, align: bool,
+                base: tuple[float, float], confidence: float, chunk: int = 0) -> tuple[Tensor, dict | None]:
+    """The memory update of one chunk's T latent-aligned frames through ``mode.write``.
+
+    latents (T, C, h, w), frames (T, 3, H, W), cameras (T) and frame_ids (latent) / pixel_ids
+    (pixel frames) as the session has them; depth, valid (T, H, W) the estimator's output of
+    ``kind`` "metric" (z-depth, written as it is) or "relative" (:func:`write_relative`); flagged
+    (T, H, W) the masker's never-write pixels. Returns the validity used and the alignment
+    record {"chunk", "status", "frames"} (None for metric depth)."""
+    h, w = latents.shape[-2:]
+
+    def write(index: list[int], depth: Tensor, valid: Tensor) -> Tensor:
+        valid = valid.bool() & valid_depth(depth)
+        depth = torch.where(valid, depth, torch.full_like(depth, math.inf))  # no depth: never a point
+        mode.write(latents[index], frames[index], depth, cameras[index], flagged[index] & valid,
+                   [frame_ids[i] for i in index], confidence=confidence)
+        return valid
+
+    if kind == "metric":
+        return write(list(range(len(frame_ids))), depth, valid), None
+    valid, record = write_relative(depth, valid, read, pixel_ids, align=align, base=base, write=write,
+                                   depth_read=lambda i: mode.depth_read(cameras[[i]], (h, w)))
+    return valid, {"chunk": chunk, **record}
 
 
 def _constant_residual(z: np.ndarray) -> float:

@@ -1,4 +1,4 @@
-"""`Session`: the memory lifecycle one chunk at a time (DESIGN §3, "Sessions").
+"""`Session`: the memory lifecycle one chunk at a time (docs/design.md §3.10).
 
 A session holds the memory, the latents, the cameras and the random state of one generated
 video. It starts from a first frame (encoded and written to memory), and each
@@ -33,7 +33,7 @@ from mirage.memory.depth_grid import valid_depth
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.context import preceding_ids, reference_exclusions
 from mirage.pipeline.depth import depth_kind
-from mirage.pipeline.depth_align import normalise_first, write_relative
+from mirage.pipeline.depth_align import normalise_first, write_chunk
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, make_memory_mode
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
 from mirage.pipeline.plan import Chunk, check_chunk_size
@@ -101,8 +101,7 @@ class Session:
         first_camera: a :class:`~mirage.geometry.Camera` of length 1 at (H, W).
         config: the :class:`PipelineConfig`.
         depth_estimator / masker: what each update estimates depth and exclusions with.
-        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator`` (a relative one's
-            frame 0 is normalised to a median depth of 1 unit, :mod:`mirage.pipeline.depth_align`).
+        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator`` (relative: median 1 unit).
         first_exclude: (H, W) bool, pixels of frame 0 never written (dynamic, sky).
         text: optional prompt for every chunk.
         history: how many steps :meth:`undo` can take back (0: none, and no copies are made).
@@ -132,7 +131,7 @@ class Session:
                 raise ShapeError(f"`{name}` must have shape {(H, W)} but has {tuple(value.shape)}")
         first_frame = first_frame.float().clamp(-1, 1)
 
-        # -- initialise the memory from frame 0 (DESIGN §3.1) ------------------------------
+        # -- initialise the memory from frame 0 (docs/design.md §3.1) ------------------------------
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
@@ -186,8 +185,7 @@ class Session:
         self._stats: list[dict] = []
         self._references: list[list[dict]] = []
         self._depth_records: list[dict | None] = []
-        self.depth_kind = depth_kind(depth_estimator)  # "metric" or "relative"
-        self._depth_base = (1.0, 0.0)  # frame 0's map of a relative estimator (depth_align)
+        self.depth_kind, self._depth_base = depth_kind(depth_estimator), (1.0, 0.0)  # base: frame 0's map
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -258,9 +256,8 @@ class Session:
 
     @property
     def depth_alignment(self) -> list[dict | None]:
-        """Per chunk so far: how a relative estimator's frames were aligned to the memory,
-        {"chunk", "status", "frames"} (:func:`mirage.pipeline.depth_align.write_relative`); None
-        per chunk for a metric estimator."""
+        """Per chunk: how a relative estimator's frames were aligned to the memory, {"chunk",
+        "status", "frames"} (:func:`~mirage.pipeline.depth_align.write_relative`); None if metric."""
         return [None if r is None else {**r, "frames": [dict(f) for f in r["frames"]]} for r in self._depth_records]
 
     @property
@@ -286,11 +283,20 @@ class Session:
             memory_reads=torch.cat(self._reads) if self.config.decode_reads else None,
             depth_source=getattr(self.depth_estimator, "name", type(self.depth_estimator).__name__),
             masker=getattr(self.masker, "name", type(self.masker).__name__),
-            config={**asdict(self.config), "memory_input": self.memory_input},  # the input used
+            config=self._config_used(),
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
             depth_alignment=self.depth_alignment,
         )
+
+    def _config_used(self) -> dict:
+        """``config`` as a dict with the defaults resolved: the fusion and far field the memory
+        actually uses (both None for ``none``, which has no memory) and the memory input."""
+        config = {**asdict(self.config), "memory_input": self.memory_input}
+        memory = self._mode.memory
+        if memory is not None:
+            config["fusion"], config["far_field"] = memory.fusion, bool(memory.far_field)
+        return config
 
     # -- undo ----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -328,7 +334,13 @@ class Session:
         seed: when not None, the sampling generator is re-seeded with it before this chunk.
         callback: ``callback(step, steps)`` after each denoising step (progress).
 
-        On an error the session is left as it was before the call.
+        On an error the random state is restored, and nothing the session holds (frames,
+        latents, cameras, plan) changes: those are committed only once the chunk is complete.
+        The memory update is the last thing a step does, so an error before it leaves the memory
+        untouched as well. An error *during* the update (an interrupt, say) is undone only when
+        the session keeps an undo history (``history`` ≥ 1): the step then restores the
+        snapshot that :meth:`undo` would use. With ``history=0`` no copy of the memory exists,
+        and it may keep part of the failed chunk's points.
         """
         tau = self.backbone.temporal_stride
         if not isinstance(cameras, Camera):
@@ -432,30 +444,18 @@ class Session:
         flagged = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids)
         timing.depth = time.perf_counter() - t
 
-        t = time.perf_counter()  # update
-
-        def write(frames: list[int], depth: Tensor, valid: Tensor) -> Tensor:
-            valid = valid.bool() & valid_depth(depth)
-            depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
-            mode.write(new_latents[frames], key_frames[frames], depth, target_cams[frames], flagged[frames] & valid,
-                       [target_ids[i] for i in frames], confidence=GENERATED_CONFIDENCE)
-            return valid
-
-        alignment = None
-        if self.depth_kind == "metric":
-            valid = write(list(range(len(pixel_ids))), depth, valid)
-        else:  # aligned to the memory frame by frame; frames that cannot be are not written
-            valid, alignment = write_relative(depth, valid, read, pixel_ids, align=config.depth_align,
-                                              base=self._depth_base, write=write,
-                                              depth_read=lambda i: mode.depth_read(target_cams[[i]], (h, w)))
-            alignment = {"chunk": index, **alignment}
-        exclude = flagged & valid
-        timing.update = time.perf_counter() - t
-
         read_frames = None
-        if config.decode_reads:  # not counted in the timings
+        if config.decode_reads:  # not counted in the timings; before the update, which is last
             read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3)], dim=1)
             read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
+
+        # update (relative depth aligned first): the last step that can fail, so an error before it
+        t = time.perf_counter()  # leaves the memory as it was
+        valid, alignment = write_chunk(mode, new_latents, key_frames, depth, valid, flagged, target_cams, target_ids,
+                                       pixel_ids, read, kind=self.depth_kind, align=config.depth_align,
+                                       base=self._depth_base, confidence=GENERATED_CONFIDENCE, chunk=index)
+        exclude = flagged & valid
+        timing.update = time.perf_counter() - t
 
         # commit (nothing above changed the session but the memory and the generator)
         stats = {**mode.stats(), "read_coverage": float(read.mask.float().mean()),

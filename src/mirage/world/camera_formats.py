@@ -5,7 +5,7 @@ float64, the frame's image name, and (COLMAP) the sparse points each frame obser
 not validate poses (``mirage data import`` validates per clip, so one NaN pose costs one clip);
 :meth:`CameraSequence.camera` builds a validated :class:`~mirage.geometry.Camera`.
 
-Conventions of the files, and the conversion to ours (DESIGN §2: OpenCV axes, pixel centres at
+Conventions of the files, and the conversion to ours (docs/design.md §2: OpenCV axes, pixel centres at
 integers):
 
 - **RealEstate10K** (``.txt``): line 1 is the video URL; then one line per frame with 19 numbers:

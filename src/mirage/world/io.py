@@ -5,7 +5,7 @@ Formats:
 - **Scene JSON** (``scene.json``): :func:`~mirage.world.scene.scene_to_json`.
 - **Trajectory JSON** (ours): ``{"format": "mirage-trajectory", "version": 1, "height": H,
   "width": W, "fps": f | null, "frames": [{"K": 3x3, "cam2world": 4x4}, ...]}`` in OpenCV axes
-  and DESIGN §2 pixel convention. Version 2 adds ``"chunks": [{"frames": n, "seed": s | null},
+  and the pixel convention of docs/design.md §2.2. Version 2 adds ``"chunks": [{"frames": n, "seed": s | null},
   ...]``: how a session cut the walk (n new frames per chunk, summing to F − 1) and the seed each
   chunk re-seeded its sampling with, so that ``mirage generate`` replays it frame for frame. A
   file without chunks is written as version 1, so older readers still read it; a reader of
@@ -106,7 +106,7 @@ def load_scene(path) -> Scene:
 # -- our trajectory JSON ---------------------------------------------------------------------
 def save_trajectory_json(path, cameras: Camera, fps: float | None = None,
                          chunks: list[dict] | None = None) -> None:
-    """Write cameras (OpenCV, DESIGN §2 pixels) as our trajectory JSON, with the session's
+    """Write cameras (OpenCV, docs/design.md §2 pixels) as our trajectory JSON, with the session's
     ``chunks`` ([{"frames": n, "seed": int | None}], summing to F − 1) when given."""
     data = {
         "format": "mirage-trajectory",
@@ -341,7 +341,7 @@ def load_trajectory(
       ``transforms.json`` (told apart by content), ``*.txt`` a RealEstate10K camera file (needs
       ``height`` and ``width``: its intrinsics are normalised), and a folder a COLMAP sparse model
       (images in name order; the first image is frame 0). See
-      :mod:`mirage.world.camera_formats`. Its intrinsics are rescaled (DESIGN §2) to
+      :mod:`mirage.world.camera_formats`. Its intrinsics are rescaled (docs/design.md §2.3) to
       ``(height, width)`` when given. ``frames`` must then be ``None`` or the file's count.
     - A written path such as ``"forward 2, turn-left 30, up 0.5"``
       (:mod:`mirage.world.path_grammar`): ``frames`` (default ``DEFAULT_FRAMES``) poses from the
