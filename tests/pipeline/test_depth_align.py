@@ -36,7 +36,7 @@ def _session(backbone, walk, estimator, **config):
 
 
 def test_anchor_points_are_where_the_memory_points_project():
-    """Reference: project the stored points with the pixel intrinsics (DESIGN §2 pixel centres)
+    """Reference: project the stored points with the pixel intrinsics (docs/design.md §2.2 pixel centres)
     and keep each read cell's winner; the anchors from the latent read's depth and offsets agree."""
     from mirage.memory import LatentSpatialMemory
 
