@@ -200,7 +200,7 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
         return None  # not ours: the trajectory loader has already said what is wrong with it
     if not (isinstance(data, dict) and data.get("format") == "mirage-trajectory"):
         return None
-    from mirage.world.io import load_trajectory_chunks
+    from mirage.cameras import load_trajectory_chunks
 
     chunks = load_trajectory_chunks(path)
     if chunks is None:

@@ -161,7 +161,7 @@ def _import_clip(source, seq, indices, out_dir: Path, config: ImportConfig, dept
     if size != (H, W):
         cams = cams.scaled(*size)
     times = None if seq.timestamps is None else seq.timestamps[indices].astype(np.float64) * 1e-6
-    from mirage.world.io import save_geometry_npz
+    from mirage.cameras import save_geometry_npz
 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:

@@ -227,7 +227,7 @@ class Tab:
     def path_json(self) -> bytes:
         """The walk as a trajectory JSON with its chunk boundaries and seeds: `mirage generate
         --trajectory FILE` with this server's start and options replays it to the same video."""
-        from mirage.world.io import save_trajectory_json
+        from mirage.cameras import save_trajectory_json
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "path.json"
