@@ -17,9 +17,10 @@ import numpy as np
 
 from mirage.errors import FileFormatError
 
-__all__ = ["MAX_TEXT_BYTES", "read_text", "read_json", "describe", "integer", "number", "matrix", "mapping"]
+__all__ = ["MAX_TEXT_BYTES", "MAX_SIDE", "read_text", "read_json", "describe", "integer", "number", "matrix", "mapping"]
 
 MAX_TEXT_BYTES = 64 * 2**20  # a camera text file larger than this is refused before it is read
+MAX_SIDE = 2**20  # the largest image height or width a camera file may state
 
 
 def read_text(path, what: str, max_bytes: int = MAX_TEXT_BYTES) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from mirage.cameras.fields import describe, integer, mapping, matrix, number, read_json
+from mirage.cameras.fields import MAX_SIDE, describe, integer, mapping, matrix, number, read_json
 from mirage.errors import ConfigError, FileFormatError, MirageError
 from mirage.files import atomic_path
 from mirage.geometry import Camera
@@ -101,8 +101,8 @@ def read_trajectory_json(path, data=None) -> tuple[Camera, list[dict] | None, fl
     for key in ("height", "width"):
         if key not in data:
             raise FileFormatError(f"{where}: the header lacks `{key}`")
-    height = integer(data["height"], "height", where, 1)
-    width = integer(data["width"], "width", where, 1)
+    height = integer(data["height"], "height", where, 1, MAX_SIDE)
+    width = integer(data["width"], "width", where, 1, MAX_SIDE)
     fps = data.get("fps")
     fps = None if fps is None else number(fps, "fps", where, positive=True)
     frames = data.get("frames")

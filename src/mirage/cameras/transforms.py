@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mirage.cameras.fields import integer, mapping, matrix, number, read_json
+from mirage.cameras.fields import MAX_SIDE, integer, mapping, matrix, number, read_json
 from mirage.cameras.sequence import CameraSequence
 from mirage.errors import FileFormatError
 from mirage.files import atomic_path
@@ -75,7 +75,7 @@ def read_transforms(path, image_size: tuple[int, int] | None = None, data=None) 
             raise FileFormatError(f"{at} has lens distortion {bad}; mirage needs undistorted pinhole frames "
                                   f"(undistort them first, e.g. with `colmap image_undistorter`)")
         if "h" in src and "w" in src:
-            h, w = integer(src["h"], "h", at, 1), integer(src["w"], "w", at, 1)
+            h, w = integer(src["h"], "h", at, 1, MAX_SIDE), integer(src["w"], "w", at, 1, MAX_SIDE)
         elif image_size is not None:
             h, w = image_size
         else:
