@@ -23,6 +23,7 @@ from torch import Tensor
 
 from mirage.cameras.geometry_npz import read_geometry_arrays
 from mirage.errors import ConfigError, MirageError
+from mirage.frames import whole_latent_frames
 from mirage.geometry import Camera
 
 __all__ = ["ClipError", "Clip", "find_clips", "read_clip", "load_captions"]
@@ -126,7 +127,7 @@ def read_clip(
         raise ClipError(f"too short: {F} frames, at least {min_frames} needed")
     if H % spatial_stride or W % spatial_stride:
         raise ClipError(f"frame size {H}x{W} is not divisible by the spatial stride {spatial_stride}")
-    F = (F - 1) // temporal_stride * temporal_stride + 1  # whole latent frames only
+    F = whole_latent_frames(F, temporal_stride)
     try:
         cameras = Camera(torch.from_numpy(data["intrinsics"][:F]).float(),
                          torch.from_numpy(data["poses_c2w"][:F]).float(), int(H), int(W))

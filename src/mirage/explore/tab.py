@@ -22,11 +22,11 @@ from mirage.explore.models import (ChunkHeader, ChunkStats, Hello, Move, Notice,
                                    StateMessage, Timing, ViewHeader)
 from mirage.explore.moves import move_cameras
 from mirage.explore.worlds import Start, WorldMaker, image_view
+from mirage.memory.store import GREY  # the display colour of points written without images
 
 __all__ = ["Tab", "WORLD_SUFFIX"]
 
 WORLD_SUFFIX = ".mirage-world"
-GREY = 160
 PROGRESS_AFTER_S = 0.25  # a chunk reports its denoising steps once it has run this long
 
 

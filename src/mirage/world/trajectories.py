@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from mirage.errors import ConfigError
-from mirage.geometry import Camera
+from mirage.geometry import Camera, yaw_rotation
 from mirage.world.scene import Scene
 
 __all__ = [
@@ -53,11 +53,8 @@ _PATH_FRACTION = 0.7  # default radius/distance as a fraction of the free radius
 
 def level_pose(position, yaw: float) -> torch.Tensor:
     """(4, 4) float64 cam2world of a level OpenCV camera at ``position`` with heading ``yaw``."""
-    cy, sy = math.cos(yaw), math.sin(yaw)
     pose = torch.eye(4, dtype=torch.float64)
-    pose[:3, 0] = torch.tensor([cy, 0.0, -sy], dtype=torch.float64)  # right
-    pose[:3, 1] = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # down
-    pose[:3, 2] = torch.tensor([sy, 0.0, cy], dtype=torch.float64)  # forward
+    pose[:3, :3] = yaw_rotation(yaw)  # columns: right, down, forward
     pose[:3, 3] = torch.as_tensor(position, dtype=torch.float64)
     return pose
 
