@@ -7,7 +7,8 @@ from mirage.backbones.tiny import TinyConfig
 from mirage.geometry import Camera
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, LatentMode
 from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
-from mirage.train.tiny_data import DataConfig, build_memory_samples, clip_spec
+from mirage.pipeline import build_memory_samples
+from mirage.train.tiny_data import DataConfig, clip_spec
 
 from .conftest import SMALL
 

@@ -13,7 +13,7 @@ starts at latent s holds:
   exclusion masks (the planarity rule and tolerance of the pipeline);
 - every latent frame's camera, and the caption.
 
-The memory writes and reads are :func:`mirage.train.tiny_data.build_memory_samples`, the builder
+The memory writes and reads are :func:`mirage.pipeline.build_memory_samples`, the builder
 the tiny model trains from, so the two backbones see the same conditioning. :func:`to_conditioning`
 turns a stored sample back into the :class:`~mirage.backbones.base.ChunkConditioning` the
 pipeline hands ``backbone.assemble`` / ``backbone.sample``.
@@ -27,7 +27,7 @@ from torch import Tensor
 from mirage.backbones.base import ChunkConditioning
 from mirage.data.clips import Clip
 from mirage.geometry import Camera
-from mirage.train.tiny_data import build_memory_samples
+from mirage.pipeline import build_memory_samples
 
 __all__ = ["encode_clip", "clip_samples", "to_conditioning", "SAMPLE_GROUPS"]
 

@@ -22,13 +22,14 @@ from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.generator import generate
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
 from mirage.pipeline.masks import MASKERS, LatentDisagreementMasker
-from mirage.pipeline.memory_modes import MEMORY_MODES
+from mirage.pipeline.memory_modes import MEMORY_MODES, PARTIAL_CELL_FRACTION
 from mirage.pipeline.plan import Chunk, check_frame_count, chunk_plan, valid_frame_counts
 from mirage.pipeline.session import Session, StepResult
+from mirage.pipeline.training import build_memory_samples
 
 __all__ = [
     "generate", "Session", "StepResult", "PipelineConfig", "PipelineOutput", "ChunkTiming",
     "Chunk", "chunk_plan", "check_frame_count", "valid_frame_counts",
     "MEMORY_MODES", "DEPTH_ESTIMATORS", "MASKERS",
-    "TinyDepthEstimator", "LatentDisagreementMasker",
+    "TinyDepthEstimator", "LatentDisagreementMasker", "PARTIAL_CELL_FRACTION", "build_memory_samples",
 ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -20,7 +21,19 @@ from torch.nn import functional as F
 from mirage.errors import ConfigError, FileFormatError, NonFiniteError
 from mirage.geometry import Camera
 
-__all__ = ["StartFrame", "load_image", "load_depth", "image_camera"]
+__all__ = ["StartFrame", "StartScene", "load_image", "load_depth", "image_camera"]
+
+
+@runtime_checkable
+class StartScene(Protocol):
+    """What the pipeline may know of the world a start was rendered from (a
+    :class:`mirage.world.Scene` provides it): the pipeline only carries it to the oracle depth
+    estimator and masker, which the world supplies and which render it."""
+
+    family: str
+    seed: int
+    center: tuple[float, float, float]
+    start_yaw: float
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class StartFrame:
     exclude: Tensor | None
     cameras: Camera
     ground_truth: Tensor | None = None
-    scene: object | None = None
+    scene: StartScene | None = None
     fps: float = 16.0
 
 

@@ -8,7 +8,7 @@ Stages (each checkpointed under ``out``; a rerun with ``resume`` skips finished 
    then per-channel latent normalisation fitted on the data.
 3. ``depth``: the depth estimator on random frames (L1 on log depth, BCE on sky).
 4. ``samples``: every clip encoded; memory reads and references built as at inference
-   (:func:`mirage.train.tiny_data.build_memory_samples`) → ``samples.safetensors``.
+   (:func:`mirage.pipeline.build_memory_samples`) → ``samples.safetensors``.
 5. ``denoiser``: flow matching with an independent noise level per target frame, memory
    (and references) dropped at random so ``memory_mode=none`` works too.
 
@@ -33,7 +33,8 @@ from mirage.errors import ConfigError
 from mirage.files import load_safetensors, save_safetensors
 from mirage.geometry import Camera
 from mirage.train.loop import LoopConfig, train_loop
-from mirage.train.tiny_data import DataConfig, build_memory_samples, render_clips, to_unit
+from mirage.pipeline import build_memory_samples
+from mirage.train.tiny_data import DataConfig, render_clips, to_unit
 
 __all__ = ["TinyTrainConfig", "train_tiny"]
 
