@@ -23,7 +23,6 @@ from mirage.backbones.tiny.vae import TinyVAE
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError
 from mirage.files import load_safetensors, save_safetensors
 from mirage.frames import is_frame_count
-from mirage.geometry import rigid_inverse
 
 __all__ = ["TinyBackbone", "relative_pose", "WEIGHTS_FORMAT", "WEIGHTS_VERSION", "SHIPPED_WEIGHTS"]
 
@@ -37,7 +36,9 @@ def relative_pose(first_cam2world: Tensor, cam2world: Tensor) -> Tensor:
 
     Rotation (row-major 3×3) then translation: the identity pose gives (1,0,0,0,1,0,0,0,1,0,0,0).
     """
-    rel = rigid_inverse(first_cam2world.double()[None]) @ cam2world.double()  # (S, 4, 4)
+    # A general inverse, not geometry.rigid_inverse: the closed form differs in the last bits
+    # (~1e-7 after the float cast), which changes every output of the pipeline.
+    rel = torch.linalg.inv(first_cam2world.double())[None] @ cam2world.double()  # (S, 4, 4)
     return torch.cat([rel[:, :3, :3].reshape(-1, 9), rel[:, :3, 3]], dim=1).float()
 
 
