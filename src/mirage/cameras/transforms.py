@@ -82,20 +82,11 @@ def read_transforms(path, image_size: tuple[int, int] | None = None, data=None) 
             raise FileFormatError(f"{at} has no image size: give `h` and `w`")
         sizes.add((h, w))
 
-        if "fl_x" in src:
-            fx = number(src["fl_x"], "fl_x", at, positive=True)
-        elif "camera_angle_x" in src:
-            fx = 0.5 * w / math.tan(0.5 * number(src["camera_angle_x"], "camera_angle_x", at, positive=True,
-                                                 below=math.pi))
-        else:
+        fx = _focal(src, "x", w, at)
+        if fx is None:
             raise FileFormatError(f"{at} has neither `fl_x` nor `camera_angle_x`")
-        if "fl_y" in src:
-            fy = number(src["fl_y"], "fl_y", at, positive=True)
-        elif "camera_angle_y" in src:
-            fy = 0.5 * h / math.tan(0.5 * number(src["camera_angle_y"], "camera_angle_y", at, positive=True,
-                                                 below=math.pi))
-        else:
-            fy = fx
+        fy = _focal(src, "y", h, at)
+        fy = fx if fy is None else fy  # square pixels unless the file says otherwise
         cx = (number(src["cx"], "cx", at) if "cx" in src else w / 2) - 0.5
         cy = (number(src["cy"], "cy", at) if "cy" in src else h / 2) - 0.5
         if "transform_matrix" not in frame:
@@ -111,6 +102,17 @@ def read_transforms(path, image_size: tuple[int, int] | None = None, data=None) 
         raise FileFormatError(f"{where}: every frame must have one image size but the file has {sorted(sizes)}")
     (h, w), = sizes
     return CameraSequence(path.parent.name or path.stem, names, np.array(Ks), np.array(poses), h, w)
+
+
+def _focal(src: dict, axis: str, side: int, at: str) -> float | None:
+    """The focal length along ``axis`` ("x" or "y"): ``fl_<axis>`` in pixels, else from the field
+    of view ``camera_angle_<axis>`` and the image ``side`` (w or h), else None."""
+    if f"fl_{axis}" in src:
+        return number(src[f"fl_{axis}"], f"fl_{axis}", at, positive=True)
+    if f"camera_angle_{axis}" in src:
+        angle = number(src[f"camera_angle_{axis}"], f"camera_angle_{axis}", at, positive=True, below=math.pi)
+        return 0.5 * side / math.tan(0.5 * angle)
+    return None
 
 
 def load_transforms_json(path) -> Camera:
