@@ -151,3 +151,24 @@ def test_a_geometry_npz_that_claims_gigabytes_is_refused_before_allocating(tmp_p
     (tmp_path / "g.npz").write_bytes(data)
     with pytest.raises(FileFormatError, match="declares shape"):
         load_trajectory(tmp_path / "g.npz")
+
+
+@pytest.mark.parametrize("name", ["nested", "huge-int", "t-frame-null", "t-fl_x-str", "t-angle-zero", "height-str",
+                                  "fps-nan"])
+def test_both_commands_print_one_line_and_no_traceback(tmp_path, capsys, name):
+    from mirage.cli import main
+
+    text, needle = CASES[name]
+    path = _write(tmp_path, name, text)
+    assert main(["generate", "--trajectory", str(path), "--scene", "0", "--size", "16x24",
+                 "--out", str(tmp_path / "gen")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mirage: error: ") and err.count("\n") == 1 and needle in err, err
+    assert not (tmp_path / "gen").exists()
+    if name.startswith("t-") or name == "nested":
+        camera_file = path if name.startswith("t-") else path.rename(path.with_name("transforms.json"))
+        (tmp_path / "depth").mkdir()
+        assert main(["data", "import", "--cameras", str(camera_file), "--out", str(tmp_path / "imp"),
+                     "--depth-dir", str(tmp_path / "depth")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("mirage: error: ") and err.count("\n") == 1 and needle in err, err
