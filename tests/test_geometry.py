@@ -157,7 +157,7 @@ class TestProjection:
            dst=st.tuples(st.integers(1, 300), st.integers(1, 300)),
            dtype=st.sampled_from([torch.float32, torch.float64]))
     def test_rescale_equals_the_per_entry_rule_exactly(self, seed, src, dst, dtype):
-        # The rule written out entry by entry (DESIGN §2), in the same order of operations.
+        # The rule written out entry by entry (docs/design.md §2.3), in the same order of operations.
         gen = torch.Generator().manual_seed(seed)
         K = torch.zeros(5, 3, 3, dtype=dtype)
         K[:, 0, 0], K[:, 1, 1] = 1 + 900 * torch.rand(2, 5, generator=gen, dtype=dtype)

@@ -1,4 +1,4 @@
-"""Import contracts: the layering of DESIGN and the house rules of STYLE, checked in a fresh
+"""Import contracts: the layering of docs/design.md §8 and the project's house rules, checked in a fresh
 interpreter each (a test process has already imported everything)."""
 
 from __future__ import annotations
@@ -26,14 +26,14 @@ def under(modules: list[str], *packages: str) -> list[str]:
 
 
 def test_pipeline_imports_neither_world_nor_evaluation():
-    """DESIGN §3 / issue 18: the pipeline is driven by protocols; the world and the metrics sit
+    """docs/design.md §3 / issue 18: the pipeline is driven by protocols; the world and the metrics sit
     above it (the oracle estimators live in mirage.world.oracle, the metrics in evaluation)."""
     modules = imported_after("import mirage.pipeline, mirage.pipeline.session_file, mirage.pipeline.inputs")
     assert under(modules, "mirage.world", "mirage.evaluation") == []
 
 
 def test_pipeline_knows_backbones_only_by_their_protocol():
-    """DESIGN §4: the pipeline knows nothing about a backbone but the protocol in backbones.base."""
+    """docs/design.md §4.1: the pipeline knows nothing about a backbone but the protocol in backbones.base."""
     modules = imported_after("import mirage.pipeline, mirage.pipeline.session_file")
     assert under(modules, "mirage.backbones") == ["mirage.backbones", "mirage.backbones.base"]
 
@@ -55,7 +55,7 @@ PACKAGES = ("mirage", "mirage.cli", "mirage.pipeline", "mirage.memory", "mirage.
 
 
 def test_heavy_dependencies_are_imported_inside_their_adapters():
-    """STYLE rule 5: `import mirage` stays fast and never imports diffusers; no package imports
+    """docs/design.md §8: `import mirage` stays fast and never imports diffusers; no package imports
     the wan22 stack, nor an optional dependency, until the adapter that needs it runs. One
     interpreter imports the packages in turn; what each adds is charged to it."""
     code = f"""
@@ -78,7 +78,7 @@ print(json.dumps(added))
 
 
 def test_importing_sets_no_global_state():
-    """STYLE: no state set at import time (torch defaults, random state, threads, sys.path)."""
+    """House rule: no state set at import time (torch defaults, random state, threads, sys.path)."""
     code = """
 import sys, torch
 before = (torch.get_default_dtype(), torch.get_num_threads(), torch.random.get_rng_state().clone(),

@@ -1,6 +1,6 @@
 """Pinhole cameras and the pure functions that move points between pixels and the world.
 
-Conventions (DESIGN §2, binding for every module):
+Conventions (docs/design.md §2, binding for every module):
 
 - OpenCV camera axes: x right, y down, z forward. ``cam2world`` is a rigid 4x4 transform that
   maps camera coordinates to world coordinates; ``world2cam`` is its inverse.
@@ -178,7 +178,7 @@ class Camera:
         return self.K.device
 
     def scaled(self, height: int, width: int) -> "Camera":
-        """The same cameras for an image of ``(height, width)`` (DESIGN §2 rescaling rule)."""
+        """The same cameras for an image of ``(height, width)`` (docs/design.md §2.3 rescaling rule)."""
         K = rescale_intrinsics(self.K, (self.height, self.width), (height, width))
         return Camera(K, self.cam2world, height, width)
 

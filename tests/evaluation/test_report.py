@@ -21,7 +21,10 @@ def test_suite_configs_are_held_out_and_cover_the_issue():
         assert {"pan-return", "loop", "orbit"} <= {c.preset for c in cases}
         assert all(c.scene < 100 for c in cases) and len(suite.seeds) >= 2
     assert [m for m, *_ in suite_modes(SUITES["quick"])] == ["latent", "rgb", "none"]
-    assert suite_modes(SUITES["full"])[3:] == [("latent", "oracle", None), ("rgb", "tiny", True)]
+    assert suite_modes(SUITES["full"])[3:] == [("latent", "oracle", None, None), ("rgb", "tiny", True, None),
+                                               ("latent", "tiny", None, "inject"), ("rgb", "tiny", None, "inject")]
+    given = suite_modes(SUITES["quick"].with_overrides(memory_input="inject", inject_arms=True))
+    assert [mode_label(*arm) for arm in given] == ["latent+inject", "rgb+inject", "none"]
     with pytest.raises(ConfigError, match="held out"):
         SuiteConfig(first_scene=99, scenes_per_family=2)
     with pytest.raises(ConfigError, match="presets"):
@@ -29,12 +32,14 @@ def test_suite_configs_are_held_out_and_cover_the_issue():
 
 
 def test_mode_labels_name_the_depth_and_the_far_field_and_parse_back():
-    cases = {("latent", "tiny", None): "latent", ("latent", "oracle", None): "latent+oracle-depth",
-             ("rgb", "tiny", True): "rgb+far-field", ("latent", "tiny", False): "latent+no-far-field",
-             ("none", "tiny", None): "none"}
+    cases = {("latent", "tiny", None, None): "latent", ("latent", "oracle", None, None): "latent+oracle-depth",
+             ("rgb", "tiny", True, None): "rgb+far-field", ("latent", "tiny", False, None): "latent+no-far-field",
+             ("none", "tiny", None, None): "none", ("latent", "tiny", None, "inject"): "latent+inject",
+             ("rgb", "tiny", True, "both"): "rgb+far-field+both", ("latent", "oracle", None, "branch"): "latent+oracle-depth+branch"}
     for arm, label in cases.items():
         assert mode_label(*arm) == label and parse_mode_label(label) == arm
-    for bad in ("sky", "rgb+far-field+far-field", "rgb+oracle", "latent+"):
+    for bad in ("sky", "rgb+far-field+far-field", "rgb+oracle", "latent+", "none+inject", "latent+inject+far-field",
+                "latent+inject+both"):
         with pytest.raises(ConfigError, match="mode"):
             parse_mode_label(bad)
 

@@ -40,6 +40,7 @@ class FakeSession:
     def __init__(self, backbone, first_frame, first_camera, config, *, depth_estimator=None, masker=None,
                  first_depth=None, first_exclude=None, text=None, history: int = 8) -> None:
         self.backbone, self.config = backbone, config
+        self.memory_input = config.resolve_memory_input(backbone)
         self.video = first_frame[None].float().clone()
         self.cameras = first_camera
         self.chunks: list[dict] = []

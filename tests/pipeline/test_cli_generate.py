@@ -48,6 +48,30 @@ def test_paste_reads_option_reaches_the_run(tmp_path, weights):
     assert json.loads((tmp_path / "b" / "run.json").read_text())["config"]["paste_reads"] is None
 
 
+def test_memory_input_options_reach_the_run(tmp_path, weights):
+    assert cli(weights, tmp_path / "a", "--frames", "9") == 0
+    config = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
+    assert config["memory_input"] == "branch"  # the tiny model's default
+    assert cli(weights, tmp_path / "b", "--frames", "9", "--memory-input", "inject", "--inject-until", "0.25") == 0
+    config = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
+    assert config["memory_input"] == "inject" and config["inject_until"] == 0.25
+
+
+@pytest.mark.parametrize("extra, match", [
+    (("--memory-input", "paste"), "--memory-input"),
+    (("--memory-input", "inject", "--inject-until", "1.5"), "--inject-until"),
+    (("--memory-input", "inject", "--inject-until", "nan"), "--inject-until"),
+    (("--memory-input", "branch", "--inject-until", "0.5"), "injects nothing"),
+    (("--memory-input", "inject", "--memory", "none"), "keeps no memory"),
+    (("--memory-input", "both", "--memory", "none"), "keeps no memory"),
+])
+def test_bad_memory_input_options_are_refused_before_any_work(tmp_path, weights, capsys, extra, match):
+    assert cli(weights, tmp_path / "x", "--frames", "9", *extra) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
+
+
 def test_image_with_depth_and_trajectory_file(tmp_path, weights):
     from PIL import Image
 
@@ -138,3 +162,42 @@ def test_trajectory_chunks_are_replayed(tmp_path, weights, capsys):
     assert cli(weights, tmp_path / "bad", "--scene", "2", "--trajectory", str(tmp_path / "bad.json")) != 0
     assert "`chunks[0].frames` must hold a number of new frames in [4, 8, 12, 16]" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_run_json_records_the_fusion_and_far_field_used(tmp_path, weights):
+    used = {}
+    for name, extra in (("latent", []), ("rgb", ["--memory", "rgb"]), ("rgb-far", ["--memory", "rgb", "--far-field"]),
+                        ("append", ["--fusion", "append", "--no-far-field"]), ("none", ["--memory", "none"])):
+        assert cli(weights, tmp_path / name, "--frames", "9", *extra) == 0
+        config = json.loads((tmp_path / name / "run.json").read_text())["config"]
+        used[name] = (config["fusion"], config["far_field"])
+    assert used == {"latent": ("voxel", True), "rgb": ("append", False), "rgb-far": ("append", True),
+                    "append": ("append", False), "none": (None, None)}
+
+
+def test_side_by_side_has_labelled_panels_and_magenta_where_nothing_was_read(tmp_path, weights):
+    import imageio.v2 as imageio
+
+    from mirage.video import LABEL_HEIGHT
+
+    assert cli(weights, tmp_path / "none", "--frames", "9", "--memory", "none") == 0
+    frames = np.stack(imageio.mimread(tmp_path / "none" / "side_by_side.mp4")).astype(float)
+    # 32x32 panels enlarged to 128: generated | memory read | ground truth, under a label strip
+    assert frames.shape == (9, LABEL_HEIGHT + 128, 3 * 128, 3)
+    assert frames[:, :LABEL_HEIGHT].mean() < 80 and frames[:, :LABEL_HEIGHT].max() > 200  # text on dark
+    read = frames[1:, LABEL_HEIGHT:, 128:256].mean(axis=(0, 1, 2))  # no memory: nothing covered
+    assert read[0] > read[1] + 60 and read[2] > read[1] + 60, read  # magenta, not the decoded green
+
+
+def test_frame_coverage_maps_latent_reads_to_pixel_frames():
+    import torch
+
+    from mirage.cli.generate import frame_coverage
+
+    mask = torch.zeros(3, 2, 2, dtype=torch.bool)
+    mask[1, 0, 0] = True
+    mask[2, 1, 1] = True
+    cover = frame_coverage(mask, 4)
+    assert cover.shape == (9, 2, 2) and cover[0].all()  # frame 0 is the input, shown whole
+    assert all(torch.equal(cover[f], mask[1]) for f in range(1, 5))
+    assert all(torch.equal(cover[f], mask[2]) for f in range(5, 9))

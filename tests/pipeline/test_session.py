@@ -344,3 +344,107 @@ def test_evicting_frames_keeps_the_walk_and_bounds_the_pixels(backbone, world, t
     lean.undo()  # the step and the eviction after it are undone together
     assert lean.evicted_frames == 5 and lean.num_frames == 13
     same(lean.video, full.video[5:13])
+
+
+def test_the_memory_input_is_saved_and_a_loaded_session_continues_exactly(backbone, world, tmp_path):
+    _, cams, _ = world
+    session = start(backbone, world, "latent", memory_input="inject", inject_until=0.4)
+    walk(session, cams, [4], seeds=[None])
+    session.save(tmp_path / "s.session")
+    loaded = Session.load(tmp_path / "s.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.memory_input == "inject" and loaded.config.inject_until == 0.4
+    walk(session, cams, [8], seeds=[3])
+    walk(loaded, cams, [8], seeds=[3])
+    same(loaded.latents, session.latents)
+    # the same walk with the trained branch differs: the mode was replayed, not the default
+    branch = start(backbone, world, "latent")
+    walk(branch, cams, [4, 8], seeds=[None, 3])
+    assert not torch.equal(branch.latents, session.latents)
+
+
+def test_a_session_file_without_the_memory_input_fields_loads_with_the_branch(backbone, world, tmp_path):
+    import json
+
+    from mirage.files import load_safetensors, save_safetensors
+    from mirage.pipeline import session_file
+
+    _, cams, _ = world
+    session = start(backbone, world, "latent")
+    walk(session, cams, [4], seeds=[None])
+    session.save(tmp_path / "new.session")
+    tensors, meta = load_safetensors(tmp_path / "new.session", "session")
+    info = json.loads(meta["session"])
+    for name in ("memory_input", "inject_until", "inject_max_offset", "inject_feather"):
+        info["config"].pop(name)
+    info.pop("memory_input")  # as files written before the memory input existed
+    meta["session"] = json.dumps(info)
+    meta["digest"] = session_file._digest(tensors, meta["session"], meta.get("memory", ""))
+    save_safetensors(tmp_path / "old.session", tensors, meta)
+    loaded = Session.load(tmp_path / "old.session", backbone, depth_estimator=TinyDepthEstimator(backbone),
+                          masker=LatentDisagreementMasker())
+    assert loaded.memory_input == "branch" and loaded.config == session.config
+
+
+def _memory_state(session):
+    return session.memory.points.clone(), session.memory.features.clone(), session.memory.num_points
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_an_error_before_the_update_leaves_everything_as_it_was(backbone, world, history):
+    """``Session.step``'s promise, for every ``history``: frames, latents, memory and random
+    state are as before when a step fails before its memory update (here: decoding the read)."""
+    _, cams, _ = world
+    session = start(backbone, world, history=history, decode_reads=True)
+    session.step(cams[1:5])
+    video, memory = session.video, _memory_state(session)
+    decode = backbone.decode
+    calls = []
+
+    def fail_on_the_read(latents):  # the chunk decodes first, then the read (before the update)
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("read decode failed")
+        return decode(latents)
+
+    session.backbone.decode = fail_on_the_read
+    try:
+        with pytest.raises(RuntimeError, match="read decode failed"):
+            session.step(cams[5:9])
+    finally:
+        session.backbone.decode = decode
+    same(session.video, video)
+    for a, b in zip(_memory_state(session), memory):
+        assert torch.equal(torch.as_tensor(a), torch.as_tensor(b))
+    reference = start(backbone, world, decode_reads=True)
+    reference.step(cams[1:5])
+    same(session.step(cams[5:9]).frames, reference.step(cams[5:9]).frames)
+
+
+@pytest.mark.parametrize("history", [0, 2])
+def test_an_error_inside_the_update_is_undone_only_with_history(backbone, world, history):
+    """With history the failed update is rolled back; with ``history=0`` there is no copy of the
+    memory, so it keeps the points written before the error (as the docstring says), while the
+    random state and the session's frames are restored."""
+    _, cams, _ = world
+    session = start(backbone, world, history=history)
+    session.step(cams[1:5])
+    video, written = session.video, session.mode.stats()["frames"]
+    generator = session._generator.get_state()
+    mode = session.mode
+    write = mode.write
+
+    def write_then_fail(*args, **kwargs):
+        write(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    mode.write = write_then_fail
+    with pytest.raises(KeyboardInterrupt):
+        session.step(cams[5:9])
+    same(session.video, video)
+    assert torch.equal(session._generator.get_state(), generator)
+    if history:
+        assert session.mode.stats()["frames"] == written and session.mode is not mode
+    else:
+        assert session.mode.stats()["frames"] > written  # the failed chunk's write stays
+        mode.write = write

@@ -98,7 +98,7 @@ def test_load_trajectory_accepts_presets_and_every_file_format(room, tmp_path):
     for name in ("ours.json", "transforms.json", "geometry.npz"):
         back = load_trajectory(tmp_path / name)
         torch.testing.assert_close(back.cam2world, cams.cam2world, atol=1e-6, rtol=0)
-    # A different size rescales the intrinsics (DESIGN §2).
+    # A different size rescales the intrinsics (docs/design.md §2.3).
     half = load_trajectory(tmp_path / "ours.json", height=10, width=15)
     assert half.hw == (10, 15) and half.K[0, 0, 2].item() == pytest.approx((14.5 + 0.5) / 2 - 0.5)
     with pytest.raises(ConfigError, match="frames"):

@@ -1,4 +1,4 @@
-"""Video backbones behind one protocol (DESIGN §4): ``tiny`` (embedded) and ``wan22`` (diffusers)."""
+"""Video backbones behind one protocol (docs/design.md §4): ``tiny`` (embedded) and ``wan22`` (diffusers)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The backbone protocol (DESIGN §4) and the per-chunk conditioning it samples from.
+"""The backbone protocol (docs/design.md §4.1) and the per-chunk conditioning it samples from.
 
 The pipeline talks to a backbone only through :class:`Backbone`: strides, channels, the chunk
 size, ``encode``/``decode`` and ``sample``. Everything a backbone needs to generate one chunk
@@ -13,7 +13,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from mirage.errors import ShapeError, expect_shape
+from mirage.backbones.inject import MEMORY_INPUTS, Injection, Injector, model_read
+from mirage.errors import ConfigError, ShapeError, expect_shape
 from mirage.geometry import Camera
 
 __all__ = ["Backbone", "ChunkConditioning"]
@@ -41,6 +42,11 @@ class ChunkConditioning:
         memory_offset: optional (T−1, 2, h, w) sub-cell offset of each covered cell's memory
             point, (x − col, y − row) in cells (:class:`mirage.memory.MemoryRead`); None = not
             known. Backbones trained without it ignore it.
+        memory_input: how the read reaches the model (:mod:`mirage.backbones.inject`):
+            "branch" (the model's memory branch reads it), "inject" (the model is given an empty
+            read; the covered cells of x_t are set to the noised read while sampling) or "both".
+        injection: the :class:`~mirage.backbones.inject.Injection` settings for "inject" and
+            "both" (None: its defaults).
     """
 
     first_latent: Tensor
@@ -55,8 +61,14 @@ class ChunkConditioning:
     steps: int = 6
     text: str | None = None
     memory_offset: Tensor | None = None
+    memory_input: str = "branch"
+    injection: Injection | None = None
 
     def __post_init__(self) -> None:
+        if self.memory_input not in MEMORY_INPUTS:
+            raise ConfigError(f"`memory_input` must be one of {MEMORY_INPUTS} but is {self.memory_input!r}")
+        if self.injection is not None and not isinstance(self.injection, Injection):
+            raise ConfigError(f"`injection` must be None or an Injection but is {type(self.injection).__name__}")
         expect_shape("first_latent", self.first_latent, (None, None, None))
         C, h, w = self.first_latent.shape
         expect_shape("memory_features", self.memory_features, (None, C, h, w))
@@ -89,10 +101,35 @@ class ChunkConditioning:
         """T − 1, the number of latent frames to generate."""
         return self.memory_features.shape[0]
 
+    def model_read(self) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(features, mask, offset) of the read as the model itself is given it: the read for
+        "branch" and "both", an empty one for "inject"."""
+        return model_read(self.memory_input, self.memory_features, self.memory_mask, self.memory_offset)
+
+    def injector(self, noise: Tensor, layout: str, device=None) -> Injector | None:
+        """The sampler's ``inject(x_t, level)`` hook for "inject" and "both" (None for "branch").
+
+        noise: the chunk's starting noise in the sampler's layout, "ntchw" (1, n, C, h, w) or
+        "bcthw" (1, C, n, h, w); the read and its weight are put in the same layout on ``device``.
+        """
+        if self.memory_input == "branch":
+            return None
+        injection = self.injection or Injection()
+        weight = injection.weight(self.memory_mask, self.memory_offset)  # (n, h, w)
+        read = self.memory_features.float()  # (n, C, h, w)
+        if layout == "ntchw":
+            read, weight = read[None], weight[None, :, None]
+        elif layout == "bcthw":
+            read, weight = read.permute(1, 0, 2, 3)[None], weight[None, None]
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+        device = noise.device if device is None else device
+        return Injector(injection, read.to(device), weight.to(device), noise)
+
 
 @runtime_checkable
 class Backbone(Protocol):
-    """What the pipeline needs from a video backbone (DESIGN §4).
+    """What the pipeline needs from a video backbone (docs/design.md §4.1).
 
     - ``spatial_stride`` s and ``temporal_stride`` τ: latent frame k covers pixel frame τ·k
       (and the τ−1 frames before it); latent cell (i, j) covers pixels [s·i, s·i+s) × [s·j, s·j+s).

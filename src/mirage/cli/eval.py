@@ -36,6 +36,12 @@ def add_parser(sub) -> None:
     s.add_argument("--oracle-ablation", action="store_true", help="add latent with the world's exact update depth")
     s.add_argument("--rgb-far-field", action="store_true",
                    help="add rgb with an RGB far-field map (rgb+far-field): what the latent map adds over an RGB one")
+    s.add_argument("--inject-arms", action="store_true",
+                   help="add latent+inject and rgb+inject: the training-free memory input beside the trained branch")
+    s.add_argument("--memory-input", default=None, metavar="MODE",
+                   help="branch | inject | both: the memory input of the latent and rgb arms (default: the backbone's)")
+    s.add_argument("--inject-until", type=float, default=None, metavar="LEVEL",
+                   help="inject at every sampling noise level ≥ LEVEL in [0, 1] (arms that inject)")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
@@ -60,7 +66,8 @@ def build_suite(args):
         presets=tuple(args.presets.split(",")) if args.presets else None, frames=args.frames,
         seeds=_int_list(args.seeds, "--seeds") if args.seeds else None, steps=args.steps,
         oracle_ablation=True if args.oracle_ablation else None, rgb_far_field=True if args.rgb_far_field else None,
-        proxies=False if args.no_proxies else None)
+        inject_arms=True if args.inject_arms else None, memory_input=args.memory_input,
+        inject_until=args.inject_until, proxies=False if args.no_proxies else None)
 
 
 def _load_average() -> str:
@@ -118,7 +125,7 @@ def run(args) -> int:
               "(pip install 'mirage-world[eval]')", file=sys.stderr)
 
     cases, modes = suite_cases(suite), suite_modes(suite)
-    expected = [(c, m, d, s, f) for c in cases for (m, d, f) in modes for s in suite.seeds]
+    expected = [(c, m, d, s, f, i) for c in cases for (m, d, f, i) in modes for s in suite.seeds]
     done = {r["id"] for r in load_runs(runs_dir)}
     todo = [job for job in expected if run_id(*job) not in done]
     reused = len(expected) - len(todo)
@@ -128,9 +135,11 @@ def run(args) -> int:
         if not jobs:
             continue
         gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
-        for _, mode, depth, seed, far_field in jobs:
+        for _, mode, depth, seed, far_field, memory_input in jobs:
+            until = {} if suite.inject_until is None else {"inject_until": suite.inject_until}
             record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
-                                          steps=suite.steps, proxies=suite.proxies)
+                                          steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
+                                          options=until if memory_input in ("inject", "both") else None)
             save_run(runs_dir, record, frames)
             bar.update(1)
     bar.close()
@@ -152,7 +161,10 @@ def run(args) -> int:
     }
     contact_case = next((c for c in cases if c.preset == "pan-return"), cases[0])
     seed = suite.seeds[0]
-    frames = {m: load_run_frames(runs_dir, run_id(contact_case, m, "tiny", seed)) for m in ("latent", "rgb", "none")}
+    main_arms = [a for a in modes if a.depth == "tiny" and a.far_field is None
+                 and (a.mode == "none" or a.memory_input == suite.memory_input)]
+    frames = {a.mode: load_run_frames(runs_dir, run_id(contact_case, a.mode, a.depth, seed, a.far_field, a.memory_input))
+              for a in main_arms}
     contact = {"ground_truth": frames["latent"]["ground_truth"], "indices": frames["latent"]["indices"],
                "videos": {m: f["video"] for m, f in frames.items()},
                "title": f"{contact_case.id}, seed {seed}: ground truth | latent | rgb | none"}

@@ -6,6 +6,8 @@ from mirage.errors import ConfigError
 
 
 def add_parser(sub) -> None:
+    from mirage.cli.options import add_memory_input_options
+
     p = sub.add_parser("explore", help="walk through a generated world in the browser (local web app)")
     src = p.add_argument_group("start (default: --scene 0 --family room)")
     src.add_argument("--scene", type=int, default=None, metavar="SEED", help="procedural world scene seed")
@@ -20,6 +22,7 @@ def add_parser(sub) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of every new world (default 0)")
+    add_memory_input_options(p)
     p.add_argument("--step-frames", type=int, default=4, metavar="N",
                    help="new frames per key step, τ·k (default 4: one latent frame of the tiny model)")
     p.add_argument("--undo-steps", type=int, default=16, help="steps a tab can undo (default 16)")
@@ -57,7 +60,7 @@ def run(args) -> int:
         raise ConfigError(f"`mirage explore` needs FastAPI and uvicorn: pip install 'mirage-world[explore]' "
                           f"({err})") from None
     from mirage.cli.generate import backbone_options
-    from mirage.cli.options import parse_size
+    from mirage.cli.options import memory_input_options, parse_size
     from mirage.explore.config import ExploreConfig
     from mirage.explore.server import make_server
     from mirage.explore.worlds import build_world
@@ -75,7 +78,8 @@ def run(args) -> int:
                         backbone_options=backbone_options(args), scene=args.scene, family=args.family,
                         image=args.image, depth=args.depth, fov=args.fov,
                         size=parse_size(args.size) if args.size else None, memory=args.memory,
-                        steps=args.steps, seed=args.seed, text=args.prompt, history=args.undo_steps)
+                        steps=args.steps, seed=args.seed, text=args.prompt, history=args.undo_steps,
+                        pipeline_options=memory_input_options(args))
     check_chunk_size(args.step_frames, maker.backbone.temporal_stride, maker.backbone.max_frames, "--step-frames")
     server = make_server(create_app(maker, config), args.host, args.port)
     _announce(server, args.host)

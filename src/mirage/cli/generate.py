@@ -4,10 +4,13 @@ With no arguments it runs the embedded default: the tiny backbone, built-in scen
 a pan-return path. Writes into ``--out``:
 
 - ``video.mp4``: the generated frames;
-- ``side_by_side.mp4``: generated | decoded memory read | ground truth (when the world knows it);
+- ``side_by_side.mp4``: generated | decoded memory read | ground truth (when the world knows it),
+  each panel under its name; in the read, cells the memory did not cover are tinted magenta (as
+  on the explorer's page). Panels narrower than 128 pixels are enlarged by whole pixels;
 - ``memory.safetensors``: the final memory (not for ``--memory none``);
-- ``run.json``: config, timings, the chunk plan, the references chosen, memory stats and, with
-  ground truth, PSNR. It is written last.
+- ``run.json``: config (with the memory mode's defaults resolved: the fusion and far field the
+  run used), timings, the chunk plan, the references chosen, memory stats and, with ground
+  truth, PSNR. It is written last.
 
 A mirage trajectory JSON that records ``chunks`` (a path exported from an interactive session)
 is generated with those chunk boundaries and per-chunk seeds, so it replays the session's video
@@ -31,6 +34,8 @@ MARKER = "INCOMPLETE"
 
 
 def add_parser(sub) -> None:
+    from mirage.cli.options import add_memory_input_options
+
     p = sub.add_parser("generate", help="generate a video that follows a camera path, with memory")
     src = p.add_argument_group("start (default: --scene 0 --family room)")
     src.add_argument("--image", metavar="PATH", help="first frame (any image Pillow reads)")
@@ -61,6 +66,7 @@ def add_parser(sub) -> None:
                    help="after denoising, covered cells whose memory read is aligned within CELLS "
                         "(0..0.5) take the read's token; `off` keeps the generated latents "
                         "(default 0.1)")
+    add_memory_input_options(p)
     p.add_argument("--backbone", default="tiny", help="tiny (default) | wan22")
     p.add_argument("--weights", metavar="PATH",
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
@@ -121,7 +127,7 @@ def prepare(args):
     import torch
 
     from mirage.backbones import load_backbone
-    from mirage.cli.options import parse_paste_reads, parse_size
+    from mirage.cli.options import memory_input_options, parse_paste_reads, parse_size
     from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES, PipelineConfig, check_frame_count
     from mirage.cli.starts import image_trajectory, scene_start
     from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
@@ -145,6 +151,7 @@ def prepare(args):
         raise ConfigError(f"`--scene` must be a seed ≥ 0 but is {args.scene}")
     if not args.fps > 0:
         raise ConfigError(f"`--fps` must be > 0 but is {args.fps}")
+    memory_inputs = memory_input_options(args)
     backbone = load_backbone(args.backbone, args.weights, device=args.device, **backbone_options(args))
     tau = backbone.temporal_stride
     size = parse_size(args.size) if args.size else (backbone.config.height, backbone.config.width)
@@ -181,7 +188,7 @@ def prepare(args):
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
                             steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress, **paste)
+                            progress=not args.no_progress, **paste, **memory_inputs)
     torch.manual_seed(args.seed)
     return backbone, start, config, source
 
@@ -211,13 +218,26 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
         raise ConfigError(f"`--trajectory` {spec!r}: {err}") from None
 
 
+def frame_coverage(read_mask, temporal_stride: int):
+    """(T, h, w) coverage per latent frame → (F, h, w) per pixel frame, F = τ·(T − 1) + 1: pixel
+    frame f shows the read of latent frame ⌈f/τ⌉ (a chunk decodes latent k into frames
+    τ(k−1)+1 … τk); frame 0 is the input itself, shown whole."""
+    import torch
+
+    tau = temporal_stride
+    frames = tau * (read_mask.shape[0] - 1) + 1
+    coverage = read_mask[[-(-f // tau) for f in range(frames)]].clone()
+    coverage[0] = True
+    return coverage
+
+
 def run(args) -> int:
     import numpy as np
 
     from mirage.evaluation.metrics import frame_psnr, revisit_frames
     from mirage.pipeline import LatentDisagreementMasker, TinyDepthEstimator, generate
     from mirage.world.oracle import OracleDepthEstimator, OracleMasker
-    from mirage.video import to_uint8, write_mp4
+    from mirage.video import labelled_panels, tint_uncovered, to_uint8, write_mp4
 
     backbone, start, config, source = prepare(args)  # nothing is written before this succeeds
     chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
@@ -239,10 +259,13 @@ def run(args) -> int:
         return to_uint8(video).permute(0, 2, 3, 1).numpy()
 
     write_mp4(out / "video.mp4", hwc(result.video), fps=args.fps)
-    panels = [result.video, result.memory_reads]
+    panels = [result.video, tint_uncovered(result.memory_reads, frame_coverage(result.read_mask,
+                                                                             backbone.temporal_stride))]
+    labels = ["generated", "memory read"]
     if start.ground_truth is not None:
         panels.append(start.ground_truth)
-    write_mp4(out / "side_by_side.mp4", np.concatenate([hwc(p) for p in panels], axis=2), fps=args.fps)
+        labels.append("ground truth")
+    write_mp4(out / "side_by_side.mp4", labelled_panels([hwc(p) for p in panels], labels), fps=args.fps)
     if result.memory is not None:
         result.memory.save(out / "memory.safetensors")
 

@@ -29,3 +29,37 @@ def parse_paste_reads(text: str) -> float | None:
         return float(text)
     except ValueError:
         raise ConfigError(f"`--paste-reads` must be a number in [0, 0.5] or `off` but is {text!r}") from None
+
+
+def add_memory_input_options(parser) -> None:
+    """``--memory-input`` and ``--inject-until`` (generate, explore, eval)."""
+    parser.add_argument("--memory-input", default=None, metavar="MODE",
+                        help="how the memory read reaches the model: branch (a trained memory branch "
+                             "reads it) | inject (no training: covered cells of x_t are set to the "
+                             "noised read while sampling) | both (default: tiny branch; wan22 both with "
+                             "--memory-branch, inject without)")
+    parser.add_argument("--inject-until", type=float, default=None, metavar="LEVEL",
+                        help="inject at every sampling noise level ≥ LEVEL in [0, 1] (default: "
+                             "PipelineConfig's, chosen by measurement)")
+
+
+def memory_input_options(args) -> dict:
+    """The given ``--memory-input`` / ``--inject-until`` as ``PipelineConfig`` keywords, checked."""
+    from mirage.backbones.inject import MEMORY_INPUTS
+
+    options = {}
+    if args.memory_input is not None:
+        if args.memory_input not in MEMORY_INPUTS:
+            raise ConfigError(f"`--memory-input` must be one of {MEMORY_INPUTS} but is {args.memory_input!r}")
+        options["memory_input"] = args.memory_input
+    if args.inject_until is not None:
+        if not 0.0 <= args.inject_until <= 1.0:  # NaN fails too
+            raise ConfigError(f"`--inject-until` must be a noise level in [0, 1] but is {args.inject_until}")
+        if args.memory_input == "branch":
+            raise ConfigError("`--inject-until` sets when the read is injected, but `--memory-input` is "
+                              "'branch', which injects nothing")
+        options["inject_until"] = args.inject_until
+    if options.get("memory_input") in ("inject", "both") and getattr(args, "memory", None) == "none":
+        raise ConfigError(f"`--memory-input {options['memory_input']}` injects the memory read, but "
+                          f"`--memory none` keeps no memory: use `--memory latent` or `--memory rgb`")
+    return options

@@ -66,7 +66,7 @@ class AlignFit:
 
 
 def sample_at(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Values of ``image`` (H, W) at points ``uv`` (N, 2) by DESIGN §2's nearest pixel
+    """Values of ``image`` (H, W) at points ``uv`` (N, 2) by the nearest-pixel rule of docs/design.md §2.2
     (floor(v + 0.5), floor(u + 0.5)); returns (values (N,), inside (N,) bool)."""
     H, W = image.shape
     cols = np.floor(uv[:, 0] + 0.5).astype(np.int64)
@@ -96,7 +96,7 @@ def fit_inverse_depth(pred_inverse: np.ndarray, points: np.ndarray, config: Alig
     """Fit ``inverse depth = scale·pred + shift`` to reference points.
 
     pred_inverse: (H, W) the model's (affine) inverse depth. points: (N, 3) rows (u, v, z) in
-    pixels (DESIGN §2) with the reference z-depth. Deterministic for a given ``seed``.
+    pixels (docs/design.md §2.2) with the reference z-depth. Deterministic for a given ``seed``.
     """
     config = config or AlignConfig()
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)

@@ -5,7 +5,7 @@ Each sequence (see :mod:`mirage.data.import_sources` for the input layouts) is c
 one clip; a trailing partial clip is dropped). A clip gets:
 
 - its frames, resized to ``size`` (bilinear) when given, with the intrinsics rescaled by the
-  DESIGN §2 rule;
+  docs/design.md §2.3 rule;
 - its z-depth, from ``--depth-dir`` (metric, resized by the nearest pixel centre) or from a depth
   model whose affine inverse depth is aligned per frame to reference points in the poses' scale
   (COLMAP's sparse points, else triangulated matches; :mod:`mirage.data.depth_align`).
@@ -94,7 +94,7 @@ def _resize_depth(depth: np.ndarray, size) -> np.ndarray:
 
 
 def _scale_points(points: np.ndarray, src, dst) -> np.ndarray:
-    """(N, 3) (u, v, z) from pixel size ``src`` to ``dst`` by the DESIGN §2 rescale rule."""
+    """(N, 3) (u, v, z) from pixel size ``src`` to ``dst`` by the rescale rule of docs/design.md §2.3."""
     sy, sx = dst[0] / src[0], dst[1] / src[1]
     out = points.copy()
     out[:, 0] = (points[:, 0] + 0.5) * sx - 0.5

@@ -1,4 +1,4 @@
-"""The A/B evaluation suite (DESIGN §7): latent vs rgb vs none against the world's ground truth.
+"""The A/B evaluation suite (docs/design.md §7): latent vs rgb vs none against the world's ground truth.
 
 Main API::
 

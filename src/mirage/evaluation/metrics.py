@@ -1,4 +1,4 @@
-"""Fidelity against ground truth (DESIGN §7): PSNR, SSIM, revisits, closed loops, read error.
+"""Fidelity against ground truth (docs/design.md §7): PSNR, SSIM, revisits, closed loops, read error.
 
 Frames are (3, H, W) or videos (F, 3, H, W) with values in [−1, 1] (``data_range`` 2).
 

@@ -130,7 +130,7 @@ def _over_seeds(records: list[dict], get) -> dict | None:
 
 
 def _modes(records: list[dict]) -> list[str]:
-    order = {"latent": 0, "rgb": 1, "rgb+far-field": 2, "none": 3}
+    order = {"latent": 0, "latent+inject": 0.5, "rgb": 1, "rgb+inject": 1.5, "rgb+far-field": 2, "none": 3}
     return sorted(dict.fromkeys(r["mode"] for r in records), key=lambda m: (order.get(m, 4), m))
 
 
@@ -271,6 +271,12 @@ def main_table(metrics: dict) -> str:
         gap = f"{ceiling['mean'] - latent['mean']:.2f} dB" if ceiling and latent else "–"
         lines += ["", f"Revisit PSNR, latent − none: {diff('latent', 'none')}; latent − rgb: "
                       f"{diff('latent', 'rgb')}; VAE ceiling − latent: {gap}."]
+        injected = [m for m in ("latent", "rgb") if f"{m}+inject" in s]
+        if injected:
+            lines += ["", "Training-free memory input against the trained branch, revisit PSNR: " + "; ".join(
+                f"{m}+inject − {m}: {diff(f'{m}+inject', m)}" for m in injected)
+                + (f"; latent+inject − rgb+inject: {diff('latent+inject', 'rgb+inject')}"
+                   if len(injected) == 2 else "") + "."]
     return "\n".join(lines)
 
 

@@ -141,17 +141,20 @@ def _uint8(frames: Tensor) -> np.ndarray:  # (n, 3, H, W) in [-1, 1] → (n, H, 
     return to_uint8(frames).permute(0, 2, 3, 1).numpy()
 
 
-def run_id(case: Case, mode: str, depth: str, seed: int, far_field: bool | None = None) -> str:
+def run_id(case: Case, mode: str, depth: str, seed: int, far_field: bool | None = None,
+           memory_input: str | None = None) -> str:
     """A file-name-safe id of one run."""
-    return f"{case.id}-{mode_label(mode, depth, far_field)}-s{seed}"
+    return f"{case.id}-{mode_label(mode, depth, far_field, memory_input)}-s{seed}"
 
 
 def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str = "tiny",
                  far_field: bool | None = None, steps: int | None = None, proxies: bool = True,
-                 fusion: str | None = None, options: dict | None = None) -> tuple[dict, dict]:
+                 fusion: str | None = None, options: dict | None = None,
+                 memory_input: str | None = None) -> tuple[dict, dict]:
     """Generate ``gt``'s path in memory ``mode`` with sampling ``seed`` and measure it.
 
-    ``far_field`` and ``fusion`` override the memory's far field and fusion
+    ``memory_input`` ("branch" | "inject" | "both"; None = the backbone's default) is part of
+    the run's label. ``far_field`` and ``fusion`` override the memory's far field and fusion
     (:class:`mirage.pipeline.PipelineConfig`; None = the mode's default; a far-field override is
     part of the run's label, :func:`mirage.evaluation.suite.mode_label`), and ``options`` any
     other ``PipelineConfig`` field (e.g. ``{"paste_reads": None}``), for ablations.
@@ -164,8 +167,11 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
 
     cams, tau = gt.cameras, backbone.temporal_stride
     estimator = OracleDepthEstimator(gt.scene, FPS) if depth == "oracle" else TinyDepthEstimator(backbone)
+    extra = dict(options or {})
+    if memory_input is not None:
+        extra["memory_input"] = memory_input
     config = PipelineConfig(memory_mode=mode, fusion=fusion, far_field=far_field,
-                            steps=steps or backbone.config.steps, seed=seed, **(options or {}))
+                            steps=steps or backbone.config.steps, seed=seed, **extra)
     first_depth = torch.where(gt.exclude[0], torch.full_like(gt.depth[0], float("inf")), gt.depth[0])
     device = getattr(backbone, "device", "cpu")
     with PeakMemory(device) as peak, torch.no_grad():
@@ -181,10 +187,10 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
     ends = [c.end_frame + 1 for c in out.plan]  # frames generated after each chunk
     record = {
         "format": RUN_FORMAT, "version": 1,
-        "id": run_id(gt.case, mode, depth, seed, far_field),
+        "id": run_id(gt.case, mode, depth, seed, far_field, memory_input),
         "case": gt.case.id, "family": gt.case.family, "scene": gt.case.scene, "preset": gt.case.preset,
-        "mode": mode_label(mode, depth, far_field), "memory_mode": mode, "update_depth": depth,
-        "far_field": far_field, "seed": seed,
+        "mode": mode_label(mode, depth, far_field, memory_input), "memory_mode": mode, "update_depth": depth,
+        "far_field": far_field, "memory_input": out.config["memory_input"], "seed": seed,
         "fusion": out.memory.fusion if out.memory is not None else None,
         "frames": Fr, "steps": config.steps,
         "psnr": psnrs, "ssim": ssims, "ceiling_psnr": gt.ceiling_psnr,

@@ -8,7 +8,7 @@ value is first averaged over the scenes and presets).
 - ``quick``: 3 scenes per family, pan-return / loop / orbit, 33 frames, 3 seeds: 162 runs
   (about 3 minutes on a shared 2-core CPU; the budget is 10).
 - ``full``: 8 scenes per family, all five presets, 49 frames, 5 seeds, plus the
-  oracle-update-depth ablation and rgb with a far-field map; resumable.
+  oracle-update-depth ablation, rgb with a far-field map and the inject arms; resumable.
 """
 
 from __future__ import annotations
@@ -18,35 +18,53 @@ from typing import NamedTuple
 
 from mirage.errors import ConfigError
 
-__all__ = ["SuiteConfig", "SUITES", "Case", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT", "mode_label",
-           "parse_mode_label"]
+__all__ = ["SuiteConfig", "SUITES", "Case", "Arm", "suite_cases", "suite_modes", "MODES", "HELD_OUT_LIMIT",
+           "mode_label", "parse_mode_label"]
 
 MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
 
 
-def mode_label(mode: str, depth: str, far_field: bool | None = None) -> str:
-    """The report's name for a memory mode with an update-depth source and a far-field choice
-    (None: the mode's default), e.g. ``latent``, ``latent+oracle-depth``, ``rgb+far-field``."""
+def mode_label(mode: str, depth: str, far_field: bool | None = None, memory_input: str | None = None) -> str:
+    """The report's name for a memory mode with an update-depth source, a far-field choice and a
+    memory input (None: the mode's or the backbone's default), e.g. ``latent``,
+    ``latent+oracle-depth``, ``rgb+far-field``, ``latent+inject``."""
     label = mode if depth == "tiny" else f"{mode}+{depth}-depth"
-    return label if far_field is None else label + ("+far-field" if far_field else "+no-far-field")
+    if far_field is not None:
+        label += "+far-field" if far_field else "+no-far-field"
+    return label if memory_input is None else f"{label}+{memory_input}"
 
 
-def parse_mode_label(label: str) -> tuple[str, str, bool | None]:
-    """The inverse of :func:`mode_label`: (memory mode, update depth, far field)."""
+class Arm(NamedTuple):
+    """One evaluated configuration: memory mode, update depth, far field and memory input
+    (None: the defaults)."""
+
+    mode: str
+    depth: str = "tiny"
+    far_field: bool | None = None
+    memory_input: str | None = None
+
+
+def parse_mode_label(label: str) -> Arm:
+    """The inverse of :func:`mode_label`."""
+    from mirage.backbones.inject import MEMORY_INPUTS
+
     mode, *extras = label.split("+")
-    depth, far_field = "tiny", None
+    depth, far_field, memory_input = "tiny", None, None
     for extra in extras:
-        if extra == "oracle-depth" and depth == "tiny":
+        if extra == "oracle-depth" and depth == "tiny" and far_field is None and memory_input is None:
             depth = "oracle"
-        elif extra in ("far-field", "no-far-field") and far_field is None:
+        elif extra in ("far-field", "no-far-field") and far_field is None and memory_input is None:
             far_field = extra == "far-field"
+        elif extra in MEMORY_INPUTS and memory_input is None:
+            memory_input = extra
         else:
             mode = None
-    if mode not in MODES:
-        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth and +far-field or "
-                          f"+no-far-field (e.g. 'rgb+far-field'), but is {label!r}")
-    return mode, depth, far_field
+    if mode not in MODES or (mode == "none" and memory_input in ("inject", "both")):
+        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth, +far-field or "
+                          f"+no-far-field, and +branch, +inject or +both (not for none), in that order "
+                          f"(e.g. 'rgb+far-field', 'latent+inject'), but is {label!r}")
+    return Arm(mode, depth, far_field, memory_input)
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,12 @@ class SuiteConfig:
     ``latent`` with the world's exact update depth, labelled as an ablation. rgb_far_field: add
     ``rgb`` with an RGB far-field map (the sky kept by direction, as latent keeps it; the
     reference drops it), labelled ``rgb+far-field``: what the latent map adds over an RGB one.
+    inject_arms: add ``latent`` and ``rgb`` with the training-free memory input (the model is
+    given no read; it is injected into x_t while sampling), labelled ``latent+inject`` and
+    ``rgb+inject``, beside the trained branch.
+    memory_input: the memory input of the main latent and rgb arms (None: the backbone's
+    default; otherwise part of their labels, e.g. ``latent+both``). inject_until: the stop level
+    of every arm that injects (None: ``PipelineConfig``'s default).
     proxies: compute the OpenCV proxies (when OpenCV is installed).
     """
 
@@ -73,6 +97,9 @@ class SuiteConfig:
     steps: int | None = None
     oracle_ablation: bool = False
     rgb_far_field: bool = False
+    inject_arms: bool = False
+    memory_input: str | None = None
+    inject_until: float | None = None
     proxies: bool = True
 
     def __post_init__(self) -> None:
@@ -99,6 +126,12 @@ class SuiteConfig:
             raise ConfigError(f"`seeds` must be distinct ints ≥ 0 (≥ 2 for a std) but are {self.seeds}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
             raise ConfigError(f"`frames` must be an int ≥ 2 but is {self.frames!r}")
+        from mirage.backbones.inject import MEMORY_INPUTS, Injection
+
+        if self.memory_input not in (None, *MEMORY_INPUTS):
+            raise ConfigError(f"`memory_input` must be None or one of {MEMORY_INPUTS} but is {self.memory_input!r}")
+        if self.inject_until is not None:
+            Injection(until=self.inject_until)  # validates it
         if self.steps is not None and (isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < 1):
             raise ConfigError(f"`steps` must be None or an int ≥ 1 but is {self.steps!r}")
 
@@ -114,7 +147,8 @@ SUITES: dict[str, SuiteConfig] = {
     "quick": SuiteConfig(),
     "full": SuiteConfig(name="full", scenes_per_family=8,
                         presets=("pan-return", "loop", "orbit", "forward-back", "random-walk"),
-                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True, rgb_far_field=True),
+                        frames=49, seeds=(0, 1, 2, 3, 4), oracle_ablation=True, rgb_far_field=True,
+                        inject_arms=True),
 }
 
 
@@ -136,9 +170,11 @@ def suite_cases(config: SuiteConfig) -> list[Case]:
             for i in range(config.scenes_per_family) for p in config.presets]
 
 
-def suite_modes(config: SuiteConfig) -> list[tuple[str, str, bool | None]]:
-    """(memory mode, update depth, far field) triples: the three modes with the tiny estimator
-    and their default far field, plus the oracle-depth ablation and rgb with a far-field map
-    when asked."""
-    return ([(m, "tiny", None) for m in MODES] + ([("latent", "oracle", None)] if config.oracle_ablation else [])
-            + ([("rgb", "tiny", True)] if config.rgb_far_field else []))
+def suite_modes(config: SuiteConfig) -> list[Arm]:
+    """The arms: the three modes with the tiny estimator and their defaults, plus the
+    oracle-depth ablation, rgb with a far-field map and the inject arms when asked."""
+    given = config.memory_input
+    return list(dict.fromkeys([Arm(m, memory_input=None if m == "none" else given) for m in MODES]
+            + ([Arm("latent", "oracle")] if config.oracle_ablation else [])
+            + ([Arm("rgb", "tiny", True)] if config.rgb_far_field else [])
+            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])))

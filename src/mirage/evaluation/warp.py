@@ -1,7 +1,7 @@
-"""Geometric consistency (DESIGN §7): warp frame t into t′ with ground-truth depth and poses.
+"""Geometric consistency (docs/design.md §7): warp frame t into t′ with ground-truth depth and poses.
 
 Every pixel of frame t with a valid ground-truth depth (finite, > 0, and not excluded) is
-back-projected to the world and projected into camera t′ (DESIGN §2 conventions). It counts
+back-projected to the world and projected into camera t′ (docs/design.md §2). It counts
 when it lands inside t′ in front of the camera and passes the **occlusion test**: its z-depth in
 t′ is within ``rel_tol`` (relative) of t′'s ground-truth depth at the nearest pixel, i.e. it is
 the surface t′ actually sees. The error is the mean absolute colour difference between frame

@@ -1,5 +1,5 @@
-"""`mirage explore`: walk through a persistent generated world in the browser (DESIGN §3,
-Sessions). A FastAPI app (:func:`create_app`) serves a static page of ES modules and one
+"""`mirage explore`: walk through a persistent generated world in the browser (docs/design.md
+§3.10). A FastAPI app (:func:`create_app`) serves a static page of ES modules and one
 WebSocket per tab; each tab drives its own generation session, one worker thread steps them
 in fair turns (:mod:`mirage.explore.manager`).
 

@@ -69,6 +69,7 @@ class Hello(_Message):
     width: int
     backbone: str
     memory_mode: str
+    memory_input: str
     source: dict
     has_ground_truth: bool
     step_frames: int

@@ -1,6 +1,6 @@
 """Key presses → the next chunk's cameras: a pure function of the current pose and a move.
 
-World axes as everywhere (DESIGN §2): OpenCV cameras, world y down. A move walks ``forward``
+World axes as everywhere (docs/design.md §2.1): OpenCV cameras, world y down. A move walks ``forward``
 and ``right`` along the camera's level heading (its axes with the vertical part removed), rises
 ``up`` against gravity (−y), and turns by ``yaw`` degrees about the world vertical (positive:
 to the right, the preset convention where yaw ψ looks along (sin ψ, 0, cos ψ)). The n new

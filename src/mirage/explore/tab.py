@@ -51,7 +51,8 @@ class Tab:
         h, w = self.maker.size
         cfg = self.config
         self.emit(Hello(session=self.id, height=h, width=w, backbone=self.maker.backbone_name,
-                        memory_mode=self.maker.config.memory_mode, source=self.start.source,
+                        memory_mode=self.maker.config.memory_mode, memory_input=self.session.memory_input,
+                        source=self.start.source,
                         has_ground_truth=self.start.scene is not None, step_frames=cfg.step_frames,
                         steps=self.maker.config.steps, move_step=cfg.move_step,
                         turn_step_deg=cfg.turn_step_deg, rise_step=cfg.rise_step,

@@ -11,11 +11,10 @@ from __future__ import annotations
 import struct
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 from torch import Tensor
 
-from mirage.video import to_uint8
+from mirage.video import tint_uncovered, to_uint8  # tint_uncovered: shared with mirage generate
 
 __all__ = ["pack", "unpack", "frames_to_rgb", "tint_uncovered", "ply_bytes"]
 
@@ -38,18 +37,6 @@ def frames_to_rgb(frames: Tensor) -> bytes:
     """(F, 3, H, W) in [−1, 1] → F·H·W·3 bytes, row-major RGB (F, H, W, 3)."""
     x = to_uint8(frames)
     return x.permute(0, 2, 3, 1).contiguous().numpy().tobytes()
-
-
-def tint_uncovered(reads: Tensor, mask: Tensor | None) -> Tensor:
-    """Decoded memory reads (F, 3, H, W) in [−1, 1] with the cells the memory did not cover
-    darkened towards magenta, so the read shows its coverage. ``mask``: (F, h, w) bool, True =
-    covered, upsampled by nearest to (H, W); None = all covered."""
-    if mask is None:
-        return reads
-    F, _, H, W = reads.shape
-    m = torch.nn.functional.interpolate(mask.float()[:, None], size=(H, W), mode="nearest")  # (F, 1, H, W)
-    magenta = torch.tensor([0.55, -0.8, 0.55]).view(1, 3, 1, 1)
-    return m * reads + (1 - m) * (0.25 * reads.float() + 0.75 * magenta)
 
 
 def ply_bytes(points: np.ndarray, colors: np.ndarray) -> bytes:

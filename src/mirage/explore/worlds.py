@@ -134,10 +134,13 @@ class WorldMaker:
 def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_options: dict | None = None,
                 scene: int | None = None, family: str = "room", image=None, depth=None, fov: float = 60.0,
                 size: tuple[int, int] | None = None, memory: str = "latent", steps: int | None = None,
-                seed: int = 0, text: str | None = None, history: int = 16) -> WorldMaker:
+                seed: int = 0, text: str | None = None, history: int = 16,
+                pipeline_options: dict | None = None) -> WorldMaker:
     """Everything a server needs, loaded and checked: the backbone, the pipeline config (decoded
     reads on, for the page's memory panel), the tiny depth estimator and the built-in masker
-    (DESIGN §5: updates estimate depth from the generated frames), and the first view."""
+    (docs/design.md §5: updates estimate depth from the generated frames), and the first view.
+    ``pipeline_options``: further :class:`~mirage.pipeline.PipelineConfig` fields (the memory
+    input and its settings)."""
     from mirage.backbones import load_backbone
     from mirage.errors import ConfigError
     from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator
@@ -158,7 +161,7 @@ def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_o
     if size[0] % stride or size[1] % stride:
         raise ConfigError(f"`--size` must be divisible by {stride} but is {size[0]}x{size[1]}")
     steps = steps if steps is not None else getattr(getattr(model, "config", None), "steps", 6)
-    config = PipelineConfig(memory_mode=memory, steps=steps, seed=seed, decode_reads=True)
+    config = PipelineConfig(memory_mode=memory, steps=steps, seed=seed, decode_reads=True, **(pipeline_options or {}))
     start = (image_view(image, size, depth, fov) if image is not None
              else scene_view(family, 0 if scene is None else scene, size))
     return WorldMaker(model, config, start, depth_estimator=TinyDepthEstimator(model),

@@ -1,4 +1,4 @@
-"""Reference retrieval by covisibility (DESIGN §3.5), at a cost that does not grow with history.
+"""Reference retrieval by covisibility (docs/design.md §3.5), at a cost that does not grow with history.
 
 A written frame's *set* is the voxels (edge ``voxel_size`` world units) of the memory points it
 sees right after the write that wrote it: the z-buffer of the memory in its grid camera, which

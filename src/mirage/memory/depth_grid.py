@@ -1,7 +1,7 @@
 """Reduce a pixel-resolution depth map to the latent grid without inventing flying points.
 
 A plain bilinear resize averages the two sides of a depth edge and puts points in mid-air
-(DESIGN §3.1). The rule used here, for a latent cell covering an sy×sx block of pixels:
+(docs/design.md §3.1). The rule used here, for a latent cell covering an sy×sx block of pixels:
 
 1. The cell is invalid if any pixel in its block has invalid depth (≤ 0, NaN, inf) or is
    excluded (dynamic object, sky, user mask). Cells that touch the sky never become points.

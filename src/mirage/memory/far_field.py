@@ -1,4 +1,4 @@
-"""The far field (DESIGN §3.6): content without finite depth, stored by world ray direction.
+"""The far field (docs/design.md §3.6): content without finite depth, stored by world ray direction.
 
 What has no finite depth (the sky) looks the same from every position: it is a function of
 direction only. So it cannot be a point, and it does not need to be one. :class:`FarField` is a

@@ -25,9 +25,9 @@ class LatentSpatialMemory(PointStore):
             ``"append"`` keeps every valid cell as a point, as the reference implementation does.
         voxel_scale: scales the depth extent of a fusion voxel (see :mod:`mirage.memory.store`).
         reference_voxel: the voxel edge of reference retrieval in world units
-            (:mod:`mirage.memory.covisibility`; DESIGN §3.5: 0.1).
+            (:mod:`mirage.memory.covisibility`; docs/design.md §3.5: 0.1).
         far_field: also keep cells without depth (sky) by direction, composited behind the
-            points (:mod:`mirage.memory.far_field`; DESIGN §3.6).
+            points (:mod:`mirage.memory.far_field`; docs/design.md §3.6).
         dtype: dtype of the stored tokens. Positions are always float32.
         device: where the points live (default CPU).
     """

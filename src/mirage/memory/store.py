@@ -3,7 +3,7 @@
 Both the latent memory (features = VAE latent tokens, grid = latent grid) and the RGB baseline
 (features = colours, grid = pixels) are this store; they differ only in what they write.
 
-Fusion (``fusion="voxel"``, DESIGN §3.4). A memory point owns a *frustum voxel*: laterally, the
+Fusion (``fusion="voxel"``, docs/design.md §3.4). A memory point owns a *frustum voxel*: laterally, the
 grid cell it was seen in, which is exactly the cell's footprint at that depth; in depth, a band
 of ±``voxel_scale``·``DEPTH_BAND`` relative to its z. Before frame t is written, the memory is
 splatted into frame t's grid camera, and each new cell is compared with the memory point that
@@ -24,7 +24,7 @@ a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as
 implementation does. The rule, its fast kernel (all frames of a write in one projection) and
 its slow reference twin live in :mod:`mirage.memory.fusion`.
 
-Every point also carries the *confidence* of the write it came from (DESIGN §3.1: point, token,
+Every point also carries the *confidence* of the write it came from (docs/design.md §3.1: point, token,
 frame id, confidence). A new cell never replaces, carves or hides a point of higher confidence:
 the cell is dropped. The pipeline writes the given first frame at a higher confidence than the
 generated frames, so a generated revisit cannot overwrite what the input image showed. Equal
@@ -57,7 +57,7 @@ from mirage.memory.splat import cell_offsets, splat_zbuffer
 __all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND", "REFERENCE_VOXEL"]
 
 FUSION_MODES = ("voxel", "append")
-REFERENCE_VOXEL = 0.1  # DESIGN §3.5: the voxel edge of reference retrieval, in world units
+REFERENCE_VOXEL = 0.1  # docs/design.md §3.5: the voxel edge of reference retrieval, in world units
 GREY = 128  # the display colour of points written without images
 
 
@@ -355,7 +355,7 @@ class PointStore:
             offset = offset.permute(0, 3, 1, 2)
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, splat.index, far)
 
-    # -- reference retrieval (DESIGN §3.5, mirage.memory.covisibility) --------------------
+    # -- reference retrieval (docs/design.md §3.5, mirage.memory.covisibility) --------------------
     def references(self, read: MemoryRead, *, k: int = 4, min_iou: float = 0.04,
                    exclude_frames: Sequence[int] = ()) -> list[Reference]:
         """Top-``k`` written frames by voxel IoU with what ``read``'s views see, ``min_iou`` or

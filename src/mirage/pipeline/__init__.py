@@ -1,4 +1,4 @@
-"""The chunked world-model pipeline with the memory lifecycle (DESIGN §3).
+"""The chunked world-model pipeline with the memory lifecycle (docs/design.md §3).
 
 Main API::
 

@@ -1,14 +1,22 @@
-"""How a video is generated: :class:`PipelineConfig`, validated when built (STYLE rule 4)."""
+"""How a video is generated: :class:`PipelineConfig`, validated when built."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mirage.backbones.inject import MEMORY_INPUTS, Injection
 from mirage.errors import ConfigError
 from mirage.memory.store import FUSION_MODES
 from mirage.pipeline.memory_modes import MEMORY_MODES
 
-__all__ = ["PipelineConfig"]
+__all__ = ["PipelineConfig", "DEFAULT_INJECT_UNTIL"]
+
+# The lowest noise level "inject" injects at. Measured on 8 tuning paths (scenes 50–51, both
+# families, 65 frames; benchmarks/results/inject-variants): last-8-frames PSNR 19.73 dB injecting
+# at every level (0.0), 19.69 from 0.2, 19.60 from 0.4, 18.99 from 0.8; the trained branch 19.61.
+# The best variant measured (one RePaint pass per level, twice the model calls) gave 19.82, a
+# feathered mask 19.74, an offset filter less: a hard mask at every level is within 0.1 dB.
+DEFAULT_INJECT_UNTIL = 0.0
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,17 @@ class PipelineConfig:
         centre is the stored token itself, which the small denoiser reproduces less well than a
         copy. Counted in the denoise time.
     progress: tqdm bars per chunk and per denoising step.
+    memory_input: how the read reaches the backbone (:mod:`mirage.backbones.inject`):
+        "branch" (its trained memory branch reads it), "inject" (no training: the model is
+        given an empty read, and at each sampling step whose noise level is at least
+        ``inject_until`` the covered target cells of x_t are set to the read noised to that
+        level) or "both"; None = the backbone's default (``default_memory_input``: the tiny
+        model "branch"; Wan2.2 "both" with a memory branch loaded, "inject" without).
+    inject_until: the lowest noise level in [0, 1] at which "inject" and "both" inject.
+    inject_max_offset: inject only covered cells whose read is within this many cells of
+        their centre (None: every covered cell).
+    inject_feather: 0 = a hard mask; k > 0 weights covered cells near the border of the
+        covered region down (:class:`mirage.backbones.inject.Injection`).
     """
 
     memory_mode: str = "latent"
@@ -50,8 +69,18 @@ class PipelineConfig:
     decode_reads: bool = False
     paste_reads: float | None = 0.1
     progress: bool = False
+    memory_input: str | None = None
+    inject_until: float = DEFAULT_INJECT_UNTIL
+    inject_max_offset: float | None = None
+    inject_feather: int = 0
 
     def __post_init__(self) -> None:
+        if self.memory_input not in (None, *MEMORY_INPUTS):
+            raise ConfigError(f"`memory_input` must be None or one of {MEMORY_INPUTS} but is {self.memory_input!r}")
+        if self.memory_input in ("inject", "both") and self.memory_mode == "none":
+            raise ConfigError(f"`memory_input` {self.memory_input!r} injects the memory read, but `memory_mode` "
+                              f"'none' has no memory: use memory_mode 'latent' or 'rgb'")
+        self.injection  # validates the inject_* fields
         if self.memory_mode not in MEMORY_MODES:
             raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {self.memory_mode!r}")
         if self.fusion not in (None, *FUSION_MODES):
@@ -70,3 +99,14 @@ class PipelineConfig:
                                                  and not isinstance(self.paste_reads, bool)
                                                  and 0 <= self.paste_reads <= 0.5):
             raise ConfigError(f"`paste_reads` must be None or a number in [0, 0.5] but is {self.paste_reads!r}")
+
+    @property
+    def injection(self) -> Injection:
+        """The injection settings as one :class:`~mirage.backbones.inject.Injection`."""
+        return Injection(until=self.inject_until, max_offset=self.inject_max_offset, feather=self.inject_feather)
+
+    def resolve_memory_input(self, backbone) -> str:
+        """``memory_input``, or the backbone's default when it is None."""
+        if self.memory_input is not None:
+            return self.memory_input
+        return getattr(backbone, "default_memory_input", "branch")

@@ -1,4 +1,4 @@
-"""Which clean frames a chunk is conditioned on (DESIGN §3.3) — shared by inference and training.
+"""Which clean frames a chunk is conditioned on (docs/design.md §3.3) — shared by inference and training.
 
 - preceding: the ``count`` latent frames just before the chunk's first latent frame;
 - references: the top-``k`` covisible past latent frames that are not already in the context.

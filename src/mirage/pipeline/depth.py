@@ -1,4 +1,4 @@
-"""Depth estimators for the memory update (DESIGN §5): ``tiny`` (the backbone's) and ``oracle``
+"""Depth estimators for the memory update (docs/design.md §5): ``tiny`` (the backbone's) and ``oracle``
 (the world's exact depth, :class:`mirage.world.oracle.OracleDepthEstimator`: it renders the
 scene, so it lives with the world).
 

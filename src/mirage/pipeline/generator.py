@@ -1,4 +1,4 @@
-"""`generate`: the chunked world-model loop with the memory lifecycle (DESIGN §3).
+"""`generate`: the chunked world-model loop with the memory lifecycle (docs/design.md §3).
 
 A :class:`~mirage.pipeline.session.Session` started from the first frame, stepped once per chunk
 of the plan: read the memory for the target views and retrieve references → denoise → decode →

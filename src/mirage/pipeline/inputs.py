@@ -126,7 +126,7 @@ def load_depth(path, size: tuple[int, int]) -> Tensor:
 def image_camera(original_hw: tuple[int, int], size: tuple[int, int], fov_deg: float = 60.0,
                  intrinsics: tuple[float, float, float, float] | None = None) -> Tensor:
     """(3, 3) K at ``size`` for an image of ``original_hw``: from ``intrinsics`` (fx, fy, cx, cy
-    in the original image's pixels, rescaled by DESIGN §2) or a horizontal field of view."""
+    in the original image's pixels, rescaled by docs/design.md §2.3) or a horizontal field of view."""
     from mirage.geometry import rescale_intrinsics
 
     if intrinsics is None:

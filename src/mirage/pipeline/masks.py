@@ -1,4 +1,4 @@
-"""Dynamic maskers (DESIGN §5): which pixels of a generated frame must not enter the memory.
+"""Dynamic maskers (docs/design.md §5): which pixels of a generated frame must not enter the memory.
 
 - ``oracle``: the world's dynamic-object and sky masks (:class:`mirage.world.oracle.OracleMasker`:
   it renders the scene, so it lives with the world).

@@ -27,9 +27,9 @@ __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "N
            "GRID_PLANARITY_TOL", "PARTIAL_CELL_FRACTION", "FIRST_FRAME_CONFIDENCE", "GENERATED_CONFIDENCE"]
 
 MEMORY_MODES = ("latent", "rgb", "none")
-REFERENCE_MIN_IOU = 0.04  # the reference retrieval's IoU threshold (its voxel: REFERENCE_VOXEL)
+REFERENCE_MIN_IOU = 0.04  # docs/design.md §3.5: the reference implementation's defaults (voxel: REFERENCE_VOXEL)
 RGB_COVERAGE = 0.5  # a latent cell counts as covered by an RGB render if ≥ this pixel fraction is
-# Depth → latent grid (DESIGN §3.1) uses the memory's planarity rule with a looser tolerance than
+# Depth → latent grid (docs/design.md §3.1) uses the memory's planarity rule with a looser tolerance than
 # its default (0.05): updates use *estimated* depth, whose noise would otherwise drop a large
 # share of planar cells; 0.2 still drops blocks that straddle a depth edge.
 GRID_PLANARITY_TOL = 0.2

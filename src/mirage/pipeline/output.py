@@ -47,6 +47,8 @@ class PipelineOutput:
         (latent 0, the first frame, has none: zeros); aligned with ``latents``.
     read_mask: (T, h, w) bool coverage of ``read_latents`` (False for latent 0).
     depth_source / masker: labels of what the updates used.
+    config: the :class:`~mirage.pipeline.PipelineConfig` as a dict, with the memory mode's
+        defaults resolved (``fusion`` and ``far_field`` as used; None for ``none``).
     """
 
     video: Tensor

@@ -1,4 +1,4 @@
-"""The chunk plan (DESIGN §3): how a video of F frames is cut into overlapping chunks.
+"""The chunk plan (docs/design.md §3.11): how a video of F frames is cut into overlapping chunks.
 
 The first chunk has up to ``max_frames`` pixel frames; each later chunk overlaps the previous one
 by one frame (its first frame is the previous chunk's last) and adds up to ``max_frames − 1``

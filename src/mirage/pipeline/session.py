@@ -1,4 +1,4 @@
-"""`Session`: the memory lifecycle one chunk at a time (DESIGN §3, "Sessions").
+"""`Session`: the memory lifecycle one chunk at a time (docs/design.md §3.10).
 
 A session holds the memory, the latents, the cameras and the random state of one generated
 video. It starts from a first frame (encoded and written to memory), and each
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -126,7 +127,7 @@ class Session:
                 raise ShapeError(f"`{name}` must have shape {(H, W)} but has {tuple(value.shape)}")
         first_frame = first_frame.float().clamp(-1, 1)
 
-        # -- initialise the memory from frame 0 (DESIGN §3.1) ------------------------------
+        # -- initialise the memory from frame 0 (docs/design.md §3.1) ------------------------------
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
@@ -165,6 +166,11 @@ class Session:
         self.history = history
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
                                       far_field=config.far_field)
+        self.memory_input = config.resolve_memory_input(backbone)
+        if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
+            warnings.warn("memory_input 'branch' with an untrained (zero-initialised) memory branch: the model "
+                          "ignores the memory read; use memory_input 'inject' (or load a trained branch)",
+                          stacklevel=3)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._undo: list[dict] = []
         self._evicted = 0  # leading frames whose pixels evict_frames let go
@@ -264,10 +270,19 @@ class Session:
             memory_reads=torch.cat(self._reads) if self.config.decode_reads else None,
             depth_source=getattr(self.depth_estimator, "name", type(self.depth_estimator).__name__),
             masker=getattr(self.masker, "name", type(self.masker).__name__),
-            config=asdict(self.config),
+            config=self._config_used(),
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
         )
+
+    def _config_used(self) -> dict:
+        """``config`` as a dict with the defaults resolved: the fusion and far field the memory
+        actually uses (both None for ``none``, which has no memory) and the memory input."""
+        config = {**asdict(self.config), "memory_input": self.memory_input}
+        memory = self._mode.memory
+        if memory is not None:
+            config["fusion"], config["far_field"] = memory.fusion, bool(memory.far_field)
+        return config
 
     # -- undo ----------------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -305,7 +320,13 @@ class Session:
         seed: when not None, the sampling generator is re-seeded with it before this chunk.
         callback: ``callback(step, steps)`` after each denoising step (progress).
 
-        On an error the session is left as it was before the call.
+        On an error the random state is restored, and nothing the session holds (frames,
+        latents, cameras, plan) changes: those are committed only once the chunk is complete.
+        The memory update is the last thing a step does, so an error before it leaves the memory
+        untouched as well. An error *during* the update (an interrupt, say) is undone only when
+        the session keeps an undo history (``history`` ≥ 1): the step then restores the
+        snapshot that :meth:`undo` would use. With ``history=0`` no copy of the memory exists,
+        and it may keep part of the failed chunk's points.
         """
         tau = self.backbone.temporal_stride
         if not isinstance(cameras, Camera):
@@ -376,6 +397,8 @@ class Session:
             steps=config.steps,
             text=self.text,
             memory_offset=read.offset,
+            memory_input=self.memory_input,
+            injection=config.injection,
         )
 
         # denoise
@@ -409,16 +432,16 @@ class Session:
         exclude = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids) & valid
         timing.depth = time.perf_counter() - t
 
-        # update
+        read_frames = None
+        if config.decode_reads:  # not counted in the timings; before the update, which is last
+            read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3)], dim=1)
+            read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
+
+        # update: the last step that can fail, so an error before it leaves the memory as it was
         t = time.perf_counter()
         mode.write(new_latents, key_frames, depth, target_cams, exclude, target_ids,
                    confidence=GENERATED_CONFIDENCE)
         timing.update = time.perf_counter() - t
-
-        read_frames = None
-        if config.decode_reads:  # not counted in the timings
-            read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3)], dim=1)
-            read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
 
         # commit (nothing above changed the session but the memory and the generator)
         stats = {**mode.stats(), "read_coverage": float(read.mask.float().mean()),

@@ -1,7 +1,7 @@
 """The session file: one safetensors file with JSON metadata, versioned, no pickle.
 
 Metadata (strings): ``format`` = "mirage.session", ``version``, ``session`` (JSON: the config,
-the prompt, the backbone's kind and sizes, the chunks with their seeds, timings, memory stats,
+the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's kind and sizes, the chunks with their seeds, timings, memory stats,
 references), ``memory`` (JSON of the memory's own metadata, :mod:`mirage.memory.format`; absent
 for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
 Tensors (F frames, T latent frames):
@@ -46,6 +46,11 @@ _MEMORY_PREFIX = "memory."
 _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 
+# PipelineConfig fields added after the first session files: a file without them loads with their
+# defaults (a file written before the memory input existed used the trained branch).
+_LATER_FIELDS = frozenset({"memory_input", "inject_until", "inject_max_offset", "inject_feather"})
+
+
 def _backbone_info(backbone) -> dict:
     return {"kind": type(backbone).__name__, "latent_channels": backbone.latent_channels,
             "spatial_stride": backbone.spatial_stride, "temporal_stride": backbone.temporal_stride,
@@ -82,7 +87,7 @@ def save_session(path, session) -> None:
         memory_tensors, memory_meta = memory_to_tensors(session.memory)
         tensors |= {_MEMORY_PREFIX + k: v for k, v in memory_tensors.items()}
     info = {
-        "config": asdict(session.config), "text": session.text,
+        "config": asdict(session.config), "memory_input": session.memory_input, "text": session.text,
         "backbone": _backbone_info(session.backbone),
         "chunks": session.chunks, "evicted": session.evicted_frames,
         "timings": [vars(t) for t in session._timings],
@@ -133,8 +138,8 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
         fail("its session metadata is not an object")
     names = {f.name for f in fields(PipelineConfig)}
     config = info["config"]
-    if not isinstance(config, dict) or set(config) != names:
-        fail(f"`config` must hold the fields {sorted(names)}")
+    if not isinstance(config, dict) or not set(config) <= names or not names - _LATER_FIELDS <= set(config):
+        fail(f"`config` must hold the fields {sorted(names)} ({sorted(_LATER_FIELDS)} may be missing)")
     config = PipelineConfig(**config)
     if info["backbone"] != _backbone_info(backbone):
         fail(f"it was saved with the backbone {info['backbone']} but is loaded with {_backbone_info(backbone)}")
@@ -143,6 +148,9 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
         fail("`text` must be a string or null")
     session = cls.__new__(cls)
     session._setup(backbone, config, depth_estimator, masker, text, history)
+    if info.get("memory_input", session.memory_input) != session.memory_input:
+        fail(f"it was generated with memory input {info['memory_input']!r} but would continue with "
+             f"{session.memory_input!r}")
 
     # chunks → the plan, and the sizes every tensor must have
     chunks = info["chunks"]

@@ -50,7 +50,7 @@ def write_model_card(path, metadata: dict, evaluation: str | None = None) -> Non
         f"from their pixels with depth when those are at least {PARTIAL_CELL_FRACTION:g} of the cell "
         "(the pipeline's `PARTIAL_CELL_FRACTION`), cells across a depth edge at their nearest depth, "
         "and cells with less depth go to the far field, a map of latent tokens by direction read "
-        "behind the points (DESIGN §3.6). At inference, covered cells whose read is "
+        "behind the points (docs/design.md §3.6). At inference, covered cells whose read is "
         f"aligned within {PipelineConfig.paste_reads:g} cell take the memory's token "
         "(`PipelineConfig.paste_reads`). Revisit fidelity is limited by the content the "
         "model generates for newly seen places (later revisits read it back) and for the cells "

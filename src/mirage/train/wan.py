@@ -1,4 +1,4 @@
-"""`mirage train wan`: the two training stages of the Wan2.2 memory model (DESIGN §4).
+"""`mirage train wan`: the two training stages of the Wan2.2 memory model (docs/design.md §4.3).
 
 - Stage ``branch`` trains the memory-control branch only (every other weight frozen) and writes
   ``OUT/memory_branch.safetensors``.

@@ -8,7 +8,7 @@ Main API::
     out = render(scene, cams, times)                          # rgb, depth, object_id, dynamic, sky
 
 World frame: metres, y down (OpenCV-like), floor at y = 0. Object id 0 is sky. Times are
-seconds; a clip at ``fps`` has frame k at t = k / fps. See DESIGN §2 and §6.
+seconds; a clip at ``fps`` has frame k at t = k / fps. See docs/design.md §2 and §6.
 """
 
 from mirage.world.generate import generate_scene

@@ -1,5 +1,5 @@
 """The procedural world's exact depth and masks as a depth estimator and a dynamic masker
-(DESIGN §5): the ``oracle`` implementations of the pipeline's
+(docs/design.md §5): the ``oracle`` implementations of the pipeline's
 :class:`~mirage.pipeline.depth.DepthEstimator` and :class:`~mirage.pipeline.masks.DynamicMasker`.
 
 They live with the world, not the pipeline, because they render the scene: the pipeline only

@@ -2,7 +2,7 @@
 
 Rays are cast through pixel centres (u=j, v=i) with camera-frame direction
 ``K⁻¹ (u, v, 1)``, whose z component is exactly 1, so the ray parameter of a hit **is** its
-z-depth (DESIGN §2). All primitives of one kind are intersected at once as tensors
+z-depth (docs/design.md §2.4). All primitives of one kind are intersected at once as tensors
 (rays × primitives), the nearest hit is kept with a per-ray min, and only the winner is shaded.
 Rays are processed in blocks of about ``RAY_BLOCK`` rays to stay in cache; the result does
 not depend on the block size.
@@ -388,7 +388,7 @@ def render(
         cameras: T cameras (OpenCV axes, pixel intrinsics for (H, W)), any resolution.
         times: (T,) seconds for moving objects; ``None`` means t = 0 for every frame.
         ssaa: supersampling factor s ≥ 1. Colour is the mean of s×s samples per pixel (a
-            render at (sH, sW) with DESIGN §2 rescaled intrinsics); depth, ids and masks are
+            render at (sH, sW) with docs/design.md §2.3 rescaled intrinsics); depth, ids and masks are
             always exact at the pixel centre.
 
     Returns:

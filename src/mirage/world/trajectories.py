@@ -47,7 +47,7 @@ __all__ = [
 
 DEFAULT_FOV_X_DEG = 60.0  # horizontal field of view of every preset camera
 DEFAULT_FPS = 16  # frame k of a clip is at t = k / DEFAULT_FPS seconds
-DEFAULT_FRAMES = 33  # one Wan2.2 chunk (DESIGN §3)
+DEFAULT_FRAMES = 33  # one Wan2.2 chunk (docs/design.md §3.11)
 _PATH_FRACTION = 0.7  # default radius/distance as a fraction of the free radius
 
 

@@ -40,6 +40,19 @@ def test_generate_two_chunks_every_memory_mode(tiny_dir, tmp_path, mode):
     assert run["memory"][-1]["frames"] == (0 if mode == "none" else 17)
     # chunk 2 reads what chunk 1 wrote (none: nothing)
     assert (run["memory"][1]["read_coverage"] > 0) == (mode != "none")
+    # without a trained branch Wan2.2 injects the read (the branch would ignore it)
+    assert run["config"]["memory_input"] == "inject"
+
+
+def test_the_memory_input_is_chosen_and_recorded(tiny_dir, tmp_path):
+    out = tmp_path / "both"
+    assert run_cli(tiny_dir, out, "--memory-input", "both", "--inject-until", "0.5") == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["config"]["memory_input"] == "both" and run["config"]["inject_until"] == 0.5
+    with pytest.warns(UserWarning, match="ignores the memory read"):
+        main(["generate", "--backbone", "wan22", "--weights", str(tiny_dir), "--frames", "5", "--size", "64x64",
+              "--steps", "1", "--scene", "1", "--out", str(tmp_path / "branch"), "--no-progress",
+              "--memory-input", "branch"])
 
 
 def test_tiny_random_cli(tmp_path, capsys):

@@ -28,10 +28,17 @@ def add_noise(x0: Tensor, noise: Tensor, t: Tensor) -> Tensor:
 
 
 def sample_euler(denoise: Callable[[Tensor, float], Tensor], x: Tensor, times: Tensor,
-                 callback: Callable[[int, int], None] | None = None) -> Tensor:
-    """Euler sampler for rectified flow: ``denoise(x_t, t) → x̂₀``; ``x`` is the noise at t=times[0]."""
+                 callback: Callable[[int, int], None] | None = None, *,
+                 inject: Callable[[Tensor, float], Tensor] | None = None) -> Tensor:
+    """Euler sampler for rectified flow: ``denoise(x_t, t) → x̂₀``; ``x`` is the noise at t=times[0].
+
+    ``inject(x_t, t) → x_t``, when given, is applied to x_t right before each model call
+    (:class:`mirage.backbones.inject.Injector`).
+    """
     steps = len(times) - 1
     for i, (t, t_next) in enumerate(zip(times[:-1].tolist(), times[1:].tolist())):
+        if inject is not None:
+            x = inject(x, t)
         x0 = denoise(x, t)
         x = x0 if t_next == 0.0 else x + (t_next - t) * (x - x0) / t
         if callback is not None:

@@ -102,9 +102,16 @@ class TinyBackbone(nn.Module):
             )
         return self.vae.decode_video(latents.to(self.device, torch.float32)).clamp(-1.0, 1.0)
 
+    # The tiny model's denoiser was trained with its memory branch, so it reads the memory there
+    # by default (mirage.backbones.inject for the other memory inputs).
+    default_memory_input = "branch"
+
     @torch.no_grad()
     def sample(self, cond: ChunkConditioning, generator: torch.Generator, callback=None) -> Tensor:
         """Generate the chunk's target latents with ``cond.steps`` Euler steps.
+
+        ``cond.memory_input`` says how the memory read reaches the model: through the trained
+        branch, by injection into x_t (:mod:`mirage.backbones.inject`), or both.
 
         ``callback(step, steps)``, if given, is called after every denoising step.
 
@@ -126,15 +133,16 @@ class TinyBackbone(nn.Module):
         cams.append(cond.target_cameras.cam2world)
         pose = relative_pose(cond.first_camera.cam2world[0], torch.cat(cams).cpu())[None].to(dev)
         S = 1 + P + R + n
+        read_features, read_mask, read_offset = cond.model_read()  # empty for "inject"
         memory = torch.zeros(1, S, C, h, w, device=dev)
-        memory[0, S - n:] = cond.memory_features.to(dev, torch.float32)
+        memory[0, S - n:] = read_features.to(dev, torch.float32)
         mask = torch.zeros(1, S, h, w, dtype=torch.bool, device=dev)
-        mask[0, S - n:] = cond.memory_mask.to(dev)
+        mask[0, S - n:] = read_mask.to(dev)
         offset = None
         if self.config.memory_offsets:
             offset = torch.zeros(1, S, 2, h, w, device=dev)
-            if cond.memory_offset is not None:
-                offset[0, S - n:] = cond.memory_offset.to(dev, torch.float32)
+            if read_offset is not None:
+                offset[0, S - n:] = read_offset.to(dev, torch.float32)
         valid = torch.ones(1, S, dtype=torch.bool, device=dev)
         noise = torch.randn(1, n, C, h, w, generator=generator, dtype=torch.float32).to(dev)
 
@@ -145,7 +153,8 @@ class TinyBackbone(nn.Module):
             return self.denoiser(x, memory, mask, tt, pose, slots, valid, offset)[:, S - n:]
 
         times = sampling_times(cond.steps, self.config.schedule_shift)
-        targets = sample_euler(denoise, noise, times, callback)  # (1, n, C, h, w)
+        inject = cond.injector(noise, "ntchw")  # None for "branch"
+        targets = sample_euler(denoise, noise, times, callback, inject=inject)  # (1, n, C, h, w)
         out = torch.cat([cond.first_latent.to(dev)[None, None], targets], dim=1)
         return out.permute(0, 2, 1, 3, 4)  # (1, C, T, h, w)
 

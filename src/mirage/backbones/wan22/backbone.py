@@ -72,6 +72,18 @@ class Wan22Backbone:
         std = torch.tensor(vae_cfg.latents_std, dtype=torch.float32)
         self._mean, self._std = mean.view(1, -1, 1, 1, 1), std.view(1, -1, 1, 1, 1)
 
+    @property
+    def has_memory_branch(self) -> bool:
+        """True once trained memory-branch weights are loaded (:meth:`load_memory_branch`); the
+        zero-initialised branch leaves the output equal to the base model's."""
+        return self.info.get("memory_branch") is not None
+
+    @property
+    def default_memory_input(self) -> str:
+        """"both" with a trained memory branch, "inject" without one: an untrained branch ignores
+        the read, so only injection can use the memory (:mod:`mirage.backbones.inject`)."""
+        return "both" if self.has_memory_branch else "inject"
+
     # -- protocol -------------------------------------------------------------------------
     @property
     def latent_channels(self) -> int:
@@ -183,7 +195,8 @@ class Wan22Backbone:
         scheduler = make_scheduler(self.config.sampler, self.config.shift, self.scheduler_config)
         targets = sample_flow(velocity_with(context), noise, scheduler, cond.steps,
                               uncond_velocity=velocity_with(negative) if use_cfg else None,
-                              guidance=self.config.guidance, callback=callback)
+                              guidance=self.config.guidance, callback=callback,
+                              inject=cond.injector(noise, "bcthw"))
         out = torch.cat([cond.first_latent.float()[:, None], targets[0].cpu()], dim=1)  # (C, T, h, w)
         return out[None]
 

@@ -3,7 +3,7 @@
 The network sizes come from the weights directory (``transformer/config.json``,
 ``vae/config.json``); this dataclass holds only how the backbone runs: device and dtype,
 sampler, guidance, offload and the default video size. The constants fix the memory branch's
-input layout (DESIGN §4): 48 channels of memory-read latent + 48 channels carrying the mask.
+input layout (docs/design.md §4.3): 48 channels of memory-read latent + 48 channels carrying the mask.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """LoRA on the Wan2.2 DiT through peft (diffusers' ``PeftAdapterMixin``), saved as safetensors.
 
 The default targets are the base blocks' attention projections and feed-forward layers; the
-memory branch (``vace_*``) is trained separately (DESIGN §4, stage 1) and is never a target.
+memory branch (``vace_*``) is trained separately (docs/design.md §4.3, stage 1) and is never a target.
 A LoRA file holds the adapter's ``lora_A``/``lora_B`` tensors with JSON metadata (format,
 kind, version, rank, alpha, targets). Unloading removes the adapter layers, so the transformer
 computes exactly what it did before.

@@ -63,16 +63,30 @@ def sample_flow(
     uncond_velocity: Callable[[Tensor, Tensor], Tensor] | None = None,
     guidance: float = 1.0,
     callback: Callable[[int, int], None] | None = None,
+    inject: Callable[[Tensor, float], Tensor] | None = None,
 ) -> Tensor:
     """Integrate ``velocity(x_t, t) → v`` from noise to x₀ with ``scheduler`` in ``steps`` steps.
 
     ``x_t`` is (B, C, n, h, w) (targets only) and ``t`` the scheduler's timestep (scalar tensor,
     in [0, 1000]). With ``uncond_velocity`` and ``guidance`` > 1, v = v_u + g·(v_c − v_u).
+    ``inject(x_t, σ) → x_t``, when given, is applied right before each model call at the step's
+    noise level σ = ``scheduler.sigmas[i]`` (:class:`mirage.backbones.inject.Injector`).
     Returns x₀ (B, C, n, h, w) in float32.
+
+    UniPC and injection: UniPC's corrector (UniC) rebuilds the current sample from the previous
+    one and the model outputs, ignoring the sample it is handed, so it would undo a replacement
+    made before the model call. On every step where ``inject`` changed x_t the corrector is
+    skipped (``disable_corrector``): the step is UniPC's predictor alone, from the injected x_t.
     """
     scheduler.set_timesteps(steps, device=noise.device)
     x = noise.float()
     for i, t in enumerate(scheduler.timesteps):
+        if inject is not None:
+            injected = inject(x, float(scheduler.sigmas[i]))
+            if injected is not x and i > 0 and hasattr(scheduler, "disable_corrector"):
+                # UniPC uses its corrector at step i unless i − 1 is listed (module docstring)
+                scheduler.disable_corrector = [*scheduler.disable_corrector, i - 1]
+            x = injected
         v = velocity(x, t).float()
         if uncond_velocity is not None and guidance > 1.0:
             v_u = uncond_velocity(x, t).float()

@@ -8,7 +8,7 @@ Layout along T (S = R + P + 1 + n latent frames):
   the sampler never changes them. Targets start as noise and are the only frames updated.
 - Temporal RoPE positions are the stock Wan ones, 0..S−1 in that order. References thus sit
   just before the recent context rather than at their true (far) time: RoPE encodes order,
-  not pose, and the memory branch and the LoRA learn to read them (DESIGN §4, stage 1/2).
+  not pose, and the memory branch and the LoRA learn to read them (docs/design.md §4.3, stages 1 and 2).
   Without references and preceding frames the layout is exactly Wan2.2 TI2V's
   [first image, targets].
 - The control input (B, 96, S, h, w) is zero on clean frames; on target frames it holds the
@@ -85,8 +85,9 @@ def assemble_chunk(cond: ChunkConditioning, device=None, dtype=torch.float32) ->
     frames = torch.cat([cond.references, cond.preceding, cond.first_latent[None],
                         cond.first_latent.new_zeros(n, C, h, w)])  # (S, C, h, w)
     latents = frames.permute(1, 0, 2, 3)[None].to(device, dtype)  # (1, C, S, h, w)
-    mask = cond.memory_mask.to(torch.float32)  # (n, h, w)
-    read = cond.memory_features.to(torch.float32) * mask[:, None]  # zeros where not covered
+    features, mask, _ = cond.model_read()  # an empty read for memory_input "inject"
+    mask = mask.to(torch.float32)  # (n, h, w)
+    read = features.to(torch.float32) * mask[:, None]  # zeros where not covered
     half = CONTROL_CHANNELS // 2
     if C > half:
         raise ShapeError(f"the memory read has {C} channels but the branch takes at most {half}")

@@ -1,4 +1,4 @@
-"""The Wan2.2 DiT with the memory-control branch and per-frame timesteps (DESIGN §4).
+"""The Wan2.2 DiT with the memory-control branch and per-frame timesteps (docs/design.md §4.3).
 
 :class:`MemoryWanTransformer` is diffusers' ``WanVACETransformer3DModel`` (a subclass, so
 ``save_pretrained``/``from_pretrained``, peft and accelerate keep working) with two changes:

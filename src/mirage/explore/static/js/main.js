@@ -33,7 +33,8 @@ function onMessage(m) {
   switch (m.type) {
     case "hello":
       state.session = m.session; state.hello = m;
-      $("status").textContent = `${m.backbone} · ${m.memory_mode} memory · ${m.height}×${m.width} · ` +
+      $("status").textContent = `${m.backbone} · ${m.memory_mode} memory` +
+        (m.memory_mode === "none" ? "" : ` (${m.memory_input})`) + ` · ${m.height}×${m.width} · ` +
         (m.source.scene !== undefined ? `scene ${m.source.family} ${m.source.scene}` : `image ${m.source.image}`);
       $("truth-toggle").hidden = !m.has_ground_truth;
       $("view").focus();
