@@ -113,6 +113,7 @@ class FakeSession:
                 "cam2world": self.cameras.cam2world.tolist(), "hw": list(self.cameras.hw), "chunks": self.chunks,
                 "points": self.memory.points.tolist(), "colors": self.memory.colors.tolist(),
                 "generator": self.generator.get_state().tolist(), "seed": self.config.seed,
+                "start": getattr(self, "start", None),
                 "steps": self.config.steps}
         text = json.dumps(body)
         digest = hashlib.sha256(text.encode()).hexdigest()
@@ -144,4 +145,5 @@ class FakeSession:
         self.generator = torch.Generator()
         self.generator.set_state(torch.tensor(body["generator"], dtype=torch.uint8))
         self._history = []
+        self.start = body.get("start")
         return self

@@ -13,6 +13,8 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
+
 import pytest
 
 CHROMIUM = os.environ.get("MIRAGE_CHROMIUM", "/usr/bin/chromium")
@@ -50,8 +52,10 @@ def server(tiny_world):
 @pytest.fixture(scope="module")
 def browser(server):
     with sync_playwright() as p:
+        # evil.example resolves to this machine, as after DNS rebinding
         browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader"])
+                                    args=["--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+                                          "--host-resolver-rules=MAP evil.example 127.0.0.1"])
         yield browser
         browser.close()
 
@@ -175,3 +179,75 @@ def test_holding_a_key_keeps_walking(page):
     assert settled is not None, "still walking 10 s after the key was let go"
     page.wait_for_timeout(1000)
     assert frames(page) == settled  # let go: it stops
+
+
+def test_a_new_image_world_and_a_loaded_scene_world_each_show_their_own_start(page, tmp_path: Path):
+    """After "Start from image" the header names the image and nothing of the old world's read
+    or stats stays; loading a world walked in scene room 0 brings back room 0's ground truth."""
+    from PIL import Image
+
+    page.get_by_label("show ground truth").check()
+    page.locator("#view").click()
+    press(page, "w")
+    press(page, "w")
+    truth = page.locator("#truth").evaluate("c => c.toDataURL()")
+    page.get_by_role("button", name="Undo").click()
+    expect(page.locator("#s-frames")).to_have_text(re.compile(r"^5 "))
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Save world").click()
+    world = tmp_path / "room.mirage-world"
+    download.value.save_as(world)
+
+    photo = tmp_path / "photo.png"
+    Image.fromarray((np.arange(48 * 80 * 3) % 251).astype(np.uint8).reshape(48, 80, 3)).save(photo)
+    page.get_by_label("Start from image").set_input_files(photo)
+    page.get_by_role("button", name="Start", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("image photo.png")
+    expect(page.locator("#read")).to_have_attribute("data-cleared", "1")
+    expect(page.locator("#s-chunk")).to_have_text("–")
+    expect(page.locator("#s-frames")).to_have_text(re.compile(r"^1 "))
+    expect(page.locator("#truth-toggle")).to_be_hidden()
+
+    page.get_by_label("Load world").set_input_files(world)
+    expect(page.locator("#status")).to_contain_text("scene room 0")
+    expect(page.locator("#truth-toggle")).to_be_visible()
+    expect(page.locator("#s-frames")).to_have_text(re.compile(r"^5 "))
+    page.get_by_label("show ground truth").check()
+    page.locator("#view").click()
+    press(page, "w")
+    assert page.locator("#truth").evaluate("c => c.toDataURL()") == truth  # room 0, same pose
+
+
+def test_a_foreign_page_cannot_reach_the_server_and_a_rebound_name_is_refused(browser, server, page):
+    """Another site's page (evil.example) opens a socket and posts to the server: refused. The
+    same site after DNS rebinding (evil.example → 127.0.0.1) gets 403. The real page works on."""
+    port = server.url.rsplit(":", 1)[1]
+    manager_url = server.url
+    context = browser.new_context()
+    try:
+        evil = context.new_page()
+        evil.route("http://evil.example/", lambda route: route.fulfill(
+            status=200, content_type="text/html", body="<html><body>cat pictures</body></html>"))
+        evil.goto("http://evil.example/")
+        outcome = evil.evaluate("""url => new Promise((done) => {
+            const ws = new WebSocket(url.replace("http", "ws") + "/ws");
+            ws.onopen = () => done("opened");
+            ws.onclose = (e) => done("closed " + e.code);
+            setTimeout(() => done("timeout"), 10000);
+        })""", manager_url)
+        assert outcome.startswith("closed"), outcome
+        posted = evil.evaluate("""url => fetch(url + "/api/sessions/x/world", {method: "POST", body: new FormData(),
+            mode: "no-cors"}).then(() => "sent", () => "failed")""", manager_url)
+        assert posted in ("sent", "failed")  # opaque either way; the server's answer is below
+
+        rebound = evil.goto(f"http://evil.example:{port}/")
+        assert rebound.status == 403 and "does not name this server" in rebound.text()
+        # the rebound page's own requests (same origin to the browser) carry its name: refused
+        status = evil.evaluate("""() => fetch("/api/health").then((r) => r.status)""")
+        assert status == 403
+    finally:
+        context.close()
+    # the real page still walks
+    page.locator("#view").click()
+    before = view(page)
+    assert press(page, "w") != before

@@ -23,6 +23,9 @@ def load_backbone(name: str = "tiny", weights=None, *, device=None, **options) -
             raise ConfigError(f"options {sorted(options)} need `backbone` 'wan22', not 'tiny'")
         return TinyBackbone.load(weights, device=device)
     if name == "wan22":
+        from mirage.extras import require_extra
+
+        require_extra("wan", ("diffusers",) + (("peft",) if options.get("lora") else ()), "the wan22 backbone")
         from mirage.backbones.wan22 import load_wan22
 
         return load_wan22(weights, device=device, **options)

@@ -2,12 +2,17 @@
 
     mirage eval --suite quick --out out/eval-quick
     mirage eval --suite full --out out/eval-full      # long; rerun the same command to resume
+    torchrun --nproc_per_node 8 -m mirage eval --suite full --out out/eval-full   # 8 ranks
 
 Writes into ``--out``: ``suite.json`` (what runs), ``runs/<id>.json`` + ``runs/<id>.npz`` (one
 per scene × preset × mode × seed, written as each finishes; present ones are skipped, so an
 interrupted suite resumes), then ``metrics.json``, ``report.md`` and the PNG plots. It prints the
 main table and the exact-return table per family (its per-path table is in ``report.md`` and,
 with the per-family one, under ``exact_return`` in ``metrics.json``).
+
+Under ``torchrun`` / ``accelerate launch`` the paths still to run are split over the ranks (one
+device each; see :mod:`mirage.cli.ranks`); each rank writes its runs, and rank 0 merges them
+into the report once every rank is done.
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def run(args) -> int:
     from tqdm.auto import tqdm
 
     from mirage.backbones import load_backbone
+    from mirage.cli.ranks import gather, progress, rank_device, rank_state
     from mirage.evaluation.plots import require_matplotlib, save_plots
     from mirage.evaluation.proxies import opencv_available
     from mirage.evaluation.report import aggregate, exact_return_family_table, main_table, save_report
@@ -106,7 +112,8 @@ def run(args) -> int:
     if args.threads < 1:
         raise ConfigError(f"`--threads` must be ≥ 1 but is {args.threads}")
     torch.set_num_threads(args.threads)
-    backbone = load_backbone(args.backbone, args.weights)
+    state = rank_state()
+    backbone = load_backbone(args.backbone, args.weights, device=rank_device(state, None))
     check_frame_count(suite.frames, backbone.temporal_stride, "--frames")
     out = Path(args.out or f"out/eval-{suite.name}")
     identity = {"suite": suite.to_dict(), "backbone": args.backbone, "weights": str(args.weights or "shipped")}
@@ -116,8 +123,11 @@ def run(args) -> int:
         if previous != json.loads(json.dumps(identity)):
             raise ConfigError(f"`--out` {str(out)!r} holds results of a different suite or backbone "
                               f"({suite_path}); use another `--out` or delete it")
-    out.mkdir(parents=True, exist_ok=True)
-    suite_path.write_text(json.dumps(identity, indent=1))
+    state.wait_for_everyone()  # every rank has checked the folder before rank 0 writes to it
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        suite_path.write_text(json.dumps(identity, indent=1))
+    state.wait_for_everyone()
     runs_dir = out / "runs"
     proxies = suite.proxies and opencv_available()
     if suite.proxies and not proxies:
@@ -129,20 +139,32 @@ def run(args) -> int:
     done = {r["id"] for r in load_runs(runs_dir)}
     todo = [job for job in expected if run_id(*job) not in done]
     reused = len(expected) - len(todo)
-    bar = tqdm(total=len(todo), desc=f"eval {suite.name}", disable=args.no_progress)
-    for case in cases:
-        jobs = [job for job in todo if job[0] == case]
-        if not jobs:
-            continue
-        gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
-        for _, mode, depth, seed, far_field, memory_input in jobs:
-            until = {} if suite.inject_until is None else {"inject_until": suite.inject_until}
-            record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
-                                          steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
-                                          options=until if memory_input in ("inject", "both") else None)
-            save_run(runs_dir, record, frames)
-            bar.update(1)
-    bar.close()
+    state.wait_for_everyone()  # every rank has listed what is done before any run is written
+    # The paths with runs to do, split over the ranks (a path's ground truth is rendered once).
+    open_cases = [case for case in cases if any(job[0] == case for job in todo)]
+    made = 0
+    with state.split_between_processes(open_cases) as mine:
+        mine_jobs = [job for job in todo if job[0] in mine]
+        rank = f" rank {state.process_index}/{state.num_processes}" if state.num_processes > 1 else ""
+        bar = tqdm(total=len(mine_jobs), desc=f"eval {suite.name}{rank}", disable=args.no_progress,
+                   position=state.process_index)
+        for case in mine:
+            gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
+            for _, mode, depth, seed, far_field, memory_input in [job for job in mine_jobs if job[0] == case]:
+                until = {} if suite.inject_until is None else {"inject_until": suite.inject_until}
+                record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
+                                              steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
+                                              options=until if memory_input in ("inject", "both") else None)
+                save_run(runs_dir, record, frames)
+                made += 1
+                bar.update(1)
+        bar.close()
+        if state.num_processes > 1:
+            progress(state, f"{made} runs over {len(mine)} paths done")
+    made_by_rank = gather(state, [made])
+    state.wait_for_everyone()  # every rank's runs are written
+    if not state.is_main_process:
+        return 0
 
     wanted = {run_id(*job) for job in expected}
     records = [r for r in load_runs(runs_dir) if r["id"] in wanted]
@@ -152,7 +174,8 @@ def run(args) -> int:
         "size": f"{backbone.config.height}x{backbone.config.width}",
         "steps": suite.steps or backbone.config.steps,
         "command": "mirage " + " ".join(sys.argv[1:]) if sys.argv and "mirage" in sys.argv[0] else "mirage eval",
-        "wall_seconds": time.perf_counter() - started, "runs_done_now": len(todo), "runs_reused": reused,
+        "wall_seconds": time.perf_counter() - started, "runs_done_now": sum(made_by_rank), "runs_reused": reused,
+        "processes": state.num_processes, "runs_by_rank": made_by_rank,
         "threads": args.threads, "cpus": os.cpu_count(), "load_start": load_start, "load_end": _load_average(),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "peak_memory_kind": records[0].get("peak_memory_kind") if records else None,
@@ -175,5 +198,5 @@ def run(args) -> int:
     print("\nExact return (last frame at the start pose) per family; per path in report.md:\n")
     print(exact_return_family_table(metrics["exact_return"]))
     print(f"\nwrote {out / 'report.md'}, {out / 'metrics.json'} and plots "
-          f"({len(todo)} runs now, {reused} reused, {info['wall_seconds']:.0f} s)")
+          f"({sum(made_by_rank)} runs now, {reused} reused, {info['wall_seconds']:.0f} s)")
     return 0

@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
     wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
     wan.add_argument("--negative-prompt", metavar="TEXT")
     wan.add_argument("--guidance", type=float)
-    wan.add_argument("--sampler")
+    wan.add_argument("--sampler", help="auto | unipc | euler | few-step")
+    wan.add_argument("--timesteps", metavar="T1,T2,…|NAME", help="few-step timesteps or dmd-3 | sf-4")
     wan.add_argument("--shift", type=float)
     wan.add_argument("--dtype")
     wan.add_argument("--offload")
@@ -48,6 +49,16 @@ def add_parser(sub) -> None:
     srv.add_argument("--max-frames", type=int, default=2049, help="frames one world may hold (default 2049)")
     srv.add_argument("--keep-frames", type=int, default=256,
                      help="decoded frames a tab keeps; older ones are let go, the walk goes on (default 256)")
+    srv.add_argument("--allow-origin", action="append", default=[], metavar="URL",
+                     help="also serve pages from this origin (http://host:port), e.g. behind a proxy or under "
+                          "another name; repeatable. By default only this server's own page is served: other "
+                          "sites' pages and other Host names are refused")
+    srv.add_argument("--max-send-mib", type=float, default=32.0,
+                     help="data waiting to be sent to one tab before its page counts as not reading and is "
+                          "disconnected (default 32 MiB)")
+    srv.add_argument("--max-image-mp", type=float, default=None,
+                     help="largest uploaded image or depth map in megapixels, refused before decoding "
+                          "(default 16.8 = 4096x4096)")
     p.set_defaults(func=run)
 
 
@@ -73,7 +84,9 @@ def run(args) -> int:
     torch.set_num_threads(args.threads or (1 if args.device in (None, "cpu") else torch.get_num_threads()))
     config = ExploreConfig(step_frames=args.step_frames, max_sessions=args.max_sessions,
                            idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames,
-                           keep_frames=args.keep_frames)
+                           keep_frames=args.keep_frames, allow_origins=tuple(args.allow_origin),
+                           max_send_bytes=int(args.max_send_mib * 2**20),
+                           **({} if args.max_image_mp is None else {"max_image_pixels": int(args.max_image_mp * 1e6)}))
     maker = build_world(backbone=args.backbone, weights=args.weights, device=args.device,
                         backbone_options=backbone_options(args), scene=args.scene, family=args.family,
                         image=args.image, depth=args.depth, fov=args.fov,

@@ -14,7 +14,14 @@ a pan-return path. Writes into ``--out``:
 
 A mirage trajectory JSON that records ``chunks`` (a path exported from an interactive session)
 is generated with those chunk boundaries and per-chunk seeds, so it replays the session's video
-frame for frame.
+frame for frame; one that records its ``start`` is refused from any other start.
+
+Paths longer than ``--max-frames`` (default :data:`MAX_FRAMES`) are refused before any work,
+from the sizes and counts their files state (:func:`mirage.cli.starts.check_trajectory_file`).
+
+``--jobs FILE.jsonl`` runs one generation per line (see :mod:`mirage.cli.ranks`), split over the
+ranks of ``torchrun`` / ``accelerate launch``; a job whose ``out`` holds a complete ``run.json``
+is skipped, so a killed batch resumes, and rank 0 writes ``FILE.summary.json``.
 
 Every input is validated before anything is written. While a run is in progress the folder
 holds an ``INCOMPLETE`` marker and no ``run.json``; a folder with the marker is unfinished.
@@ -31,6 +38,9 @@ from mirage.errors import ConfigError
 
 OUTPUTS = ("video.mp4", "side_by_side.mp4", "memory.safetensors", "run.json")
 MARKER = "INCOMPLETE"
+# The longest path `generate` takes unless told otherwise (--max-frames): it holds the video, the
+# reads and the ground truth in memory, about 0.2 MB a frame at 64x64.
+MAX_FRAMES = 4097
 
 
 def add_parser(sub) -> None:
@@ -53,6 +63,8 @@ def add_parser(sub) -> None:
                         "model folder, or a written path such as \"forward 2, turn-left 30, up 0.5\"")
     p.add_argument("--frames", type=int, default=None, metavar="N",
                    help="frames, of the form τ·k+1 (presets: default 33; files: the file's count)")
+    p.add_argument("--max-frames", type=int, default=MAX_FRAMES, metavar="N",
+                   help=f"refuse longer paths before any work (default {MAX_FRAMES}; it bounds memory)")
     p.add_argument("--size", default=None, metavar="HxW", help="default: the backbone's (64x64 for tiny)")
     p.add_argument("--steps", type=int, default=None, help="denoising steps per chunk (default: backbone's)")
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
@@ -72,13 +84,20 @@ def add_parser(sub) -> None:
                    help="tiny: weights file or folder (default: shipped); wan22: a diffusers-format "
                         "Wan2.2-TI2V-5B directory (transformer/, vae/, optional text_encoder/, tokenizer/, scheduler/)")
     p.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda when available for wan22)")
+    p.add_argument("--memory-device", default=None, metavar="DEVICE",
+                   help="where the memory lives and computes (its reads, fusion, covisibility index): "
+                        "cpu | cuda | cuda:N (default: the backbone's device)")
     wan = p.add_argument_group("wan22 backbone")
     wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors (default: zero-init branch)")
     wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
     wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
     wan.add_argument("--negative-prompt", metavar="TEXT", help="unconditional prompt for CFG (default empty)")
     wan.add_argument("--guidance", type=float, help="CFG scale, 1 = off (default 5; needs a text encoder)")
-    wan.add_argument("--sampler", help="auto (the weights' scheduler/, else unipc) | unipc | euler")
+    wan.add_argument("--sampler", help="auto (the weights' scheduler/, else unipc) | unipc | euler | few-step "
+                                       "(distilled checkpoints: predict x0, re-noise; CFG off by default)")
+    wan.add_argument("--timesteps", metavar="T1,T2,…|NAME",
+                     help="few-step timesteps in (0, 1000], decreasing, or dmd-3 (1000,757,522: FastWan2.2 "
+                          "DMD) | sf-4 (1000,937.5,833.3,625: Self-Forcing, Wan2.2-TI2V-5B-Turbo); default dmd-3")
     wan.add_argument("--shift", type=float, help="timestep shift of the sampler (default: scheduler's, else 5)")
     wan.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on GPU, float32 on CPU)")
     wan.add_argument("--offload", help="none | model (text encoder and VAE on the CPU between uses)")
@@ -92,7 +111,19 @@ def add_parser(sub) -> None:
     p.add_argument("--out", default="out/generate", metavar="DIR")
     p.add_argument("--fps", type=float, default=16.0)
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--jobs", metavar="FILE.jsonl",
+                   help="one generation per line: a JSON object of these options without dashes, e.g. "
+                        "{\"scene\": 7, \"memory\": \"rgb\", \"out\": \"runs/7-rgb\"} (paths relative to "
+                        "the file; the command line's options are the defaults); split over torchrun / "
+                        "accelerate ranks, complete jobs skipped")
     p.set_defaults(func=run)
+
+
+def generate_parser() -> argparse.ArgumentParser:
+    """A fresh ``mirage generate`` parser (the jobs file's keys are its options)."""
+    sub = argparse.ArgumentParser(prog="mirage").add_subparsers()
+    add_parser(sub)
+    return sub.choices["generate"]
 
 
 def _parse_intrinsics(text):
@@ -108,7 +139,8 @@ def _parse_intrinsics(text):
 
 
 WAN_OPTIONS = {"memory_branch": "--memory-branch", "lora": "--lora", "negative_prompt": "--negative-prompt",
-               "guidance": "--guidance", "sampler": "--sampler", "shift": "--shift", "dtype": "--dtype",
+               "guidance": "--guidance", "sampler": "--sampler", "timesteps": "--timesteps", "shift": "--shift",
+               "dtype": "--dtype",
                "offload": "--offload", "vae_tiling": "--vae-tiling"}
 
 
@@ -122,16 +154,11 @@ def backbone_options(args) -> dict:
     return given
 
 
-def prepare(args):
-    """Validate every input and build (backbone, start frame, pipeline config, labels)."""
-    import torch
-
-    from mirage.backbones import load_backbone
-    from mirage.cli.options import memory_input_options, parse_paste_reads, parse_size
-    from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES, PipelineConfig, check_frame_count
-    from mirage.cli.starts import image_trajectory, scene_start
-    from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
-    from mirage.world import FAMILIES, PRESETS
+def check_args(args) -> None:
+    """The checks of ``args`` that need no backbone (run for every job before any job runs)."""
+    from mirage.cli.options import memory_input_options
+    from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES
+    from mirage.world import FAMILIES
 
     if args.memory not in MEMORY_MODES:
         raise ConfigError(f"`--memory` must be one of {MEMORY_MODES} but is {args.memory!r}")
@@ -151,8 +178,38 @@ def prepare(args):
         raise ConfigError(f"`--scene` must be a seed ≥ 0 but is {args.scene}")
     if not args.fps > 0:
         raise ConfigError(f"`--fps` must be > 0 but is {args.fps}")
-    memory_inputs = memory_input_options(args)
-    backbone = load_backbone(args.backbone, args.weights, device=args.device, **backbone_options(args))
+    backbone_options(args)
+    memory_input_options(args)
+
+
+def load_for(args, cache: dict | None = None):
+    """The backbone ``args`` name; with ``cache`` (a dict), one load per distinct backbone."""
+    from mirage.backbones import load_backbone
+
+    options = backbone_options(args)
+    key = json.dumps([args.backbone, str(args.weights), args.device, sorted(options.items())], default=str)
+    if cache is not None and key in cache:
+        return cache[key]
+    backbone = load_backbone(args.backbone, args.weights, device=args.device, **options)
+    if cache is not None:
+        cache[key] = backbone
+    return backbone
+
+
+def prepare(args, cache: dict | None = None):
+    """Validate every input and build (backbone, start frame, pipeline config, labels)."""
+    import torch
+
+    from mirage.cli.options import memory_input_options, parse_paste_reads, parse_size
+    from mirage.pipeline import PipelineConfig, check_frame_count
+    from mirage.cli.starts import image_trajectory, scene_start
+    from mirage.pipeline.inputs import StartFrame, image_camera, load_depth, load_image
+    from mirage.cli.starts import check_max_frames, check_trajectory_file
+    from mirage.pipeline.start_record import check_start, image_record, scene_record
+    from mirage.world import PRESETS
+
+    check_args(args)
+    backbone = load_for(args, cache)
     tau = backbone.temporal_stride
     size = parse_size(args.size) if args.size else (backbone.config.height, backbone.config.width)
     stride = getattr(backbone, "size_multiple", backbone.spatial_stride)
@@ -167,30 +224,66 @@ def prepare(args):
         raise ConfigError(f"`--trajectory` must be a preset {sorted(PRESETS)}, an existing file or COLMAP "
                           f"folder, or a written path ({GRAMMAR}) but is {args.trajectory!r}")
     frames = args.frames if args.frames is not None else (33 if is_preset else None)
+    if isinstance(args.max_frames, bool) or not isinstance(args.max_frames, int) or args.max_frames < tau + 1:
+        raise ConfigError(f"`--max-frames` must be an int ≥ {tau + 1} but is {args.max_frames!r}")
     if frames is not None:
         check_frame_count(frames, tau, "--frames")
+        check_max_frames(frames, args.max_frames, "`--frames`")
+    if not is_preset:  # sizes and counts a file states are checked before it is parsed
+        check_trajectory_file(args.trajectory, args.max_frames)
+    recorded = path_start(args.trajectory)
     if args.image is not None:
         image, original = load_image(args.image, size)
-        depth = load_depth(args.depth, size) if args.depth else None
+        depth = load_depth(args.depth, size, shape=original) if args.depth else None
+        check_start(recorded, image_record(args.image, args.depth), f"`--trajectory` {args.trajectory!r}")
         K = image_camera(original, size, args.fov, _parse_intrinsics(args.intrinsics))
         cams = image_trajectory(args.trajectory, frames or 0, size, K)
         if frames is not None and not is_preset and len(cams) != frames:
             raise ConfigError(f"`--frames` is {frames} but {args.trajectory!r} holds {len(cams)} frames")
+        check_max_frames(len(cams), args.max_frames, f"`--trajectory` {args.trajectory!r}")
         start = StartFrame(image, depth, None, cams, fps=args.fps)
         source = {"image": str(args.image), "depth": str(args.depth) if args.depth else None}
     else:
         seed = 0 if args.scene is None else args.scene
-        start = scene_start(args.family, seed, args.trajectory, frames if is_preset else None, size, args.fps)
+        check_start(recorded, scene_record(seed, args.family), f"`--trajectory` {args.trajectory!r}")
+        start = scene_start(args.family, seed, args.trajectory, frames if is_preset else None, size, args.fps,
+                            max_frames=args.max_frames)
         source = {"scene": seed, "family": args.family}
     check_frame_count(len(start.cameras), tau, "--frames (the trajectory's frame count)")
-    steps = args.steps if args.steps is not None else getattr(getattr(backbone, "config", None), "steps", 6)
+    bb_config = getattr(backbone, "config", None)
+    if getattr(bb_config, "sampler", None) == "few-step" and args.steps not in (None, bb_config.steps):
+        raise ConfigError(f"`--steps` is {args.steps} but `--sampler few-step` takes one step per `--timesteps` "
+                          f"entry ({bb_config.steps}): leave `--steps` out")
+    steps = args.steps if args.steps is not None else getattr(bb_config, "steps", 6)
     paste = {} if args.paste_reads is None else {"paste_reads": parse_paste_reads(args.paste_reads)}
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
                             steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress, **paste, **memory_inputs)
+                            progress=not args.no_progress, memory_device=args.memory_device, **paste,
+                            **memory_input_options(args))
     torch.manual_seed(args.seed)
     return backbone, start, config, source
+
+
+def _our_json(spec: str) -> dict | None:
+    """The object of a mirage trajectory JSON (an exported walk); None for any other file (the
+    trajectory loader says what is wrong with a broken one)."""
+    path = Path(spec)
+    if path.suffix != ".json" or not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, RecursionError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == "mirage-trajectory" else None
+
+
+def path_start(spec: str) -> dict | None:
+    """The start an exported walk records (:mod:`mirage.pipeline.start_record`), or None."""
+    from mirage.pipeline.start_record import parse_record
+
+    data = _our_json(spec)
+    return None if data is None else parse_record(data.get("start"), f"`--trajectory` {spec!r}")
 
 
 def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
@@ -198,18 +291,11 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
     walk), checked against the backbone's chunk sizes; None for any other trajectory."""
     from mirage.pipeline.plan import check_chunks
 
-    path = Path(spec)
-    if path.suffix != ".json" or not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None  # not ours: the trajectory loader has already said what is wrong with it
-    if not (isinstance(data, dict) and data.get("format") == "mirage-trajectory"):
+    if _our_json(spec) is None:
         return None
     from mirage.cameras import load_trajectory_chunks
 
-    chunks = load_trajectory_chunks(path)
+    chunks = load_trajectory_chunks(Path(spec))
     if chunks is None:
         return None
     try:
@@ -231,7 +317,77 @@ def frame_coverage(read_mask, temporal_stride: int):
     return coverage
 
 
+def is_complete(out) -> bool:
+    """A finished run: ``run.json`` is there and the INCOMPLETE marker is not."""
+    out = Path(out)
+    return (out / "run.json").is_file() and not (out / MARKER).exists()
+
+
 def run(args) -> int:
+    if args.jobs is not None:
+        return run_jobs(args)
+    return run_one(args)
+
+
+def run_jobs(args) -> int:
+    """``--jobs``: this rank's share of the file's jobs, then (rank 0) the merged summary."""
+    import os
+    import time
+
+    from mirage.cli.ranks import gather, progress, rank_device, rank_state, read_jobs
+
+    jobs = read_jobs(args.jobs, generate_parser(), args)
+    for number, job in jobs:  # every line is checked before any job runs
+        try:
+            check_args(job)
+        except ConfigError as err:
+            raise ConfigError(f"{args.jobs}:{number}: {err}") from None
+    state = rank_state()
+    cache: dict = {}
+    done = []
+    with state.split_between_processes(jobs) as mine:
+        for i, (number, job) in enumerate(mine, start=1):
+            job.device = rank_device(state, job.device)
+            if is_complete(job.out):
+                done.append({"line": number, "status": "complete before", "rank": state.process_index})
+                progress(state, f"job {i}/{len(mine)} (line {number}) {job.out}: complete, skipped")
+                continue
+            t = time.perf_counter()
+            try:
+                run_one(job, cache)
+            except ConfigError as err:
+                raise ConfigError(f"{args.jobs}:{number}: {err}") from None
+            seconds = time.perf_counter() - t
+            done.append({"line": number, "status": "generated", "rank": state.process_index,
+                         "seconds": round(seconds, 3)})
+            progress(state, f"job {i}/{len(mine)} (line {number}) {job.out}: generated in {seconds:.1f} s")
+    records = gather(state, done)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        by_line = {r["line"]: r for r in records}
+        summary = {"format": "mirage.generate-jobs", "version": 1, "jobs_file": str(args.jobs),
+                   "processes": state.num_processes, "jobs": []}
+        for number, job in jobs:
+            run_json = json.loads((Path(job.out) / "run.json").read_text())
+            timing = run_json["timings"]["summary"]
+            metrics = run_json.get("metrics") or {}
+            summary["jobs"].append({
+                "line": number, "out": os.path.relpath(job.out, Path(args.jobs).resolve().parent),
+                **by_line.get(number, {"status": "missing"}),
+                "frames": run_json["config"]["frames"], "memory": run_json["config"]["memory_mode"],
+                "s_per_frame": timing.get("s_per_frame"), "psnr_mean": metrics.get("psnr_mean"),
+                "revisit_psnr": metrics.get("revisit_psnr")})
+        path = Path(args.jobs).with_suffix(".summary.json")
+        tmp = path.with_name(path.name + ".partial")
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(path)
+        made = sum(r["status"] == "generated" for r in records)
+        print(f"{len(jobs)} jobs over {state.num_processes} process(es): {made} generated, "
+              f"{len(jobs) - made} complete before; summary in {path}")
+    return 0
+
+
+def run_one(args, cache: dict | None = None) -> int:
     import numpy as np
 
     from mirage.evaluation.metrics import frame_psnr, revisit_frames
@@ -239,7 +395,7 @@ def run(args) -> int:
     from mirage.world.oracle import OracleDepthEstimator, OracleMasker
     from mirage.video import labelled_panels, tint_uncovered, to_uint8, write_mp4
 
-    backbone, start, config, source = prepare(args)  # nothing is written before this succeeds
+    backbone, start, config, source = prepare(args, cache)  # nothing is written before this succeeds
     chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
     depth_estimator = (OracleDepthEstimator(start.scene, start.fps) if args.depth_estimator == "oracle"
                        else TinyDepthEstimator(backbone))

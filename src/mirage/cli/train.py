@@ -80,6 +80,9 @@ def add_wan_parser(group) -> None:
 
 
 def run_wan(args) -> int:
+    from mirage.extras import require_extra
+
+    require_extra("wan", ("diffusers", "accelerate", "peft"), "`mirage train wan`")
     from mirage.backbones.wan22 import load_wan22
     from mirage.train.distributed import AccelerateEngine, make_accelerator
     from mirage.train.wan import WanTrainConfig, train_wan

@@ -20,6 +20,9 @@ def add_parser(sub) -> None:
 
 
 def run_tiny_random(args) -> int:
+    from mirage.extras import require_extra
+
+    require_extra("wan", ("diffusers",) + (("transformers",) if args.text_encoder else ()), "`mirage wan tiny-random`")
     from mirage.backbones.wan22.testing import save_tiny_wan
 
     path = save_tiny_wan(args.out, seed=args.seed, text_encoder=args.text_encoder)

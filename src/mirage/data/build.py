@@ -144,8 +144,12 @@ def build_dataset(
     bar = tqdm(total=sum(len(groups[g]) for g in mine), desc="clips", unit="clip", disable=not progress or rank != 0)
     dtype = DTYPES[config.dtype]
     built = skipped = 0
+    if rank == 0:  # only rank 0 (or a single process) writes the index
+        for tmp in out.glob(".index.json.*"):
+            tmp.unlink(missing_ok=True)
     for g in mine:
         members = groups[g]
+        _remove_temporaries(out, g)  # a killed run's half-written shard and record (hidden names)
         if g in done:
             bar.update(len(members))
             continue
@@ -189,6 +193,13 @@ def build_dataset(
     else:
         note(f"rank {rank}: {built} clips built, {skipped} skipped")
     return index
+
+
+def _remove_temporaries(out: Path, g: int) -> None:
+    """Delete the hidden temporaries (:func:`mirage.files.atomic_path`) of shard group ``g``: only
+    the rank that owns a group writes them, so another rank's work in progress is never touched."""
+    for tmp in [*out.glob(f".shard-{g:05d}.tar.*"), *(out / "records").glob(f".shard-{g:05d}.json.*")]:
+        tmp.unlink(missing_ok=True)
 
 
 def _record(out: Path, g: int) -> dict | None:

@@ -121,10 +121,19 @@ def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
     return sorted(out, key=lambda s: s.name)
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image
+def _open_frame(path: Path):
+    """The frame image at ``path``, opened lazily (header only), or :class:`ClipSkip` naming an
+    unreadable or oversized file (more than ``MAX_IMAGE_PIXELS``, checked before decoding)."""
+    from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, open_image
 
-    with Image.open(path) as im:
+    try:
+        return open_image(path, f"frame file {str(path)!r}", MAX_IMAGE_PIXELS)
+    except MirageError as err:
+        raise ClipSkip(str(err)) from None
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    with _open_frame(path) as im:
         return im.height, im.width
 
 
@@ -178,7 +187,6 @@ def frame_key(source: Source, name: str) -> str:
 def read_frames(source: Source, seq, indices: list[int]) -> np.ndarray:
     """(F, H, W, 3) uint8 frames ``indices`` of ``seq``; :class:`ClipSkip` naming a missing or
     wrongly sized frame."""
-    from PIL import Image
 
     H, W = seq.height, seq.width
     if source.frames.is_file() and source.frames.suffix.lower() in VIDEO_SUFFIXES:
@@ -203,8 +211,13 @@ def read_frames(source: Source, seq, indices: list[int]) -> np.ndarray:
             path = _find_image(source.frames, seq.names[i])
             if path is None:
                 raise ClipSkip(f"frame file {seq.names[i]!r} is missing in {str(source.frames)!r}")
-            with Image.open(path) as im:
-                out.append(np.asarray(im.convert("RGB")))
+            with _open_frame(path) as im:
+                if (im.height, im.width) != (H, W):
+                    raise ClipSkip(f"frame {seq.names[i]!r} is {im.height}x{im.width} but its camera is {H}x{W}")
+                try:
+                    out.append(np.asarray(im.convert("RGB")))
+                except (OSError, ValueError, SyntaxError) as err:
+                    raise ClipSkip(f"frame file {str(path)!r} is not a readable image: {err}") from None
     for i, f in zip(indices, out):
         if f.shape[:2] != (H, W):
             raise ClipSkip(f"frame {seq.names[i]!r} is {f.shape[0]}x{f.shape[1]} but its camera is {H}x{W}")
@@ -212,9 +225,9 @@ def read_frames(source: Source, seq, indices: list[int]) -> np.ndarray:
 
 
 def read_depth(depth_dir: Path, key: str, height: int, width: int) -> np.ndarray:
-    """(H, W) float32 z-depth of frame ``key`` from ``depth_dir``; 0 where invalid."""
-    from PIL import Image
-
+    """(H, W) float32 z-depth of frame ``key`` from ``depth_dir``; 0 where invalid (NaN, inf,
+    ≤ 0). :class:`ClipSkip` for a missing, unreadable or wrongly sized map, or one with no valid
+    value; the size is checked before the map is decoded."""
     tried = []
     for k in dict.fromkeys([key, key.rsplit("/", 1)[-1]]):
         for ext in (".npy", ".png"):
@@ -222,22 +235,32 @@ def read_depth(depth_dir: Path, key: str, height: int, width: int) -> np.ndarray
             tried.append(path.name if k == key.rsplit("/", 1)[-1] else f"{k}{ext}")
             if not path.is_file():
                 continue
-            if ext == ".npy":
+            def wrong_size(shape) -> ClipSkip:
+                return ClipSkip(f"depth map {str(path)!r} is {'x'.join(map(str, shape))} but its frame is "
+                                f"{height}x{width}")
+
+            if ext == ".npy":  # the shape is checked on the memory-mapped header, before reading
                 try:
-                    depth = np.load(path, allow_pickle=False)
-                except (OSError, ValueError) as err:
+                    depth = np.load(path, allow_pickle=False, mmap_mode="r")
+                except (OSError, ValueError, EOFError) as err:
                     raise ClipSkip(f"depth map {str(path)!r} is not a readable .npy ({err})") from None
                 if depth.dtype.kind != "f":
                     raise ClipSkip(f"depth map {str(path)!r} must hold floats but holds {depth.dtype}")
+                if np.squeeze(depth).shape != (height, width):
+                    raise wrong_size(depth.shape)
+                depth = np.squeeze(np.array(depth, dtype=np.float32))
             else:
-                with Image.open(path) as im:
+                with _open_frame(path) as im:
                     if im.mode not in ("I;16", "I;16B", "I;16L", "I"):
                         raise ClipSkip(f"depth map {str(path)!r} must be a 16-bit PNG in millimetres but has mode {im.mode}")
-                    depth = np.asarray(im).astype(np.float64) / 1000.0
-            depth = np.squeeze(depth)
-            if depth.shape != (height, width):
-                raise ClipSkip(f"depth map {str(path)!r} is {'x'.join(map(str, depth.shape))} but its frame is "
-                               f"{height}x{width}")
-            depth = depth.astype(np.float32)
-            return np.where(np.isfinite(depth) & (depth > 0), depth, 0.0).astype(np.float32)
+                    if (im.height, im.width) != (height, width):
+                        raise wrong_size((im.height, im.width))
+                    try:
+                        depth = np.asarray(im).astype(np.float32) / 1000.0
+                    except (OSError, ValueError, SyntaxError) as err:
+                        raise ClipSkip(f"depth map {str(path)!r} is not a readable PNG: {err}") from None
+            valid = np.isfinite(depth) & (depth > 0)
+            if not valid.any():
+                raise ClipSkip(f"depth map {str(path)!r} holds no valid depth (every value is NaN, inf or ≤ 0)")
+            return np.where(valid, depth, 0.0).astype(np.float32)
     raise ClipSkip(f"no depth map for frame {key!r} in --depth-dir {str(depth_dir)!r} (looked for {tried})")

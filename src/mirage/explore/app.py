@@ -1,6 +1,7 @@
 """`create_app`: the explorer as a FastAPI application (tests drive it with ``TestClient``).
 
-The app holds one :class:`~mirage.explore.manager.TabManager` in ``app.state.manager``; its
+Requests that do not come from the server's own page (by ``Host`` and ``Origin``) are refused
+(:mod:`mirage.explore.guard`). The app holds one :class:`~mirage.explore.manager.TabManager` in ``app.state.manager``; its
 worker thread starts and stops with the app's lifespan.
 """
 
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from mirage.explore.config import ExploreConfig
+from mirage.explore.guard import LocalOnly
 from mirage.explore.manager import TabManager
 from mirage.explore.routers import files, pages, socket
 from mirage.explore.worlds import WorldMaker
@@ -36,6 +38,7 @@ def create_app(maker: WorldMaker, config: ExploreConfig | None = None) -> FastAP
     app = FastAPI(title="mirage explore", lifespan=lifespan, docs_url=None, redoc_url=None,
                   max_body_size=2 * config.max_upload_bytes + 2**16)
     app.state.manager = manager
+    app.add_middleware(LocalOnly, allow_origins=config.allow_origins)  # this server's own page only
     app.include_router(pages.router)
     app.include_router(socket.router)
     app.include_router(files.router)

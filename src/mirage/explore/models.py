@@ -114,11 +114,15 @@ class Notice(_Message):
 class StateMessage(_Message):
     """The whole walk after a change that is not a new chunk (start, undo, load, re-roll).
 
+    source: what the world started from (``Hello.source``; it changes on a start from an image
+    and on a load). has_ground_truth: whether the world can show ground truth.
     path: camera centres of every frame, world coordinates (OpenCV axes, y down).
     pose: the current cam2world (4×4, row-major, flattened)."""
 
     type: Literal["state"] = "state"
     reason: str
+    source: dict
+    has_ground_truth: bool
     frames: int
     chunks: int
     path: list[list[float]]

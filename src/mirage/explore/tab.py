@@ -7,9 +7,12 @@ page should see through ``emit`` (thread-safe; a pydantic model for text, bytes 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import tempfile
 import time
+from dataclasses import is_dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -21,7 +24,7 @@ from mirage.explore.config import ExploreConfig
 from mirage.explore.models import (ChunkHeader, ChunkStats, Hello, Move, Notice, PointsHeader, Progress,
                                    StateMessage, Timing, ViewHeader)
 from mirage.explore.moves import move_cameras
-from mirage.explore.worlds import Start, WorldMaker, image_view
+from mirage.explore.worlds import Start, WorldMaker, image_view, loaded_start
 from mirage.memory.store import GREY  # the display colour of points written without images
 
 __all__ = ["Tab", "WORLD_SUFFIX"]
@@ -70,7 +73,8 @@ class Tab:
         s = self.session
         cams = s.cameras
         centres = cams.cam2world[:, :3, 3].double()
-        self.emit(StateMessage(reason=reason, frames=s.num_frames, chunks=len(s.chunks),
+        self.emit(StateMessage(reason=reason, frames=s.num_frames, chunks=len(s.chunks), source=self.start.source,
+                               has_ground_truth=self.start.scene is not None,
                                path=[[round(float(v), 5) for v in c] for c in centres],
                                pose=[float(v) for v in cams.cam2world[-1].reshape(-1)],
                                fov_x_deg=self.maker.fov_x_deg(cams[[len(cams) - 1]])))
@@ -190,22 +194,40 @@ class Tab:
 
     # -- files ----------------------------------------------------------------------------------
     def save(self) -> bytes:
-        """The session file (the session's own format: safetensors + JSON, versioned)."""
+        """The session file (the session's own format: safetensors + JSON, versioned), with this
+        tab's start recorded in it (``session.start``) so that a load knows the world."""
+        self.session.start = self.start.source
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"world{WORLD_SUFFIX}"
             self.session.save(path)
             return path.read_bytes()
 
-    def load(self, data: bytes) -> None:
-        """Replace this tab's world by a saved one; a bad file raises and changes nothing."""
+    def load(self, data: bytes, name: str = "world file") -> None:
+        """Replace this tab's world by a saved one (``name``: the upload's file name, for
+        messages); a bad file raises and changes nothing. A world asking for more compute per
+        step than this server's own settings (``steps``, ``preceding``, ``references``) is
+        refused; its recorded start (``save``) becomes the tab's start (unknown: no ground truth,
+        :func:`~mirage.explore.worlds.loaded_start`)."""
+        label = f"the world file {name!r}"
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"world{WORLD_SUFFIX}"
             path.write_bytes(data)
-            session = self.maker.load(path)
+            with _named(path, label):
+                session = self.maker.load(path)
         if session.cameras.hw != self.maker.size:
-            raise MirageError(f"the world is {session.cameras.hw[0]}x{session.cameras.hw[1]} but this "
+            raise MirageError(f"{label} is {session.cameras.hw[0]}x{session.cameras.hw[1]} but this "
                               f"server generates {self.maker.size[0]}x{self.maker.size[1]}")
-        self.session = session
+        own = self.maker.config
+        for key in ("steps", "preceding", "references"):
+            asked, limit = getattr(session.config, key, 0), getattr(own, key)
+            if asked > limit:
+                raise MirageError(f"{label} asks for {key} = {asked} but this server runs at most {limit}; "
+                                  f"it was saved by a server with other settings")
+        if is_dataclass(session.config):
+            session.config = replace(session.config, progress=own.progress)  # the server's console
+        record = getattr(session, "start", None)
+        self.start, self.session = loaded_start(record, session.cameras, name), session
+        self.ground_truth = self.ground_truth and self.start.scene is not None
         self.send_state("load")
 
     def start_from_image(self, image: bytes, depth: bytes | None, image_name: str, depth_name: str | None) -> None:
@@ -217,8 +239,10 @@ class Tab:
             if depth is not None:
                 dpath = Path(tmp) / ("depth" + Path(depth_name or "x.npy").suffix[:8])
                 dpath.write_bytes(depth)
-            start = image_view(ipath, self.maker.size, dpath, name=image_name)
-            session = self.maker.new(start)
+            with _named(Path(tmp), "the upload"):
+                start = image_view(ipath, self.maker.size, dpath, name=image_name, depth_name=depth_name,
+                                   max_pixels=self.config.max_image_pixels)
+                session = self.maker.new(start)
         self.start, self.session, self.ground_truth = start, session, False
         self.send_state("start")
 
@@ -226,11 +250,31 @@ class Tab:
         return wire.ply_bytes(*self.points())
 
     def path_json(self) -> bytes:
-        """The walk as a trajectory JSON with its chunk boundaries and seeds: `mirage generate
-        --trajectory FILE` with this server's start and options replays it to the same video."""
+        """The walk as a trajectory JSON with its chunk boundaries and seeds, and its start
+        (:mod:`mirage.pipeline.start_record`): `mirage generate --trajectory FILE` from the same
+        start with this server's options replays it to the same video, and refuses another
+        start."""
         from mirage.cameras import save_trajectory_json
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "path.json"
-            save_trajectory_json(path, self.session.cameras, fps=self.start.fps, chunks=self.session.chunks)
-            return path.read_bytes()
+            save_trajectory_json(path, self.session.cameras, fps=self.start.fps, chunks=self.session.chunks or None)
+            data = json.loads(path.read_text())
+        if "scene" in self.start.source or "sha256" in self.start.source:
+            data["start"] = self.start.source
+        return json.dumps(data, indent=1).encode()
+
+
+@contextlib.contextmanager
+def _named(path: Path, label: str):
+    """Re-raise a :class:`MirageError` with the server's temporary ``path`` replaced by ``label``:
+    messages name what the person uploaded, never where the server put it."""
+    try:
+        yield
+    except MirageError as err:
+        text = str(err)
+        for shown in (f"session file {str(path)!r}", repr(str(path)), str(path)):
+            text = text.replace(shown, label)
+        if text == str(err):
+            raise
+        raise type(err)(text) from None

@@ -15,11 +15,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from mirage.errors import FileFormatError
 from mirage.explore.moves import WalkBounds
 from mirage.geometry import Camera
 
-__all__ = ["Start", "WorldMaker", "scene_view", "image_view", "IMAGE_BOUNDS"]
+__all__ = ["Start", "WorldMaker", "scene_view", "image_view", "loaded_start", "IMAGE_BOUNDS"]
 
 # A start from an image has no known free space: a disc of 1 unit around its camera (the unit
 # preset paths use for images, mirage.pipeline.inputs.ImageAnchor).
@@ -30,7 +29,9 @@ IMAGE_BOUNDS = WalkBounds(center=(0.0, 0.0, 0.0), radius=1.0, rise=0.3)
 class Start:
     """A first view. image: (3, H, W) in [−1, 1]; camera: length 1 at (H, W); depth: (H, W)
     z-depth or None (estimated); exclude: (H, W) bool never-write mask or None; scene: the
-    procedural scene (ground truth) or None."""
+    procedural scene (ground truth) or None; source: what it started from, the record
+    :mod:`mirage.pipeline.start_record` describes (or ``{"world": name}``: a loaded world whose
+    start is unknown)."""
 
     image: Tensor
     camera: Camera
@@ -44,6 +45,7 @@ class Start:
 
 def scene_view(family: str, seed: int, size: tuple[int, int]) -> Start:
     """The start pose of a procedural scene's presets, its exact depth and sky/dynamic mask."""
+    from mirage.pipeline.start_record import scene_record
     from mirage.world import DEFAULT_FPS, generate_scene, make_trajectory, render
 
     scene = generate_scene(family, seed)
@@ -53,39 +55,45 @@ def scene_view(family: str, seed: int, size: tuple[int, int]) -> Start:
     bounds = WalkBounds(center=tuple(float(v) for v in scene.center), radius=0.85 * float(scene.free_radius),
                         rise=0.3)
     return Start(out.rgb[0], camera, depth, out.dynamic[0] | out.sky[0], scene, float(DEFAULT_FPS), bounds,
-                 {"scene": seed, "family": family})
+                 scene_record(seed, family))
 
 
 def image_view(image_path, size: tuple[int, int], depth_path=None, fov_deg: float = 60.0,
-               name: str | None = None) -> Start:
+               name: str | None = None, depth_name: str | None = None,
+               max_pixels: int | None = None) -> Start:
     """A start from an image file (+ optional depth file of the image's exact (H, W)) at the
-    identity pose. Raises :class:`FileFormatError` naming what is wrong with either file."""
-    from mirage.pipeline.inputs import image_camera, load_depth, load_image
+    identity pose. Raises :class:`FileFormatError` naming what is wrong with either file: by
+    ``name`` / ``depth_name`` when given (an upload), else by path. Images and depth maps of
+    more than ``max_pixels`` pixels (default: the pipeline's limit) are refused undecoded."""
+    from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, image_camera, load_depth, load_image
+    from mirage.pipeline.start_record import image_record
 
-    image, original = load_image(image_path, size)
+    limit = max_pixels or MAX_IMAGE_PIXELS
+    image, original = load_image(image_path, size, label=f"the image {name!r}" if name else None, max_pixels=limit)
     depth = None
     if depth_path is not None:
-        raw = _depth_shape(depth_path)
-        if raw is not None and raw != original:
-            raise FileFormatError(f"the depth map must have the image's shape {original} (H, W) but has {raw}")
-        depth = load_depth(depth_path, size)
+        depth = load_depth(depth_path, size, shape=original, max_pixels=limit,
+                           label=f"the depth map {depth_name!r}" if depth_name else None)
     K = image_camera(original, size, fov_deg)
     camera = Camera(K[None], torch.eye(4)[None], size[0], size[1])
     return Start(image, camera, depth, None, None, 16.0, IMAGE_BOUNDS,
-                 {"image": name or Path(image_path).name, "depth": depth_path is not None})
+                 image_record(image_path, depth_path, name=name or Path(image_path).name))
 
 
-def _depth_shape(path) -> tuple[int, ...] | None:
-    """The stored shape of a .npy depth map without resizing it (None for other formats,
-    which :func:`load_depth` checks itself)."""
-    import numpy as np
+def loaded_start(record: dict | None, cameras: Camera, name: str) -> Start:
+    """The start of a loaded world, from the record saved with it (``parse_record``): a scene
+    start is rebuilt (its ground truth and walkable disc); an image start, or a file without a
+    record, has no ground truth and a disc of 1 unit around its first camera. ``image`` and
+    ``depth`` of the result are placeholders: a loaded world's first frame is already made."""
+    from mirage.world import FAMILIES
 
-    if Path(path).suffix.lower() != ".npy":
-        return None
-    try:
-        return tuple(np.load(path, mmap_mode="r", allow_pickle=False).shape)
-    except Exception as err:
-        raise FileFormatError(f"the depth map is not a readable .npy file: {err}") from None
+    if record is not None and "scene" in record and record["family"] in FAMILIES:
+        return scene_view(record["family"], record["scene"], cameras.hw)
+    first = cameras[[0]]
+    centre = tuple(float(v) for v in first.cam2world[0, :3, 3])
+    return Start(torch.zeros(3, *cameras.hw), first, None, None, None, 16.0,
+                 WalkBounds(centre, IMAGE_BOUNDS.radius, IMAGE_BOUNDS.rise),
+                 record if record is not None and "image" in record else {"world": name})
 
 
 class WorldMaker:

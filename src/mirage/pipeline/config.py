@@ -57,6 +57,11 @@ class PipelineConfig:
         their centre (None: every covered cell).
     inject_feather: 0 = a hard mask; k > 0 weights covered cells near the border of the
         covered region down (:class:`mirage.backbones.inject.Injection`).
+    memory_device: where the memory lives ("cpu", "cuda", "cuda:1", …): its points, tokens and
+        far field, the covisibility index, the reads, fusion and the depth-to-grid reduction of
+        an update. None: the backbone's device. It changes where the memory computes, not what
+        (its kernels follow their inputs' device), and a session file does not record it, so a
+        session saved with the memory on one device loads with it on another.
     """
 
     memory_mode: str = "latent"
@@ -73,6 +78,7 @@ class PipelineConfig:
     inject_until: float = DEFAULT_INJECT_UNTIL
     inject_max_offset: float | None = None
     inject_feather: int = 0
+    memory_device: str | None = None
 
     def __post_init__(self) -> None:
         if self.memory_input not in (None, *MEMORY_INPUTS):
@@ -99,6 +105,17 @@ class PipelineConfig:
                                                  and not isinstance(self.paste_reads, bool)
                                                  and 0 <= self.paste_reads <= 0.5):
             raise ConfigError(f"`paste_reads` must be None or a number in [0, 0.5] but is {self.paste_reads!r}")
+        if self.memory_device is not None:
+            import torch
+
+            try:
+                device = torch.device(self.memory_device)
+            except (RuntimeError, TypeError):
+                raise ConfigError(f"`memory_device` must be None or a torch device such as 'cpu' or 'cuda:0' "
+                                  f"but is {self.memory_device!r}") from None
+            if device.type == "cuda" and not torch.cuda.is_available():
+                raise ConfigError(f"`memory_device` is {self.memory_device!r} but CUDA is not available on this machine")
+            object.__setattr__(self, "memory_device", str(device))
 
     @property
     def injection(self) -> Injection:

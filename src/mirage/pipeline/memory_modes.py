@@ -8,6 +8,9 @@
 - ``none``: an empty read and no references.
 
 Frame ids in memory are global latent frame indices (latent k has the pose of pixel frame τk).
+
+Every mode lives on one ``device`` (the session's memory device): a write moves its inputs
+there first, so the depth reduction and fusion run there, and a read returns tensors there.
 """
 
 from __future__ import annotations
@@ -110,9 +113,10 @@ class LatentMode(_PointMemoryMode):
 
     def __init__(self, channels: int, *, fusion: str = "voxel", far_field: bool = True,
                  planarity_tol: float = GRID_PLANARITY_TOL,
-                 min_valid_fraction: float = PARTIAL_CELL_FRACTION, keep_edges: bool = True) -> None:
+                 min_valid_fraction: float = PARTIAL_CELL_FRACTION, keep_edges: bool = True,
+                 device=None) -> None:
         self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL,
-                                          far_field=far_field)
+                                          far_field=far_field, device=device)
         self.planarity_tol = planarity_tol
         self.min_valid_fraction = min_valid_fraction
         self.keep_edges = keep_edges
@@ -121,17 +125,20 @@ class LatentMode(_PointMemoryMode):
         """Reduce depth to the latent grid (planarity rule, ``planarity_tol``; cells partly
         without depth kept at ``min_valid_fraction``), then write; ``frames`` give the points
         their display colours."""
+        latents, frames, depths, cameras, exclude = _on(self.memory.device, latents, frames, depths, cameras, exclude)
         self.memory.write(latents, depths.float(), cameras, exclude=exclude, frame_ids=frame_ids,
                           planarity_tol=self.planarity_tol, min_valid_fraction=self.min_valid_fraction,
                           keep_edges=self.keep_edges, confidence=confidence, images=frames)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
-        read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
+        cameras = _on(self.memory.device, _target_cameras(chunk_cameras, temporal_stride))[0]
+        read = self.memory.read(cameras, latent_hw)
         return ModeRead(read.features.float(), read.mask, read.offset)
 
     def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
         """The target views' read also gives their points for the references."""
-        read = self.memory.read(_target_cameras(chunk_cameras, temporal_stride), latent_hw)
+        cameras = _on(self.memory.device, _target_cameras(chunk_cameras, temporal_stride))[0]
+        read = self.memory.read(cameras, latent_hw)
         refs = self.memory.references(read, k=k, min_iou=REFERENCE_MIN_IOU, exclude_frames=exclude)
         return ModeRead(read.features.float(), read.mask, read.offset), refs
 
@@ -141,22 +148,24 @@ class RGBMode(_PointMemoryMode):
 
     name = "rgb"
 
-    def __init__(self, channels: int, *, fusion: str = "append", far_field: bool = False) -> None:
+    def __init__(self, channels: int, *, fusion: str = "append", far_field: bool = False, device=None) -> None:
         self.channels = channels
         self.memory = RGBPointCloudMemory(fusion=fusion, reference_voxel=REFERENCE_VOXEL,
-                                          far_field=far_field)
+                                          far_field=far_field, device=device)
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         # The baseline appends every point, as the reference does; confidence is only stored.
+        frames, depths, cameras, exclude = _on(self.memory.device, frames, depths, cameras, exclude)
         self.memory.write(frames, depths, cameras, exclude=exclude, frame_ids=frame_ids,
                           confidence=confidence)
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone) -> ModeRead:
         H, W = chunk_cameras.hw
         h, w = latent_hw
+        chunk_cameras = _on(self.memory.device, chunk_cameras)[0]
         render = self.memory.render(chunk_cameras, (H, W))  # every pixel frame of the chunk
         video = render.features.permute(1, 0, 2, 3)[None].float()  # (1, 3, F, H, W)
-        latents = backbone.encode(video)[0].permute(1, 0, 2, 3)[1:].cpu()  # (T−1, C, h, w)
+        latents = backbone.encode(video)[0].permute(1, 0, 2, 3)[1:].to(self.memory.device)  # (T−1, C, h, w)
         covered = render.mask[temporal_stride::temporal_stride].float()  # (T−1, H, W)
         frac = covered.reshape(-1, h, H // h, w, W // w).mean(dim=(2, 4))
         mask = frac >= RGB_COVERAGE
@@ -171,16 +180,19 @@ class NoMemory:
     name = "none"
     memory = None
 
-    def __init__(self, channels: int) -> None:
+    def __init__(self, channels: int, device=None) -> None:
         self.channels = channels
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
 
     def write(self, latents, frames, depths, cameras, exclude, frame_ids, confidence=1.0) -> None:
         return None
 
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         n = (len(chunk_cameras) - 1) // temporal_stride
-        return ModeRead(torch.zeros(n, self.channels, *latent_hw), torch.zeros(n, *latent_hw, dtype=torch.bool),
-                        torch.zeros(n, 2, *latent_hw))
+        dev = self.device
+        return ModeRead(torch.zeros(n, self.channels, *latent_hw, device=dev),
+                        torch.zeros(n, *latent_hw, dtype=torch.bool, device=dev),
+                        torch.zeros(n, 2, *latent_hw, device=dev))
 
     def references(self, target_cameras, k, exclude) -> list:
         return []
@@ -192,11 +204,16 @@ class NoMemory:
         return {"points": 0, "bytes": 0, "frames": 0}
 
 
+def _on(device, *values):
+    """``values`` (tensors, Cameras or None) on ``device``; those already there are returned as they are."""
+    return tuple(v if v is None or v.device == device else v.to(device=device) for v in values)
+
+
 def make_memory_mode(name: str, channels: int, *, fusion: str | None = None,
-                     far_field: bool | None = None) -> MemoryMode:
-    """The memory mode ``name``; ``fusion`` and ``far_field`` override a point memory's
-    defaults (latent: voxel fusion, far field on; rgb: append, no far field)."""
-    options = {} if fusion is None else {"fusion": fusion}
+                     far_field: bool | None = None, device=None) -> MemoryMode:
+    """The memory mode ``name`` on ``device`` (None: CPU); ``fusion`` and ``far_field`` override a
+    point memory's defaults (latent: voxel fusion, far field on; rgb: append, no far field)."""
+    options = {"device": device} if fusion is None else {"fusion": fusion, "device": device}
     if far_field is not None:
         options["far_field"] = far_field
     if name == "latent":
@@ -204,5 +221,5 @@ def make_memory_mode(name: str, channels: int, *, fusion: str | None = None,
     if name == "rgb":
         return RGBMode(channels, **options)
     if name == "none":
-        return NoMemory(channels)
+        return NoMemory(channels, device=device)
     raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {name!r}")

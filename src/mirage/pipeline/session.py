@@ -83,6 +83,14 @@ def paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
     return torch.cat([chunk_latents[:, :1], targets], dim=1)
 
 
+def memory_device(config: PipelineConfig, backbone) -> torch.device:
+    """Where a session's memory lives: ``config.memory_device``, else the backbone's device (CPU
+    for a backbone without one)."""
+    if config.memory_device is not None:
+        return torch.device(config.memory_device)
+    return torch.device(getattr(backbone, "device", None) or "cpu")
+
+
 def _check_seed(seed) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= _MAX_SEED):
         raise ConfigError(f"`seed` must be None or an int in [0, 2**64 − 1] but is {seed!r}")
@@ -164,8 +172,10 @@ class Session:
         self.backbone, self.config = backbone, config
         self.depth_estimator, self.masker, self.text = depth_estimator, masker, text
         self.history = history
+        self.memory_device = memory_device(config, backbone)
+        self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
-                                      far_field=config.far_field)
+                                      far_field=config.far_field, device=self.memory_device)
         self.memory_input = config.resolve_memory_input(backbone)
         if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
             warnings.warn("memory_input 'branch' with an untrained (zero-initialised) memory branch: the model "
@@ -429,12 +439,14 @@ class Session:
         depth, valid = self.depth_estimator(key_frames, target_cams, pixel_ids)
         valid = valid.bool() & valid_depth(depth)
         depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
-        exclude = self.masker(key_frames, new_latents, read.features, read.mask, target_cams, pixel_ids) & valid
+        exclude = self.masker(key_frames, new_latents, read.features.to(new_latents.device),
+                              read.mask.to(new_latents.device), target_cams, pixel_ids) & valid
         timing.depth = time.perf_counter() - t
 
         read_frames = None
         if config.decode_reads:  # not counted in the timings; before the update, which is last
-            read_latents = torch.cat([latents[a][:, None], read.features.permute(1, 0, 2, 3)], dim=1)
+            read_features = read.features.permute(1, 0, 2, 3).to(latents[a].device)  # (C, T−1, h, w)
+            read_latents = torch.cat([latents[a][:, None], read_features], dim=1)
             read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
 
         # update: the last step that can fail, so an error before it leaves the memory as it was
@@ -475,11 +487,12 @@ class Session:
 
     @classmethod
     def load(cls, path, backbone: Backbone, *, depth_estimator, masker,
-             history: int = DEFAULT_HISTORY) -> "Session":
+             history: int = DEFAULT_HISTORY, memory_device: str | None = None) -> "Session":
         """The session saved in ``path``, continuing with exactly the frames the saved one would
-        have made. Raises :class:`~mirage.errors.SessionFormatError` for a missing, foreign,
+        have made; its memory on ``memory_device`` (None: the backbone's device; the file does not
+        record where the memory lived). Raises :class:`~mirage.errors.SessionFormatError` for a missing, foreign,
         truncated, tampered or newer file, or one saved with another kind of backbone."""
         from mirage.pipeline.session_file import load_session
 
         return load_session(path, cls, backbone, depth_estimator=depth_estimator, masker=masker,
-                            history=history)
+                            history=history, memory_device=memory_device)

@@ -1,9 +1,10 @@
 """The session file: one safetensors file with JSON metadata, versioned, no pickle.
 
 Metadata (strings): ``format`` = "mirage.session", ``version``, ``session`` (JSON: the config,
-the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's kind and sizes, the chunks with their seeds, timings, memory stats,
-references), ``memory`` (JSON of the memory's own metadata, :mod:`mirage.memory.format`; absent
-for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
+the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's
+kind and sizes, the chunks with their seeds, timings, memory stats, references, and the walk's
+``start`` record or null, :mod:`mirage.pipeline.start_record`), ``memory`` (JSON of the memory's
+own metadata, :mod:`mirage.memory.format`; absent for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
 Tensors (F frames, T latent frames):
 
 - ``latents`` (T, C, h, w) as the backbone made them; ``read_latents`` float32 (T, C, h, w) and
@@ -68,6 +69,14 @@ def _digest(tensors: dict[str, Tensor], *texts: str) -> str:
     return h.hexdigest()
 
 
+def _saved_config(config: PipelineConfig) -> dict:
+    """The config as a file holds it: without ``memory_device`` (where the memory lives is the
+    loader's choice, so a file saved on one device loads on another)."""
+    saved = asdict(config)
+    del saved["memory_device"]
+    return saved
+
+
 def save_session(path, session) -> None:
     """Write ``session`` to ``path`` atomically (module docstring)."""
     from mirage.memory.format import memory_to_tensors
@@ -87,12 +96,13 @@ def save_session(path, session) -> None:
         memory_tensors, memory_meta = memory_to_tensors(session.memory)
         tensors |= {_MEMORY_PREFIX + k: v for k, v in memory_tensors.items()}
     info = {
-        "config": asdict(session.config), "memory_input": session.memory_input, "text": session.text,
+        "config": _saved_config(session.config), "memory_input": session.memory_input, "text": session.text,
         "backbone": _backbone_info(session.backbone),
         "chunks": session.chunks, "evicted": session.evicted_frames,
         "timings": [vars(t) for t in session._timings],
         "init_seconds": session.init_seconds, "init_write_seconds": session.init_write_seconds,
         "memory_stats": session._stats, "references": session._references,
+        "start": session.start,
     }
     metadata = {"format": SESSION_FORMAT, "version": str(SESSION_VERSION), "session": json.dumps(info)}
     if memory_meta is not None:
@@ -102,7 +112,7 @@ def save_session(path, session) -> None:
     save_safetensors(path, tensors, metadata)
 
 
-def load_session(path, cls, backbone, *, depth_estimator, masker, history: int):
+def load_session(path, cls, backbone, *, depth_estimator, masker, history: int, memory_device=None):
     """The session saved in ``path`` as a ``cls`` (module docstring)."""
     source = repr(str(path))
 
@@ -124,23 +134,24 @@ def load_session(path, cls, backbone, *, depth_estimator, masker, history: int):
     except json.JSONDecodeError as err:
         fail(f"its session metadata is not JSON: {err}")
     try:
-        return _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, history, fail)
+        return _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, history, fail, memory_device)
     except SessionFormatError:
         raise
     except (MirageError, KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
         fail(f"{type(err).__name__}: {err}")
 
 
-def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, history, fail):
+def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, history, fail, memory_device=None):
     from mirage.memory.format import memory_from_tensors
+    from mirage.pipeline.start_record import parse_record
 
     if not isinstance(info, dict):
         fail("its session metadata is not an object")
-    names = {f.name for f in fields(PipelineConfig)}
+    names = {f.name for f in fields(PipelineConfig)} - {"memory_device"}
     config = info["config"]
     if not isinstance(config, dict) or not set(config) <= names or not names - _LATER_FIELDS <= set(config):
         fail(f"`config` must hold the fields {sorted(names)} ({sorted(_LATER_FIELDS)} may be missing)")
-    config = PipelineConfig(**config)
+    config = PipelineConfig(**config, memory_device=memory_device)
     if info["backbone"] != _backbone_info(backbone):
         fail(f"it was saved with the backbone {info['backbone']} but is loaded with {_backbone_info(backbone)}")
     text = info["text"]
@@ -207,7 +218,7 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
             fail(f"holds no memory, but its memory mode is {config.memory_mode!r}")
         try:
             memory = memory_from_tensors(memory_tensors, json.loads(metadata["memory"]), type(mode.memory),
-                                         source="its memory")
+                                         device=session.memory_device, source="its memory")
         except (MirageError, json.JSONDecodeError) as err:
             fail(str(err))
         if memory.fusion != mode.memory.fusion or getattr(memory, "channels", None) != getattr(mode.memory, "channels", None):
@@ -238,6 +249,7 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     session._stats, session._references = stats, references
     session.init_seconds = float(info["init_seconds"])
     session.init_write_seconds = float(info["init_write_seconds"])
+    session.start = parse_record(info.get("start"), "its `start`")
     return session
 
 

@@ -3,7 +3,8 @@
 - ``config``: :class:`Wan22Config`, run-time options (device, dtype, sampler, CFG, offload).
 - ``transformer``: :class:`MemoryWanTransformer`, the VACE DiT with per-frame timesteps.
 - ``sequence``: one chunk's latent sequence, control input and noise levels.
-- ``sampler``: diffusers' UniPC / Euler flow-matching schedulers driven by our loop.
+- ``sampler``: diffusers' UniPC / Euler flow-matching schedulers driven by our loop, and the
+  few-step sampler of distilled checkpoints (x̂₀, then re-noise; ``sample_few_step``).
 - ``text``: umT5 context, or zeros. ``lora``: peft LoRA files.
 - ``backbone``: :class:`Wan22Backbone` (the protocol); ``loading``: :func:`load_wan22`.
 - ``testing``: :func:`save_tiny_wan`, a tiny random directory of the same layout.

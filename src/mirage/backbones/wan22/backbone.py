@@ -174,7 +174,9 @@ class Wan22Backbone:
 
         Noise (1, 48, T−1, h, w) is drawn on the CPU from ``generator``. Clean frames get t = 0;
         only targets are updated. CFG with ``config.negative_prompt`` runs when
-        ``config.guidance`` > 1, a text encoder is loaded and ``cond.text`` is a prompt.
+        ``config.cfg_scale`` > 1, a text encoder is loaded and ``cond.text`` is a prompt.
+        With ``config.sampler`` "few-step" the chunk takes ``config.timesteps`` (one model
+        evaluation each, fresh re-noising from ``generator``) and ``cond.steps`` is not used.
         """
         from mirage.backbones.wan22.sampler import make_scheduler, sample_flow
 
@@ -183,7 +185,7 @@ class Wan22Backbone:
         n = inputs.num_targets
         noise = torch.randn(1, C, n, h, w, generator=generator, dtype=torch.float32).to(self.device)
         context = self.encode_text([cond.text] if cond.text else None)  # None: "" or zeros
-        use_cfg = self.text.available and self.config.guidance > 1.0 and bool(cond.text)
+        use_cfg = self.text.available and self.config.cfg_scale > 1.0 and bool(cond.text)
         negative = self.encode_text([self.config.negative_prompt]) if use_cfg else None
 
         def velocity_with(ctx):
@@ -192,11 +194,19 @@ class Wan22Backbone:
                 return v[:, :, inputs.first_target:]  # targets only
             return velocity
 
-        scheduler = make_scheduler(self.config.sampler, self.config.shift, self.scheduler_config)
-        targets = sample_flow(velocity_with(context), noise, scheduler, cond.steps,
-                              uncond_velocity=velocity_with(negative) if use_cfg else None,
-                              guidance=self.config.guidance, callback=callback,
-                              inject=cond.injector(noise, "bcthw"))
+        uncond = velocity_with(negative) if use_cfg else None
+        inject = cond.injector(noise, "bcthw")  # None for memory_input "branch"
+        if self.config.sampler == "few-step":  # its own timesteps; cond.steps does not apply
+            from mirage.backbones.wan22.sampler import sample_few_step
+
+            targets = sample_few_step(velocity_with(context), noise, self.config.timesteps, generator=generator,
+                                      uncond_velocity=uncond, guidance=self.config.cfg_scale,
+                                      callback=callback, inject=inject)
+        else:
+            scheduler = make_scheduler(self.config.sampler, self.config.shift, self.scheduler_config)
+            targets = sample_flow(velocity_with(context), noise, scheduler, cond.steps,
+                                  uncond_velocity=uncond, guidance=self.config.cfg_scale, callback=callback,
+                                  inject=inject)
         out = torch.cat([cond.first_latent.float()[:, None], targets[0].cpu()], dim=1)  # (C, T, h, w)
         return out[None]
 
@@ -280,12 +290,15 @@ class Wan22Backbone:
 
     def run_info(self) -> dict:
         """Labels for run.json: weights, branch, LoRA, device, dtype, sampler, text, depth."""
-        from mirage.backbones.wan22.sampler import make_scheduler, scheduler_name
+        from mirage.backbones.wan22.sampler import few_step_name, make_scheduler, scheduler_name
 
+        if self.config.sampler == "few-step":
+            sampler = few_step_name(self.config.timesteps)
+        else:
+            sampler = scheduler_name(make_scheduler(self.config.sampler, self.config.shift, self.scheduler_config))
         return {**self.info, "device": str(self.device), "dtype": str(self.dtype).replace("torch.", ""),
-                "sampler": scheduler_name(make_scheduler(self.config.sampler, self.config.shift,
-                                                         self.scheduler_config)),
-                "guidance": self.config.guidance if self.text.available else None,
+                "sampler": sampler,
+                "guidance": self.config.cfg_scale if self.text.available else None,
                 "text_encoder": self.text.available, "offload": self.config.offload,
                 "vae_tiling": self.config.vae_tiling, "depth_network": DEPTH_LABEL}
 

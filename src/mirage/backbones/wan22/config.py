@@ -16,7 +16,7 @@ from mirage.frames import is_frame_count
 __all__ = ["Wan22Config", "SAMPLERS", "OFFLOAD_MODES", "DTYPES", "CONTROL_CHANNELS",
            "DEFAULT_SHIFT", "resolve_device", "resolve_dtype"]
 
-SAMPLERS = ("auto", "unipc", "euler")  # auto: the weights' scheduler/, else UniPC
+SAMPLERS = ("auto", "unipc", "euler", "few-step")  # auto: the weights' scheduler/, else UniPC
 OFFLOAD_MODES = ("none", "model")  # model: text encoder + VAE live on the CPU between uses
 DTYPES = ("float32", "bfloat16", "float16")
 CONTROL_CHANNELS = 96  # memory branch input: 48 memory-read latent + 48 coverage-mask channels
@@ -30,10 +30,15 @@ class Wan22Config:
 
     height, width: default video size in pixels (the CLI's ``--size`` default), divisible by 32
         (VAE stride 16 × transformer patch 2).
-    steps: default sampling steps per chunk. max_frames: pixel frames per chunk (τ·k+1).
-    sampler: "auto" | "unipc" | "euler" (diffusers' flow-matching schedulers); shift: their
+    steps: default sampling steps per chunk (with "few-step": the number of ``timesteps``).
+    max_frames: pixel frames per chunk (τ·k+1).
+    sampler: "auto" | "unipc" | "euler" (diffusers' flow-matching schedulers) | "few-step" (a
+        distilled model's x̂₀-and-re-noise sampling over ``timesteps``); shift: the schedulers'
         timestep shift (None: the weights' scheduler config, else 5.0).
+    timesteps: the few-step sampler's timesteps in (0, 1000], decreasing, or a schedule name
+        ("dmd-3", "sf-4"); None: "dmd-3". Only with ``sampler`` "few-step".
     guidance: classifier-free guidance scale; CFG runs only when > 1 and a text encoder exists.
+        None: 5.0, and 1.0 (off) for "few-step", as distilled models sample without CFG.
     negative_prompt: the unconditional prompt for CFG. text_len: context tokens L.
     device: "cpu", "cuda", "cuda:1", … (None: cuda when available). dtype: transformer dtype
         (None: bfloat16 on GPU, float32 on CPU); the VAE always runs in float32.
@@ -47,7 +52,8 @@ class Wan22Config:
     max_frames: int = 33
     sampler: str = "auto"
     shift: float | None = None
-    guidance: float = 5.0
+    timesteps: tuple[float, ...] | str | None = None
+    guidance: float | None = None
     negative_prompt: str = ""
     text_len: int = 512
     device: str | None = None
@@ -70,7 +76,17 @@ class Wan22Config:
             raise ConfigError(f"`sampler` must be one of {SAMPLERS} but is {self.sampler!r}")
         if self.shift is not None and not (isinstance(self.shift, (int, float)) and self.shift > 0):
             raise ConfigError(f"`shift` must be > 0 but is {self.shift!r}")
-        if not (isinstance(self.guidance, (int, float)) and self.guidance >= 1.0):
+        if self.timesteps is not None:
+            if self.sampler != "few-step":
+                raise ConfigError(f"`timesteps` is for `sampler` 'few-step' but `sampler` is {self.sampler!r}")
+            from mirage.backbones.wan22.sampler import parse_timesteps
+
+            object.__setattr__(self, "timesteps", parse_timesteps(self.timesteps))
+        elif self.sampler == "few-step":
+            object.__setattr__(self, "timesteps", _default_few_step())
+        if self.sampler == "few-step":  # one model evaluation per listed timestep
+            object.__setattr__(self, "steps", len(self.timesteps))
+        if self.guidance is not None and not (isinstance(self.guidance, (int, float)) and self.guidance >= 1.0):
             raise ConfigError(f"`guidance` must be a number ≥ 1 (1 = no CFG) but is {self.guidance!r}")
         if self.offload not in OFFLOAD_MODES:
             raise ConfigError(f"`offload` must be one of {OFFLOAD_MODES} but is {self.offload!r}")
@@ -78,6 +94,19 @@ class Wan22Config:
             raise ConfigError(f"`dtype` must be one of {DTYPES} but is {self.dtype!r}")
         if self.device is not None:
             resolve_device(self.device)
+
+    @property
+    def cfg_scale(self) -> float:
+        """``guidance``, or its default: 5.0, and 1.0 (no CFG) for the few-step sampler."""
+        if self.guidance is not None:
+            return float(self.guidance)
+        return 1.0 if self.sampler == "few-step" else 5.0
+
+
+def _default_few_step() -> tuple[float, ...]:
+    from mirage.backbones.wan22.sampler import FEW_STEP_SCHEDULES
+
+    return FEW_STEP_SCHEDULES["dmd-3"]
 
 
 def resolve_device(device):

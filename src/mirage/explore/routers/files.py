@@ -58,7 +58,7 @@ async def save_world(request: Request, session_id: str) -> Response:
 @router.post("/world")
 async def load_world(request: Request, session_id: str, world: UploadFile = File(...)) -> dict:
     data = await _read(world, "world file", request.app.state.manager.config.max_upload_bytes)
-    await _run(request, session_id, lambda tab: tab.load(data))
+    await _run(request, session_id, lambda tab: tab.load(data, world.filename or "world file"))
     return {"ok": True}
 
 

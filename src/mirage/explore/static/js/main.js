@@ -5,7 +5,7 @@ import { connect } from "./socket.js";
 import { Player } from "./player.js";
 import { Walker } from "./keys.js";
 import { MemoryView } from "./memory3d.js";
-import { showMessage, showStats, download, upload } from "./panel.js";
+import { showMessage, showStats, clearStats, download, upload } from "./panel.js";
 
 const $ = (id) => document.getElementById(id);
 const state = { session: null, hello: null, fov: 60, latencies: [], shownAt: [], stepMs: [], chunks: 0 };
@@ -33,13 +33,15 @@ function onMessage(m) {
   switch (m.type) {
     case "hello":
       state.session = m.session; state.hello = m;
-      $("status").textContent = `${m.backbone} · ${m.memory_mode} memory` +
-        (m.memory_mode === "none" ? "" : ` (${m.memory_input})`) + ` · ${m.height}×${m.width} · ` +
-        (m.source.scene !== undefined ? `scene ${m.source.family} ${m.source.scene}` : `image ${m.source.image}`);
-      $("truth-toggle").hidden = !m.has_ground_truth;
+      showWorld(m.source, m.has_ground_truth);
       $("view").focus();
       break;
     case "state":
+      if (m.reason === "start" || m.reason === "load") { // another world: nothing of the old one stays
+        showWorld(m.source, m.has_ground_truth);
+        player.clearRead();
+        clearStats();
+      }
       state.fov = m.fov_x_deg;
       memory.setPath(m.path, m.pose, m.fov_x_deg);
       $("s-frames").textContent = `${m.frames} (${m.chunks} chunks)`;
@@ -84,6 +86,19 @@ function onMessage(m) {
   }
 }
 
+function showWorld(source, hasTruth) {
+  const h = state.hello;
+  const what = source.scene !== undefined ? `scene ${source.family} ${source.scene}`
+    : source.image !== undefined ? `image ${source.image}` : `world ${source.world}`;
+  const input = h.memory_mode === "none" ? "" : ` (${h.memory_input})`;
+  $("status").textContent = `${h.backbone} · ${h.memory_mode} memory${input} · ${h.height}×${h.width} · ${what}`;
+  $("truth-toggle").hidden = !hasTruth;
+  if (!hasTruth && $("show-truth").checked) {
+    $("show-truth").checked = false;
+    $("truth-figure").hidden = true;
+  }
+}
+
 const api = (path) => `/api/sessions/${state.session}/${path}`;
 $("undo").onclick = () => socket.send({ type: "undo" });
 $("reroll").onclick = () => socket.send({ type: "reroll" });
@@ -101,11 +116,7 @@ $("start-form").onsubmit = async (e) => {
   if (!image) return showMessage("choose an image first", "error");
   const files = { image };
   if ($("start-depth").files[0]) files.depth = $("start-depth").files[0];
-  if (await upload(api("start"), files, "Started from the image")) {
-    $("show-truth").checked = false;
-    $("truth-figure").hidden = true;
-    $("truth-toggle").hidden = true;
-  }
+  await upload(api("start"), files, "Started from the image"); // the state message shows the new world
 };
 $("show-truth").onchange = (e) => {
   $("truth-figure").hidden = !e.target.checked;

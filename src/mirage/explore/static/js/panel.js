@@ -26,6 +26,11 @@ export function showStats(chunk) {
     ? s.references.map((r) => `frame ${r.frame_id} (IoU ${r.iou})`).join(", ") : "none";
 }
 
+export function clearStats() {
+  for (const id of ["s-chunk", "s-time", "s-split", "s-memory", "s-coverage", "s-refs", "s-latency"]) $(id).textContent = "–";
+  $("coverage").textContent = "coverage –";
+}
+
 async function detail(response) {
   try { return (await response.json()).detail || response.statusText; } catch { return response.statusText; }
 }

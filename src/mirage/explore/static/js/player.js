@@ -36,6 +36,13 @@ export class Player {
     this.draw({ h, w, view, read: null, truth });
   }
 
+  // A new world has no memory read yet: the panel shows none instead of the old world's.
+  clearRead() {
+    const c = this.canvases.read;
+    c.getContext("2d").clearRect(0, 0, c.width, c.height);
+    c.dataset.cleared = "1";
+  }
+
   get pending() { return this.queue.length; }
 
   tick(now) {
@@ -51,7 +58,7 @@ export class Player {
 
   draw({ h, w, view, read, truth }) {
     paint(this.canvases.view, h, w, view);
-    if (read) paint(this.canvases.read, h, w, read);
+    if (read) { paint(this.canvases.read, h, w, read); delete this.canvases.read.dataset.cleared; }
     if (truth) paint(this.canvases.truth, h, w, truth);
   }
 }
