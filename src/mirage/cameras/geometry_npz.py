@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from mirage.errors import FileFormatError, MirageError
-from mirage.files import atomic_path
+from mirage.files import atomic_path, read_npy_header
 from mirage.geometry import Camera
 
 __all__ = ["GeometryArchive", "GEOMETRY_KEYS", "MAX_ARRAY_BYTES", "read_geometry_arrays", "load_geometry_npz",
@@ -53,13 +53,9 @@ class GeometryArchive:
 def _header(zf: zipfile.ZipFile, member: str, where: str, max_bytes: int) -> tuple[tuple, np.dtype]:
     """(shape, dtype) of the .npy ``member``, checked against its stored size and ``max_bytes``."""
     info = zf.getinfo(member)
-    with zf.open(info) as fh:
-        version = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(fh)
     key = member[:-4]
-    if dtype.hasobject:
-        raise FileFormatError(f"{where}: `{key}` must hold numbers but holds Python objects")
+    with zf.open(info) as fh:
+        shape, _, dtype = read_npy_header(fh, f"{where}: `{key}`", kinds="fiub")
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes > min(info.file_size, max_bytes):
         raise FileFormatError(f"{where}: `{key}` declares shape {shape} ({nbytes} bytes) but its member holds "

@@ -124,7 +124,7 @@ def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
 def _open_frame(path: Path):
     """The frame image at ``path``, opened lazily (header only), or :class:`ClipSkip` naming an
     unreadable or oversized file (more than ``MAX_IMAGE_PIXELS``, checked before decoding)."""
-    from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, open_image
+    from mirage.pipeline import MAX_IMAGE_PIXELS, open_image
 
     try:
         return open_image(path, f"frame file {str(path)!r}", MAX_IMAGE_PIXELS)

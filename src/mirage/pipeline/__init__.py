@@ -20,6 +20,7 @@ or one chunk at a time (an interactive walk; undo, save and load)::
 from mirage.pipeline.depth import DEPTH_ESTIMATORS, TinyDepthEstimator
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.generator import generate
+from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, open_image
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
 from mirage.pipeline.masks import MASKERS, LatentDisagreementMasker
 from mirage.pipeline.memory_modes import MEMORY_MODES, PARTIAL_CELL_FRACTION
@@ -32,4 +33,5 @@ __all__ = [
     "Chunk", "chunk_plan", "check_frame_count", "valid_frame_counts",
     "MEMORY_MODES", "DEPTH_ESTIMATORS", "MASKERS",
     "TinyDepthEstimator", "LatentDisagreementMasker", "PARTIAL_CELL_FRACTION", "build_memory_samples",
+    "open_image", "MAX_IMAGE_PIXELS",
 ]
