@@ -54,10 +54,11 @@ def measure(backbone, cases, frames: int = 65, *, seeds=(0,), modes=MODES, steps
     bar = tqdm(total=len(cases) * len(modes) * len(seeds), desc="exact return", disable=not progress)
     for case in cases:
         gt = prepare_ground_truth(backbone, case, frames, proxies=False)
-        for mode, depth, far_field, memory_input in arms:
+        for mode, depth, far_field, memory_input, align in arms:
             for seed in seeds:
                 records.append(evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field, steps=steps,
-                                            proxies=False, memory_input=memory_input)[0])
+                                            proxies=False, memory_input=memory_input,
+                                            options=None if align else {"depth_align": False})[0])
                 bar.update(1)
     bar.close()
     return records

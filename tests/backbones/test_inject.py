@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from mirage.backbones import ChunkConditioning
-from mirage.backbones.inject import MEMORY_INPUTS, Injection, Injector, inject_read
+from mirage.backbones.base import MEMORY_INPUTS, Injection
+from mirage.backbones.inject import Injector, inject_read
 from mirage.backbones.tiny.flow import sampling_times
 from mirage.errors import ConfigError
 

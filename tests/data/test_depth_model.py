@@ -64,3 +64,72 @@ def test_a_folder_without_a_model_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match=r"`--depth-model` must be a local transformers model folder"):
         HFDepthModel(tmp_path)
+
+
+def test_the_model_as_the_update_depth_estimator(tiny_model_dir):
+    """`--depth-model` in the pipeline: a relative model's output goes through the alignment, and
+    every chunk says how (random weights: its depth explains nothing, so frames may be skipped,
+    and a skipped frame adds no point)."""
+    from mirage.pipeline import HFDepthEstimator, LatentDisagreementMasker, PipelineConfig, Session
+    from mirage.world import generate_scene, make_trajectory, render
+    from tests.backbones.conftest import small_backbone
+
+    estimator = HFDepthEstimator(tiny_model_dir)
+    assert estimator.kind == "relative" and estimator.name == f"model:{tiny_model_dir.name}"
+    scene = generate_scene("room", 3)
+    cams = make_trajectory("pan-return", scene, 9, 32, 32)
+    gt = render(scene, cams, torch.arange(9) / 16)
+    inverse, valid = estimator(gt.rgb[:2], cams[:2], [0, 1])
+    assert inverse.shape == (2, 32, 32) and valid.all() and torch.isfinite(inverse).all()
+    session = Session(small_backbone(), gt.rgb[0], cams[[0]], PipelineConfig(steps=1), depth_estimator=estimator,
+                      masker=LatentDisagreementMasker(), first_depth=gt.depth[0].clamp(max=50))
+    points = session.memory.num_points
+    record = session.step(cams[1:9]).depth_alignment
+    assert record["chunk"] == 0 and [f["frame"] for f in record["frames"]] == [4, 8]
+    written = [f for f in record["frames"] if f["status"] == "aligned"]
+    if not written:
+        assert record["status"] == "skipped" and session.memory.num_points == points
+
+
+class _Relative:
+    """A stand-in relative model for `clip_samples`: the clip's exact inverse depth through a known
+    affine map per frame."""
+
+    metric = False
+
+    def __init__(self, depths):
+        self.depths = depths  # (L, H, W) of the key frames
+
+    def __call__(self, frames):
+        k = torch.arange(len(frames))[:, None, None]
+        return (self.maps(k)[0] / self.depths + self.maps(k)[1]).float().numpy()
+
+    @staticmethod
+    def maps(k):
+        return 2.0 + 0.25 * k, 0.05 + 0.01 * k
+
+
+def test_data_build_writes_the_memory_with_aligned_model_depth(tmp_path):
+    """Samples built with a relative model's depth: every later frame is aligned to the memory
+    (its fit inverts the known map) and the reads match those built with the clips' own depth."""
+    from mirage.data import read_clip
+    from mirage.data.samples import clip_samples
+    from tests.train.wan_standin import StandInWan, render_clips
+
+    render_clips(tmp_path, count=1, frames=17, size=64)
+    backbone = StandInWan()
+    clip = read_clip(tmp_path / "clip0", temporal_stride=4, spatial_stride=8, min_frames=9)
+    key = list(range(0, len(clip.video), 4))
+    model = _Relative(torch.where(torch.isfinite(clip.depths[key]), clip.depths[key], torch.inf).double())
+    plain = clip_samples(backbone, clip, preceding=1, references=1)
+    built = clip_samples(backbone, clip, preceding=1, references=1, depth_model=model)
+    last = built[-1][1]["depth_alignment"]
+    assert [r["frame"] for r in last] == list(range(1, len(key) - 1)) and all(r["status"] == "aligned" for r in last)
+    for r in last:  # the fitted map inverts the known one over the frame's depths (64 anchors: scale and
+        a, b = _Relative.maps(r["frame"])  # shift trade off, the depth they give does not)
+        z = model.depths[r["frame"]][torch.isfinite(model.depths[r["frame"]])]
+        z_fit = 1 / (r["scale"] * (a / z + b) + r["shift"])
+        assert float(((z_fit - z).abs() / z).median()) < 0.02 and r["residual"] < 0.02
+    for (t0, _), (t1, _) in zip(plain, built):
+        same = (t0["memory_mask"] == t1["memory_mask"]).float().mean()
+        assert same > 0.9

@@ -21,8 +21,11 @@ def test_suite_configs_are_held_out_and_cover_the_issue():
         assert {"pan-return", "loop", "orbit"} <= {c.preset for c in cases}
         assert all(c.scene < 100 for c in cases) and len(suite.seeds) >= 2
     assert [m for m, *_ in suite_modes(SUITES["quick"])] == ["latent", "rgb", "none"]
-    assert suite_modes(SUITES["full"])[3:] == [("latent", "oracle", None, None), ("rgb", "tiny", True, None),
-                                               ("latent", "tiny", None, "inject"), ("rgb", "tiny", None, "inject")]
+    assert suite_modes(SUITES["full"])[3:] == [("latent", "oracle", None, None, True), ("rgb", "tiny", True, None, True),
+                                               ("latent", "tiny", None, "inject", True), ("rgb", "tiny", None, "inject", True)]
+    relative = suite_modes(SUITES["quick"].with_overrides(relative_ablation=True, depth_model="some/folder"))
+    assert [mode_label(*arm) for arm in relative[3:]] == [
+        "latent+oracle-relative-depth", "latent+oracle-relative-depth+no-align", "latent+model-depth"]
     given = suite_modes(SUITES["quick"].with_overrides(memory_input="inject", inject_arms=True))
     assert [mode_label(*arm) for arm in given] == ["latent+inject", "rgb+inject", "none"]
     with pytest.raises(ConfigError, match="held out"):
@@ -35,11 +38,14 @@ def test_mode_labels_name_the_depth_and_the_far_field_and_parse_back():
     cases = {("latent", "tiny", None, None): "latent", ("latent", "oracle", None, None): "latent+oracle-depth",
              ("rgb", "tiny", True, None): "rgb+far-field", ("latent", "tiny", False, None): "latent+no-far-field",
              ("none", "tiny", None, None): "none", ("latent", "tiny", None, "inject"): "latent+inject",
-             ("rgb", "tiny", True, "both"): "rgb+far-field+both", ("latent", "oracle", None, "branch"): "latent+oracle-depth+branch"}
+             ("rgb", "tiny", True, "both"): "rgb+far-field+both", ("latent", "oracle", None, "branch"): "latent+oracle-depth+branch",
+             ("latent", "oracle-relative", None, None, False): "latent+oracle-relative-depth+no-align",
+             ("latent", "model", None, "inject"): "latent+model-depth+inject"}
     for arm, label in cases.items():
-        assert mode_label(*arm) == label and parse_mode_label(label) == arm
+        assert mode_label(*arm) == label and parse_mode_label(label) == (*arm, True)[:5]
     for bad in ("sky", "rgb+far-field+far-field", "rgb+oracle", "latent+", "none+inject", "latent+inject+far-field",
-                "latent+inject+both"):
+                "latent+inject+both", "latent+no-align", "latent+oracle-depth+no-align",
+                "latent+oracle-relative-depth+no-align+inject"):
         with pytest.raises(ConfigError, match="mode"):
             parse_mode_label(bad)
 

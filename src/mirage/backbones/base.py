@@ -13,11 +13,53 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from mirage.backbones.inject import MEMORY_INPUTS, Injection, Injector, model_read
 from mirage.errors import ConfigError, ShapeError, expect_shape
 from mirage.geometry import Camera
 
-__all__ = ["Backbone", "ChunkConditioning"]
+__all__ = ["Backbone", "ChunkConditioning", "MEMORY_INPUTS", "Injection"]
+
+# How the memory read reaches the model (docs/design.md §3.8; the kernel is mirage.backbones.inject).
+MEMORY_INPUTS = ("branch", "inject", "both")
+
+
+@dataclass(frozen=True)
+class Injection:
+    """How the read is injected (the variants measured in ``benchmarks/inject_variants.py``).
+
+    until: inject at every step whose noise level t ≥ ``until`` (t in [0, 1]; 1 = pure noise).
+    max_offset: skip covered cells whose read is off its cell centre by more than this many
+        cells (``MemoryRead.offset``); None injects every covered cell.
+    feather: 0 for a hard mask; k > 0 weights each covered cell by the covered share of the
+        (2k+1)² cells around it, so the border of a covered region is held less firmly.
+    """
+
+    until: float = 0.0
+    max_offset: float | None = None
+    feather: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.until, bool) or not isinstance(self.until, (int, float)) or not 0.0 <= self.until <= 1.0:
+            raise ConfigError(f"`inject_until` must be a number in [0, 1] but is {self.until!r}")
+        if self.max_offset is not None and (isinstance(self.max_offset, bool)
+                                            or not isinstance(self.max_offset, (int, float))
+                                            or not 0.0 <= self.max_offset):
+            raise ConfigError(f"`inject_max_offset` must be None or a number ≥ 0 but is {self.max_offset!r}")
+        if isinstance(self.feather, bool) or not isinstance(self.feather, int) or self.feather < 0:
+            raise ConfigError(f"`inject_feather` must be an int ≥ 0 but is {self.feather!r}")
+
+    def weight(self, mask: Tensor, offset: Tensor | None) -> Tensor:
+        """(n, h, w) float weight in [0, 1] of each target cell from the read's ``mask`` (n, h, w)
+        and ``offset`` (n, 2, h, w) or None."""
+        keep = mask.bool()
+        if self.max_offset is not None and offset is not None:
+            keep = keep & (offset.abs().amax(dim=1) <= self.max_offset)
+        w = keep.float()
+        if self.feather:
+            k = 2 * self.feather + 1
+            share = torch.nn.functional.avg_pool2d(w[:, None], k, stride=1, padding=self.feather,
+                                                   count_include_pad=False)[:, 0]
+            w = w * share
+        return w
 
 
 @dataclass(frozen=True)
@@ -104,14 +146,20 @@ class ChunkConditioning:
     def model_read(self) -> tuple[Tensor, Tensor, Tensor | None]:
         """(features, mask, offset) of the read as the model itself is given it: the read for
         "branch" and "both", an empty one for "inject"."""
-        return model_read(self.memory_input, self.memory_features, self.memory_mask, self.memory_offset)
+        if self.memory_input == "inject":
+            offset = None if self.memory_offset is None else torch.zeros_like(self.memory_offset)
+            return torch.zeros_like(self.memory_features), torch.zeros_like(self.memory_mask), offset
+        return self.memory_features, self.memory_mask, self.memory_offset
 
-    def injector(self, noise: Tensor, layout: str, device=None) -> Injector | None:
-        """The sampler's ``inject(x_t, level)`` hook for "inject" and "both" (None for "branch").
+    def injector(self, noise: Tensor, layout: str, device=None):
+        """The sampler's ``inject(x_t, level)`` hook, a :class:`mirage.backbones.inject.Injector`,
+        for "inject" and "both" (None for "branch").
 
         noise: the chunk's starting noise in the sampler's layout, "ntchw" (1, n, C, h, w) or
         "bcthw" (1, C, n, h, w); the read and its weight are put in the same layout on ``device``.
         """
+        from mirage.backbones.inject import Injector
+
         if self.memory_input == "branch":
             return None
         injection = self.injection or Injection()

@@ -13,63 +13,20 @@ synthesis with warped latents does (docs/design.md §3.8). Because x_t on a cove
 exactly what the forward process would give for the read, the model's uncovered cells are
 denoised in agreement with it; below ``until`` the model refines the covered cells too.
 
-How the read reaches the model is :data:`MEMORY_INPUTS`: ``branch`` (a trained branch reads it,
-no injection), ``inject`` (the model is given an empty read; injection only) or ``both``.
+How the read reaches the model is :data:`mirage.backbones.base.MEMORY_INPUTS`: ``branch`` (a
+trained branch reads it, no injection), ``inject`` (the model is given an empty read; injection
+only) or ``both``; the settings are :class:`mirage.backbones.base.Injection`. This module holds
+the kernel, imported by the sampler loops only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
 import torch
 from torch import Tensor
 
-from mirage.errors import ConfigError
+from mirage.backbones.base import Injection
 
-__all__ = ["MEMORY_INPUTS", "Injection", "inject_read", "Injector", "model_read"]
-
-MEMORY_INPUTS = ("branch", "inject", "both")
-
-
-@dataclass(frozen=True)
-class Injection:
-    """How the read is injected (the variants measured in ``benchmarks/inject_variants.py``).
-
-    until: inject at every step whose noise level t ≥ ``until`` (t in [0, 1]; 1 = pure noise).
-    max_offset: skip covered cells whose read is off its cell centre by more than this many
-        cells (``MemoryRead.offset``); None injects every covered cell.
-    feather: 0 for a hard mask; k > 0 weights each covered cell by the covered share of the
-        (2k+1)² cells around it, so the border of a covered region is held less firmly.
-    """
-
-    until: float = 0.0
-    max_offset: float | None = None
-    feather: int = 0
-
-    def __post_init__(self) -> None:
-        if isinstance(self.until, bool) or not isinstance(self.until, (int, float)) or not 0.0 <= self.until <= 1.0:
-            raise ConfigError(f"`inject_until` must be a number in [0, 1] but is {self.until!r}")
-        if self.max_offset is not None and (isinstance(self.max_offset, bool)
-                                            or not isinstance(self.max_offset, (int, float))
-                                            or not 0.0 <= self.max_offset):
-            raise ConfigError(f"`inject_max_offset` must be None or a number ≥ 0 but is {self.max_offset!r}")
-        if isinstance(self.feather, bool) or not isinstance(self.feather, int) or self.feather < 0:
-            raise ConfigError(f"`inject_feather` must be an int ≥ 0 but is {self.feather!r}")
-
-    def weight(self, mask: Tensor, offset: Tensor | None) -> Tensor:
-        """(n, h, w) float weight in [0, 1] of each target cell from the read's ``mask`` (n, h, w)
-        and ``offset`` (n, 2, h, w) or None."""
-        keep = mask.bool()
-        if self.max_offset is not None and offset is not None:
-            keep = keep & (offset.abs().amax(dim=1) <= self.max_offset)
-        w = keep.float()
-        if self.feather:
-            k = 2 * self.feather + 1
-            share = torch.nn.functional.avg_pool2d(w[:, None], k, stride=1, padding=self.feather,
-                                                   count_include_pad=False)[:, 0]
-            w = w * share
-        return w
+__all__ = ["inject_read", "Injector"]
 
 
 def inject_read(x_t: Tensor, level: float, read: Tensor, weight: Tensor, noise: Tensor) -> Tensor:
@@ -101,14 +58,3 @@ class Injector:
         return inject_read(x_t, level, self.read.to(x_t.dtype), self.weight.to(x_t.dtype), self.noise.to(x_t.dtype))
 
 
-def model_read(memory_input: str, features: Tensor, mask: Tensor,
-               offset: Tensor | None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """What the model itself is given of the read: all of it for ``branch`` and ``both``, an
-    empty read (zeros, nothing covered) for ``inject``."""
-    if memory_input == "inject":
-        return (torch.zeros_like(features), torch.zeros_like(mask),
-                None if offset is None else torch.zeros_like(offset))
-    return features, mask, offset
-
-
-InjectFn = Callable[[Tensor, float], Tensor]

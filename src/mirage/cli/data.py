@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     b.add_argument("--dtype", default="float32", help="storage dtype of latents: float32 | bfloat16 | float16")
     b.add_argument("--device", default=None, help="VAE device (default: cuda when available)")
     b.add_argument("--vae-tiling", action="store_true", help="tiled VAE encoding (large frames, wan22)")
+    b.add_argument("--depth-model", metavar="DIR",
+                   help="write the memory's later frames with this local transformers depth model's depth, as "
+                        "inference does (relative models aligned to the memory per frame); default: the clips' depth")
     b.add_argument("--no-progress", action="store_true")
     b.set_defaults(func=run_build)
 
@@ -99,7 +102,8 @@ def run_build(args) -> int:
     from mirage.data.clips import find_clips
 
     config = BuildConfig(preceding=args.preceding, references=args.references, stride=args.stride,
-                         clips_per_shard=args.clips_per_shard, min_frames=args.min_frames, dtype=args.dtype)
+                         clips_per_shard=args.clips_per_shard, min_frames=args.min_frames, dtype=args.dtype,
+                         depth_model=args.depth_model)
     find_clips(args.clips)  # fail on a wrong --clips before loading weights
     options = {"vae_tiling": True} if args.vae_tiling else {}
     with process_group() as (rank, world, barrier, local):  # torchrun / accelerate launch: split the shards

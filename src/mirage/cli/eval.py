@@ -47,6 +47,11 @@ def add_parser(sub) -> None:
                    help="branch | inject | both: the memory input of the latent and rgb arms (default: the backbone's)")
     s.add_argument("--inject-until", type=float, default=None, metavar="LEVEL",
                    help="inject at every sampling noise level ≥ LEVEL in [0, 1] (arms that inject)")
+    s.add_argument("--relative-ablation", action="store_true",
+                   help="add latent with oracle-relative update depth (the world's exact depth through a random "
+                        "affine map in inverse depth per chunk), aligned to the memory and not (+no-align)")
+    s.add_argument("--depth-model", default=None, metavar="DIR",
+                   help="add latent with the update depth of a local transformers depth model folder (latent+model-depth)")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
@@ -72,7 +77,14 @@ def build_suite(args):
         seeds=_int_list(args.seeds, "--seeds") if args.seeds else None, steps=args.steps,
         oracle_ablation=True if args.oracle_ablation else None, rgb_far_field=True if args.rgb_far_field else None,
         inject_arms=True if args.inject_arms else None, memory_input=args.memory_input,
-        inject_until=args.inject_until, proxies=False if args.no_proxies else None)
+        inject_until=args.inject_until, relative_ablation=True if args.relative_ablation else None,
+        depth_model=_depth_model(args.depth_model), proxies=False if args.no_proxies else None)
+
+
+def _depth_model(path):
+    if path is not None and not Path(path).is_dir():
+        raise ConfigError(f"`--depth-model` must be an existing model folder but {path!r} is not a folder")
+    return path
 
 
 def _load_average() -> str:
@@ -135,7 +147,7 @@ def run(args) -> int:
               "(pip install 'mirage-world[eval]')", file=sys.stderr)
 
     cases, modes = suite_cases(suite), suite_modes(suite)
-    expected = [(c, m, d, s, f, i) for c in cases for (m, d, f, i) in modes for s in suite.seeds]
+    expected = [(c, m, d, s, f, i, a) for c in cases for (m, d, f, i, a) in modes for s in suite.seeds]
     done = {r["id"] for r in load_runs(runs_dir)}
     todo = [job for job in expected if run_id(*job) not in done]
     reused = len(expected) - len(todo)
@@ -150,11 +162,12 @@ def run(args) -> int:
                    position=state.process_index)
         for case in mine:
             gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
-            for _, mode, depth, seed, far_field, memory_input in [job for job in mine_jobs if job[0] == case]:
+            for _, mode, depth, seed, far_field, memory_input, align in [job for job in mine_jobs if job[0] == case]:
                 until = {} if suite.inject_until is None else {"inject_until": suite.inject_until}
+                options = (until if memory_input in ("inject", "both") else {}) | ({} if align else {"depth_align": False})
                 record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
                                               steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
-                                              options=until if memory_input in ("inject", "both") else None)
+                                              options=options or None, depth_model=suite.depth_model)
                 save_run(runs_dir, record, frames)
                 made += 1
                 bar.update(1)

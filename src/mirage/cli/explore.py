@@ -23,6 +23,11 @@ def add_parser(sub) -> None:
     p.add_argument("--memory", default="latent", help="latent | rgb | none (default latent)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed of every new world (default 0)")
     add_memory_input_options(p)
+    p.add_argument("--depth-model", metavar="DIR",
+                   help="update depth from a local transformers depth model folder (Depth Anything V2, DPT, ...); "
+                        "relative models are aligned to the memory per frame (default: the tiny estimator)")
+    p.add_argument("--depth-align", default=None, metavar="on|off",
+                   help="align relative update depth to the memory (default on; off is an ablation)")
     p.add_argument("--step-frames", type=int, default=4, metavar="N",
                    help="new frames per key step, τ·k (default 4: one latent frame of the tiny model)")
     p.add_argument("--undo-steps", type=int, default=16, help="steps a tab can undo (default 16)")
@@ -59,6 +64,7 @@ def run(args) -> int:
     except ImportError as err:
         raise ConfigError(f"`mirage explore` needs FastAPI and uvicorn: pip install 'mirage-world[explore]' "
                           f"({err})") from None
+    from mirage.cli.depth import check_depth_arguments
     from mirage.cli.generate import backbone_options
     from mirage.cli.options import memory_input_options, parse_size
     from mirage.explore.config import ExploreConfig
@@ -70,6 +76,7 @@ def run(args) -> int:
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"`--threads` must be ≥ 1 but is {args.threads}")
+    _, depth_align = check_depth_arguments(args, scene=False)  # the explorer offers no oracle depth
     torch.set_num_threads(args.threads or (1 if args.device in (None, "cpu") else torch.get_num_threads()))
     config = ExploreConfig(step_frames=args.step_frames, max_sessions=args.max_sessions,
                            idle_seconds=60.0 * args.idle_minutes, max_frames=args.max_frames,
@@ -81,7 +88,8 @@ def run(args) -> int:
                         image=args.image, depth=args.depth, fov=args.fov,
                         size=parse_size(args.size) if args.size else None, memory=args.memory,
                         steps=args.steps, seed=args.seed, text=args.prompt, history=args.undo_steps,
-                        pipeline_options=memory_input_options(args))
+                        pipeline_options={**memory_input_options(args), "depth_align": depth_align},
+                        depth_model=args.depth_model)
     check_chunk_size(args.step_frames, maker.backbone.temporal_stride, maker.backbone.max_frames, "--step-frames")
     server = make_server(create_app(maker, config), args.host, args.port)
     _announce(server, args.host)

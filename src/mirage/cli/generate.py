@@ -36,6 +36,8 @@ from pathlib import Path
 
 from mirage.errors import ConfigError
 
+_ABLATIONS = {"oracle": " (ABLATION: true geometry)",
+              "oracle-relative": " (ABLATION: true geometry through a random affine map per chunk)"}
 OUTPUTS = ("video.mp4", "side_by_side.mp4", "memory.safetensors", "run.json")
 MARKER = "INCOMPLETE"
 # The longest path `generate` takes unless told otherwise (--max-frames): it holds the video, the
@@ -44,6 +46,7 @@ MAX_FRAMES = 4097
 
 
 def add_parser(sub) -> None:
+    from mirage.cli.depth import add_depth_arguments
     from mirage.cli.options import add_memory_input_options, add_wan22_options
 
     p = sub.add_parser("generate", help="generate a video that follows a camera path, with memory")
@@ -88,8 +91,7 @@ def add_parser(sub) -> None:
                    help="where the memory lives and computes (its reads, fusion, covisibility index): "
                         "cpu | cuda | cuda:N (default: the backbone's device)")
     add_wan22_options(p)
-    p.add_argument("--depth-estimator", default="tiny",
-                   help="update depth: tiny (default) | oracle (ablation, --scene only)")
+    add_depth_arguments(p)
     p.add_argument("--masker", default="builtin", help="dynamic masker: builtin (default) | oracle (--scene only)")
     p.add_argument("--preceding", type=int, default=1, help="preceding latent frames per chunk (default 1)")
     p.add_argument("--references", type=int, default=1, help="covisible references per chunk (default 1)")
@@ -141,23 +143,24 @@ def backbone_options(args) -> dict:
 
 
 def check_args(args) -> None:
-    """The checks of ``args`` that need no backbone (run for every job before any job runs)."""
+    """The checks of ``args`` that need no backbone (run for every job before any job runs); sets
+    ``args.depth_name`` and ``args.depth_align_on`` (the update depth and whether it is aligned)."""
+    from mirage.cli.depth import check_depth_arguments
     from mirage.cli.options import memory_input_options
-    from mirage.pipeline import DEPTH_ESTIMATORS, MASKERS, MEMORY_MODES
+    from mirage.pipeline import MASKERS, MEMORY_MODES
     from mirage.world import FAMILIES
 
     if args.memory not in MEMORY_MODES:
         raise ConfigError(f"`--memory` must be one of {MEMORY_MODES} but is {args.memory!r}")
-    if args.depth_estimator not in DEPTH_ESTIMATORS:
-        raise ConfigError(f"`--depth-estimator` must be one of {DEPTH_ESTIMATORS} but is {args.depth_estimator!r}")
     if args.masker not in MASKERS:
         raise ConfigError(f"`--masker` must be one of {MASKERS} but is {args.masker!r}")
     if args.image is not None and args.scene is not None:
         raise ConfigError("give either `--image` or `--scene`, not both")
     if args.image is None and (args.depth is not None or args.intrinsics is not None):
         raise ConfigError("`--depth` and `--intrinsics` describe `--image`, which is missing")
-    if args.image is not None and "oracle" in (args.depth_estimator, args.masker):
-        raise ConfigError("the `oracle` depth estimator and masker need `--scene` (the world's ground truth)")
+    if args.image is not None and args.masker == "oracle":
+        raise ConfigError("the `oracle` masker needs `--scene` (the world's ground truth)")
+    args.depth_name, args.depth_align_on = check_depth_arguments(args, scene=args.image is None)
     if args.family not in FAMILIES:
         raise ConfigError(f"`--family` must be one of {FAMILIES} but is {args.family!r}")
     if args.scene is not None and args.scene < 0:
@@ -245,8 +248,8 @@ def prepare(args, cache: dict | None = None):
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
                             steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
-                            progress=not args.no_progress, memory_device=args.memory_device, **paste,
-                            **memory_input_options(args))
+                            progress=not args.no_progress, memory_device=args.memory_device,
+                            depth_align=args.depth_align_on, **paste, **memory_input_options(args))
     torch.manual_seed(args.seed)
     return backbone, start, config, source
 
@@ -377,14 +380,16 @@ def run_one(args, cache: dict | None = None) -> int:
     import numpy as np
 
     from mirage.evaluation.metrics import frame_psnr, revisit_frames
-    from mirage.pipeline import LatentDisagreementMasker, TinyDepthEstimator, generate
-    from mirage.world.oracle import OracleDepthEstimator, OracleMasker
+    from mirage.cli.depth import make_depth_estimator
+    from mirage.pipeline import LatentDisagreementMasker, generate
+    from mirage.world.oracle import OracleMasker
     from mirage.video import labelled_panels, tint_uncovered, to_uint8, write_mp4
 
     backbone, start, config, source = prepare(args, cache)  # nothing is written before this succeeds
     chunks = replay_chunks(args.trajectory, len(start.cameras), backbone)
-    depth_estimator = (OracleDepthEstimator(start.scene, start.fps) if args.depth_estimator == "oracle"
-                       else TinyDepthEstimator(backbone))
+    depth_estimator = make_depth_estimator(args.depth_name, backbone, scene=start.scene, fps=start.fps,
+                                           model_dir=args.depth_model, device=args.device,
+                                           align=config.depth_align)
     masker = OracleMasker(start.scene, start.fps) if args.masker == "oracle" else LatentDisagreementMasker()
 
     out = Path(args.out)
@@ -427,8 +432,11 @@ def run_one(args, cache: dict | None = None) -> int:
             **source, "trajectory": args.trajectory, "frames": len(start.cameras),
             "size": list(start.cameras.hw), "backbone": args.backbone,
             "weights": str(args.weights) if args.weights else "shipped",
-            "first_frame_depth": "given" if start.depth is not None else "tiny estimator",
-            "update_depth": result.depth_source + (" (ABLATION: true geometry)" if result.depth_source == "oracle" else ""),
+            "first_frame_depth": "given" if start.depth is not None else (
+                f"{result.depth_source} estimator" + (", normalised to median depth 1 unit"
+                                                      if getattr(depth_estimator, "kind", "") == "relative" else "")),
+            "update_depth": result.depth_source + _ABLATIONS.get(result.depth_source, ""),
+            "depth_kind": getattr(depth_estimator, "kind", "metric"),
             "masker": result.masker, "fps": args.fps, **result.config, "chunks": chunks,
             "prompt": args.prompt,
             **({"backbone_info": backbone.run_info()} if hasattr(backbone, "run_info") else {}),
@@ -439,6 +447,7 @@ def run_one(args, cache: dict | None = None) -> int:
                     "summary": result.timing_summary()},
         "references": result.references,
         "memory": result.memory_stats,
+        "depth_alignment": result.depth_alignment,
         "metrics": metrics,
         "files": [n for n in OUTPUTS if n != "memory.safetensors" or result.memory is not None],
     }
@@ -451,4 +460,9 @@ def run_one(args, cache: dict | None = None) -> int:
     if metrics and metrics["revisit_psnr"] is not None:
         line += f", revisit PSNR {metrics['revisit_psnr']:.2f} dB"
     print(line + ")")
+    frames = [f for r in result.depth_alignment or [] if r for f in r["frames"]]
+    skipped = [f["frame"] for f in frames if f["status"] == "skipped"]
+    if skipped:
+        print(f"depth: {len(skipped)} of {len(frames)} frames could not be aligned to the memory and were not "
+              f"written (frames {skipped}; see depth_alignment in run.json)")
     return 0

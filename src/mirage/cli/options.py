@@ -45,7 +45,7 @@ def add_memory_input_options(parser) -> None:
 
 def memory_input_options(args) -> dict:
     """The given ``--memory-input`` / ``--inject-until`` as ``PipelineConfig`` keywords, checked."""
-    from mirage.backbones.inject import MEMORY_INPUTS
+    from mirage.backbones.base import MEMORY_INPUTS
 
     options = {}
     if args.memory_input is not None:

@@ -54,6 +54,9 @@ class BuildConfig:
     clips_per_shard: clips per tar shard (the unit of resume).
     min_frames: shorter clips are skipped; 0 = the backbone's ``max_frames`` (one whole chunk).
     dtype: storage dtype of latents and memory reads.
+    depth_model: a local transformers depth model folder whose depth writes the memory's frames
+        after the first, as at inference (relative models aligned to the memory per frame,
+        :func:`mirage.data.samples.clip_samples`); None = the clips' own depth.
     """
 
     preceding: int = 1
@@ -62,8 +65,11 @@ class BuildConfig:
     clips_per_shard: int = 4
     min_frames: int = 0
     dtype: str = "float32"
+    depth_model: str | None = None
 
     def __post_init__(self) -> None:
+        if self.depth_model is not None and not Path(self.depth_model).is_dir():
+            raise ConfigError(f"`depth_model` must be an existing model folder but {self.depth_model!r} is not a folder")
         for name in ("preceding", "references", "min_frames"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -143,6 +149,11 @@ def build_dataset(
     mine = [g for g in range(len(groups)) if g % world_size == rank]
     bar = tqdm(total=sum(len(groups[g]) for g in mine), desc="clips", unit="clip", disable=not progress or rank != 0)
     dtype = DTYPES[config.dtype]
+    depth_model = None
+    if config.depth_model is not None:
+        from mirage.data.depth_model import HFDepthModel
+
+        depth_model = HFDepthModel(config.depth_model, device=getattr(backbone, "device", None))
     built = skipped = 0
     if rank == 0:  # only rank 0 (or a single process) writes the index
         for tmp in out.glob(".index.json.*"):
@@ -162,7 +173,8 @@ def build_dataset(
                     clip = read_clip(folders[i], temporal_stride=tau, spatial_stride=s,
                                      min_frames=min_frames, caption=captions.get(folders[i].name))
                     samples = clip_samples(backbone, clip, preceding=config.preceding,
-                                           references=config.references, stride=config.stride, dtype=dtype)
+                                           references=config.references, stride=config.stride, dtype=dtype,
+                                           depth_model=depth_model)
                 except MirageError as err:  # ClipError, or a clip the backbone refuses (shape, …)
                     record["skipped"].append({"clip": names[i], "reason": str(err)})
                     note(f"skipped {names[i]}: {err}")

@@ -50,6 +50,7 @@ def clip_samples(
     stride: int = 1,
     latents: Tensor | None = None,  # (L, C, h, w), else encoded here
     dtype: torch.dtype = torch.float32,
+    depth_model=None,
 ) -> list[tuple[dict, dict]]:
     """The (tensors, meta) of every sample of ``clip`` whose start latent is a multiple of ``stride``.
 
@@ -58,6 +59,12 @@ def clip_samples(
     ``K`` (1+P+R+n, 3, 3) and ``cam2world`` (1+P+R+n, 4, 4) at pixel size (H, W), in the order
     first, preceding, references, targets. Latents are stored in ``dtype``; cameras in float32.
     Meta: clip, start, ids per group, caption, hw, latent_hw, strides.
+
+    ``depth_model`` (a :class:`~mirage.data.depth_model.HFDepthModel`): the memory's frames after
+    the first take its depth instead of the clip's, as inference would write them: a relative
+    model's aligned to the memory per frame (frames that cannot be aligned are not written), a
+    metric model's as it is. Each sample's meta then holds ``depth_alignment``: the records of the
+    frames written before its read ({"frame": latent frame, "status", "scale", "shift", ...}).
     """
     tau = backbone.temporal_stride
     if latents is None:
@@ -66,8 +73,18 @@ def clip_samples(
     key_frames = list(range(0, tau * (L - 1) + 1, tau))  # pixel frame of each latent frame
     cams = clip.cameras[key_frames]
     targets_per_chunk = (backbone.max_frames - 1) // tau  # T − 1
-    raw = build_memory_samples(latents, clip.depths[key_frames], clip.exclude[key_frames], cams,
-                               targets_per_chunk, preceding, references)
+    depths, exclude, relative, alignment = clip.depths[key_frames], clip.exclude[key_frames], None, []
+    if depth_model is not None:
+        from mirage.video import to_uint8
+
+        inverse = torch.from_numpy(depth_model(to_uint8(clip.video[key_frames]).permute(0, 2, 3, 1).numpy()))
+        if depth_model.metric:  # the model's z-depth as it is (it came back inverted)
+            model_depth = torch.where(inverse > 0, 1.0 / inverse.clamp_min(1e-12), torch.full_like(inverse, float("inf")))
+            depths = torch.cat([depths[:1], model_depth[1:]])
+        else:
+            relative = (inverse, torch.isfinite(inverse))
+    raw = build_memory_samples(latents, depths, exclude, cams, targets_per_chunk, preceding, references,
+                               relative=relative, alignment=alignment)
     out = []
     for s in raw:
         start = s["start"]
@@ -89,6 +106,8 @@ def clip_samples(
         meta = {"clip": clip.name, "start": start, "ids": ids, "caption": clip.caption,
                 "hw": list(clip.cameras.hw), "latent_hw": list(latents.shape[-2:]),
                 "temporal_stride": tau, "spatial_stride": backbone.spatial_stride}
+        if relative is not None:
+            meta["depth_alignment"] = [r for r in alignment if r["frame"] <= start]
         out.append((tensors, meta))
     return out
 

@@ -142,31 +142,47 @@ def _uint8(frames: Tensor) -> np.ndarray:  # (n, 3, H, W) in [-1, 1] → (n, H, 
 
 
 def run_id(case: Case, mode: str, depth: str, seed: int, far_field: bool | None = None,
-           memory_input: str | None = None) -> str:
+           memory_input: str | None = None, align: bool = True) -> str:
     """A file-name-safe id of one run."""
-    return f"{case.id}-{mode_label(mode, depth, far_field, memory_input)}-s{seed}"
+    return f"{case.id}-{mode_label(mode, depth, far_field, memory_input, align)}-s{seed}"
+
+
+def update_depth_estimator(depth: str, backbone, scene, depth_model=None):
+    """The update's depth estimator: ``tiny``, ``oracle``, ``oracle-relative`` (ablations) or
+    ``model`` (the transformers model in folder ``depth_model``)."""
+    from mirage.pipeline import HFDepthEstimator, TinyDepthEstimator
+    from mirage.world.oracle import OracleDepthEstimator, OracleRelativeDepthEstimator
+
+    if depth == "oracle":
+        return OracleDepthEstimator(scene, FPS)
+    if depth == "oracle-relative":
+        return OracleRelativeDepthEstimator(scene, FPS)
+    if depth == "model":
+        return HFDepthEstimator(depth_model)
+    return TinyDepthEstimator(backbone)
 
 
 def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str = "tiny",
                  far_field: bool | None = None, steps: int | None = None, proxies: bool = True,
                  fusion: str | None = None, options: dict | None = None,
-                 memory_input: str | None = None) -> tuple[dict, dict]:
+                 memory_input: str | None = None, depth_model=None) -> tuple[dict, dict]:
     """Generate ``gt``'s path in memory ``mode`` with sampling ``seed`` and measure it.
 
     ``memory_input`` ("branch" | "inject" | "both"; None = the backbone's default) is part of
     the run's label. ``far_field`` and ``fusion`` override the memory's far field and fusion
     (:class:`mirage.pipeline.PipelineConfig`; None = the mode's default; a far-field override is
     part of the run's label, :func:`mirage.evaluation.suite.mode_label`), and ``options`` any
-    other ``PipelineConfig`` field (e.g. ``{"paste_reads": None}``), for ablations.
+    other ``PipelineConfig`` field (e.g. ``{"paste_reads": None}``), for ablations. ``depth``
+    names the update depth (:func:`update_depth_estimator`; ``model`` reads ``depth_model``);
+    ``{"depth_align": False}`` leaves relative depth unaligned (labelled ``+no-align``).
 
     Returns (record, frames): a JSON-ready dict of every metric, and uint8 key frames
     ``{"video": (n, H, W, 3), "ground_truth": (n, H, W, 3)}`` at :func:`key_frame_indices`.
     """
-    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator, generate
-    from mirage.world.oracle import OracleDepthEstimator
+    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, generate
 
     cams, tau = gt.cameras, backbone.temporal_stride
-    estimator = OracleDepthEstimator(gt.scene, FPS) if depth == "oracle" else TinyDepthEstimator(backbone)
+    estimator = update_depth_estimator(depth, backbone, gt.scene, depth_model)
     extra = dict(options or {})
     if memory_input is not None:
         extra["memory_input"] = memory_input
@@ -187,9 +203,10 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
     ends = [c.end_frame + 1 for c in out.plan]  # frames generated after each chunk
     record = {
         "format": RUN_FORMAT, "version": 1,
-        "id": run_id(gt.case, mode, depth, seed, far_field, memory_input),
+        "id": run_id(gt.case, mode, depth, seed, far_field, memory_input, config.depth_align),
         "case": gt.case.id, "family": gt.case.family, "scene": gt.case.scene, "preset": gt.case.preset,
-        "mode": mode_label(mode, depth, far_field, memory_input), "memory_mode": mode, "update_depth": depth,
+        "mode": mode_label(mode, depth, far_field, memory_input, config.depth_align), "memory_mode": mode,
+        "update_depth": depth,
         "far_field": far_field, "memory_input": out.config["memory_input"], "seed": seed,
         "fusion": out.memory.fusion if out.memory is not None else None,
         "frames": Fr, "steps": config.steps,
@@ -215,6 +232,8 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
         "timing": out.timing_summary(),
         "peak_memory_bytes": peak.peak, "peak_memory_kind": peak.kind,
     }
+    if any(r is not None for r in out.depth_alignment or []):
+        record["depth_alignment"] = out.depth_alignment
     if proxies and opencv_available():
         record["proxy_flow_roundtrip_px"] = video_flow_roundtrip(video)
         record["proxy_flow_roundtrip_gt_px"] = gt.floors.get("flow_roundtrip_px")

@@ -23,16 +23,20 @@ __all__ = ["SuiteConfig", "SUITES", "Case", "Arm", "suite_cases", "suite_modes",
 
 MODES = ("latent", "rgb", "none")
 HELD_OUT_LIMIT = 100  # training used scene seeds ≥ 1000
+UPDATE_DEPTHS = ("tiny", "oracle", "oracle-relative", "model")  # "model": a --depth-model folder
 
 
-def mode_label(mode: str, depth: str, far_field: bool | None = None, memory_input: str | None = None) -> str:
-    """The report's name for a memory mode with an update-depth source, a far-field choice and a
-    memory input (None: the mode's or the backbone's default), e.g. ``latent``,
-    ``latent+oracle-depth``, ``rgb+far-field``, ``latent+inject``."""
+def mode_label(mode: str, depth: str, far_field: bool | None = None, memory_input: str | None = None,
+               align: bool = True) -> str:
+    """The report's name for a memory mode with an update-depth source, a far-field choice, a
+    memory input (None: the mode's or the backbone's default) and, for relative update depth,
+    alignment off, e.g. ``latent``, ``latent+oracle-depth``, ``rgb+far-field``, ``latent+inject``,
+    ``latent+oracle-relative-depth+no-align``."""
     label = mode if depth == "tiny" else f"{mode}+{depth}-depth"
     if far_field is not None:
         label += "+far-field" if far_field else "+no-far-field"
-    return label if memory_input is None else f"{label}+{memory_input}"
+    label = label if memory_input is None else f"{label}+{memory_input}"
+    return label if align else label + "+no-align"
 
 
 class Arm(NamedTuple):
@@ -43,28 +47,33 @@ class Arm(NamedTuple):
     depth: str = "tiny"
     far_field: bool | None = None
     memory_input: str | None = None
+    align: bool = True
 
 
 def parse_mode_label(label: str) -> Arm:
     """The inverse of :func:`mode_label`."""
-    from mirage.backbones.inject import MEMORY_INPUTS
+    from mirage.backbones.base import MEMORY_INPUTS
 
     mode, *extras = label.split("+")
-    depth, far_field, memory_input = "tiny", None, None
+    depth, far_field, memory_input, align = "tiny", None, None, True
     for extra in extras:
-        if extra == "oracle-depth" and depth == "tiny" and far_field is None and memory_input is None:
-            depth = "oracle"
-        elif extra in ("far-field", "no-far-field") and far_field is None and memory_input is None:
+        if (extra.endswith("-depth") and extra[:-len("-depth")] in UPDATE_DEPTHS[1:] and depth == "tiny"
+                and far_field is None and memory_input is None and align):
+            depth = extra[:-len("-depth")]
+        elif extra in ("far-field", "no-far-field") and far_field is None and memory_input is None and align:
             far_field = extra == "far-field"
-        elif extra in MEMORY_INPUTS and memory_input is None:
+        elif extra in MEMORY_INPUTS and memory_input is None and align:
             memory_input = extra
+        elif extra == "no-align" and align and depth in ("oracle-relative", "model"):
+            align = False
         else:
             mode = None
     if mode not in MODES or (mode == "none" and memory_input in ("inject", "both")):
-        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth, +far-field or "
-                          f"+no-far-field, and +branch, +inject or +both (not for none), in that order "
+        raise ConfigError(f"a mode must be one of {MODES}, optionally with +oracle-depth, +oracle-relative-depth "
+                          f"or +model-depth, +far-field or +no-far-field, +branch, +inject or +both (not for "
+                          f"none), and +no-align (relative depth unaligned), in that order "
                           f"(e.g. 'rgb+far-field', 'latent+inject'), but is {label!r}")
-    return Arm(mode, depth, far_field, memory_input)
+    return Arm(mode, depth, far_field, memory_input, align)
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,10 @@ class SuiteConfig:
     memory_input: the memory input of the main latent and rgb arms (None: the backbone's
     default; otherwise part of their labels, e.g. ``latent+both``). inject_until: the stop level
     of every arm that injects (None: ``PipelineConfig``'s default).
+    relative_ablation: add ``latent`` with ``oracle-relative`` update depth (the world's exact
+    depth through a random affine map in inverse depth per chunk), aligned to the memory and not
+    (``latent+oracle-relative-depth``, ``...+no-align``). depth_model: add ``latent`` with the update
+    depth of this local transformers depth model folder (``latent+model-depth``).
     proxies: compute the OpenCV proxies (when OpenCV is installed).
     """
 
@@ -100,6 +113,8 @@ class SuiteConfig:
     inject_arms: bool = False
     memory_input: str | None = None
     inject_until: float | None = None
+    relative_ablation: bool = False
+    depth_model: str | None = None
     proxies: bool = True
 
     def __post_init__(self) -> None:
@@ -126,7 +141,7 @@ class SuiteConfig:
             raise ConfigError(f"`seeds` must be distinct ints ≥ 0 (≥ 2 for a std) but are {self.seeds}")
         if isinstance(self.frames, bool) or not isinstance(self.frames, int) or self.frames < 2:
             raise ConfigError(f"`frames` must be an int ≥ 2 but is {self.frames!r}")
-        from mirage.backbones.inject import MEMORY_INPUTS, Injection
+        from mirage.backbones.base import MEMORY_INPUTS, Injection
 
         if self.memory_input not in (None, *MEMORY_INPUTS):
             raise ConfigError(f"`memory_input` must be None or one of {MEMORY_INPUTS} but is {self.memory_input!r}")
@@ -172,9 +187,13 @@ def suite_cases(config: SuiteConfig) -> list[Case]:
 
 def suite_modes(config: SuiteConfig) -> list[Arm]:
     """The arms: the three modes with the tiny estimator and their defaults, plus the
-    oracle-depth ablation, rgb with a far-field map and the inject arms when asked."""
+    oracle-depth ablation, rgb with a far-field map, the inject arms, the relative-depth
+    ablation and a depth model's arm when asked."""
     given = config.memory_input
     return list(dict.fromkeys([Arm(m, memory_input=None if m == "none" else given) for m in MODES]
             + ([Arm("latent", "oracle")] if config.oracle_ablation else [])
             + ([Arm("rgb", "tiny", True)] if config.rgb_far_field else [])
-            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])))
+            + ([Arm("latent", memory_input="inject"), Arm("rgb", memory_input="inject")] if config.inject_arms else [])
+            + ([Arm("latent", "oracle-relative"), Arm("latent", "oracle-relative", align=False)]
+               if config.relative_ablation else [])
+            + ([Arm("latent", "model")] if config.depth_model else [])))

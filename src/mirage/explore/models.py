@@ -164,6 +164,8 @@ class ChunkHeader(_Message):
     has_reads: bool
     has_ground_truth: bool
     cameras: list[list[float]]
+    # relative update depth: how the chunk's frames were aligned to the memory (Session.depth_alignment)
+    depth_alignment: dict | None = None
     timing: Timing
     stats: ChunkStats
     total_frames: int

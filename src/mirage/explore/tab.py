@@ -152,6 +152,11 @@ class Tab:
             if gt is not None:
                 payload.append(wire.frames_to_rgb(gt))
         stats = result.memory_stats or {}
+        alignment = getattr(result, "depth_alignment", None)
+        skipped = [f["frame"] for f in (alignment or {}).get("frames", []) if f["status"] != "aligned"]
+        if skipped:
+            self.emit(Notice(message=f"depth: frame(s) {skipped} could not be aligned to the memory and were not "
+                                     f"written to it ({alignment['frames'][0]['reason'] or 'see the chunk record'})"))
         t = result.timing
         header = ChunkHeader(
             move_id=move_id, chunk_index=result.chunk_index, seed=result.seed, frames=n, height=h, width=w,
@@ -162,7 +167,7 @@ class Tab:
             stats=ChunkStats(points=int(stats.get("points", 0)), bytes=int(stats.get("bytes", 0)),
                              coverage=float(stats.get("read_coverage", 0.0)),
                              references=list(result.references or [])),
-            total_frames=s.num_frames)
+            total_frames=s.num_frames, depth_alignment=alignment)
         self.emit(wire.pack(header, *payload))
         self.send_points()
 

@@ -143,15 +143,17 @@ def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_o
                 scene: int | None = None, family: str = "room", image=None, depth=None, fov: float = 60.0,
                 size: tuple[int, int] | None = None, memory: str = "latent", steps: int | None = None,
                 seed: int = 0, text: str | None = None, history: int = 16,
-                pipeline_options: dict | None = None) -> WorldMaker:
+                pipeline_options: dict | None = None, depth_model=None) -> WorldMaker:
     """Everything a server needs, loaded and checked: the backbone, the pipeline config (decoded
     reads on, for the page's memory panel), the tiny depth estimator and the built-in masker
     (docs/design.md §5: updates estimate depth from the generated frames), and the first view.
     ``pipeline_options``: further :class:`~mirage.pipeline.PipelineConfig` fields (the memory
-    input and its settings)."""
+    input and its settings, ``depth_align``). ``depth_model``: a local transformers depth model
+    folder for the updates instead of the tiny estimator (:class:`~mirage.pipeline.HFDepthEstimator`;
+    a relative model is aligned to the memory per frame)."""
     from mirage.backbones import load_backbone
     from mirage.errors import ConfigError
-    from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator
+    from mirage.pipeline import HFDepthEstimator, LatentDisagreementMasker, PipelineConfig, TinyDepthEstimator
     from mirage.pipeline.session import Session
     from mirage.world import FAMILIES
 
@@ -172,6 +174,9 @@ def build_world(*, backbone: str = "tiny", weights=None, device=None, backbone_o
     config = PipelineConfig(memory_mode=memory, steps=steps, seed=seed, decode_reads=True, **(pipeline_options or {}))
     start = (image_view(image, size, depth, fov) if image is not None
              else scene_view(family, 0 if scene is None else scene, size))
-    return WorldMaker(model, config, start, depth_estimator=TinyDepthEstimator(model),
+    estimator = TinyDepthEstimator(model) if depth_model is None else HFDepthEstimator(depth_model, device=device)
+    if getattr(estimator, "kind", "metric") == "metric" and not config.depth_align:
+        raise ConfigError(f"`--depth-align off` applies to relative depth but {estimator.name!r} is metric")
+    return WorldMaker(model, config, start, depth_estimator=estimator,
                       masker=LatentDisagreementMasker(), session_class=Session,
                       session_options={"history": history}, backbone_name=backbone, text=text)

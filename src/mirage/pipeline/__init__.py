@@ -17,7 +17,7 @@ or one chunk at a time (an interactive walk; undo, save and load)::
     session.undo(); session.step(cameras[1:17], seed=7)   # re-roll
 """
 
-from mirage.pipeline.depth import DEPTH_ESTIMATORS, TinyDepthEstimator
+from mirage.pipeline.depth import DEPTH_ESTIMATORS, HFDepthEstimator, TinyDepthEstimator
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.generator import generate
 from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, open_image
@@ -32,6 +32,6 @@ __all__ = [
     "generate", "Session", "StepResult", "PipelineConfig", "PipelineOutput", "ChunkTiming",
     "Chunk", "chunk_plan", "check_frame_count", "valid_frame_counts",
     "MEMORY_MODES", "DEPTH_ESTIMATORS", "MASKERS",
-    "TinyDepthEstimator", "LatentDisagreementMasker", "PARTIAL_CELL_FRACTION", "build_memory_samples",
-    "open_image", "MAX_IMAGE_PIXELS",
+    "TinyDepthEstimator", "HFDepthEstimator", "LatentDisagreementMasker", "PARTIAL_CELL_FRACTION",
+    "build_memory_samples", "open_image", "MAX_IMAGE_PIXELS",
 ]

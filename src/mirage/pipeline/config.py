@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from mirage.backbones.inject import MEMORY_INPUTS, Injection
+from mirage.backbones.base import MEMORY_INPUTS, Injection
 from mirage.errors import ConfigError
 from mirage.memory.store import FUSION_MODES
 from mirage.pipeline.memory_modes import MEMORY_MODES
@@ -45,6 +45,10 @@ class PipelineConfig:
         was flat from 0.05 to 0.25). A read cell whose source point projects that close to its
         centre is the stored token itself, which the small denoiser reproduces less well than a
         copy. Counted in the denoise time.
+    depth_align: with a relative depth estimator (``kind = "relative"``), fit each generated
+        frame's inverse depth to the memory before writing it, and skip frames that cannot be
+        aligned (:mod:`mirage.pipeline.depth_align`). False is an ablation: every frame goes
+        through the first frame's map. Metric estimators are never aligned.
     progress: tqdm bars per chunk and per denoising step.
     memory_input: how the read reaches the backbone (:mod:`mirage.backbones.inject`):
         "branch" (its trained memory branch reads it), "inject" (no training: the model is
@@ -79,6 +83,7 @@ class PipelineConfig:
     inject_max_offset: float | None = None
     inject_feather: int = 0
     memory_device: str | None = None
+    depth_align: bool = True
 
     def __post_init__(self) -> None:
         if self.memory_input not in (None, *MEMORY_INPUTS):
@@ -91,6 +96,8 @@ class PipelineConfig:
             raise ConfigError(f"`memory_mode` must be one of {MEMORY_MODES} but is {self.memory_mode!r}")
         if self.fusion not in (None, *FUSION_MODES):
             raise ConfigError(f"`fusion` must be None or one of {FUSION_MODES} but is {self.fusion!r}")
+        if not isinstance(self.depth_align, bool):
+            raise ConfigError(f"`depth_align` must be True or False but is {self.depth_align!r}")
         if self.far_field not in (None, True, False):
             raise ConfigError(f"`far_field` must be None, True or False but is {self.far_field!r}")
         for name in ("steps",):

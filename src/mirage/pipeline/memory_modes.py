@@ -54,11 +54,15 @@ GENERATED_CONFIDENCE = 0.5
 class ModeRead(NamedTuple):
     """Conditioning for the target latent frames: features (n, C, h, w), mask (n, h, w) and the
     sub-cell offset (n, 2, h, w) of each covered cell's source point (zeros where a mode's read
-    is aligned by construction, or empty)."""
+    is aligned by construction, or empty). depth: the memory's own z-depth in the target views,
+    (n, h, w) at latent resolution for ``latent`` (where ``offset`` says where each point
+    projects), (n, H, W) at pixel resolution for ``rgb``, +inf where no point lands; None for
+    ``none``. The update aligns relative depth to it (:mod:`mirage.pipeline.depth_align`)."""
 
     features: Tensor
     mask: Tensor
     offset: Tensor
+    depth: Tensor | None = None
 
 
 class MemoryMode(Protocol):
@@ -133,14 +137,20 @@ class LatentMode(_PointMemoryMode):
     def read(self, chunk_cameras, temporal_stride, latent_hw, backbone=None) -> ModeRead:
         cameras = _on(self.memory.device, _target_cameras(chunk_cameras, temporal_stride))[0]
         read = self.memory.read(cameras, latent_hw)
-        return ModeRead(read.features.float(), read.mask, read.offset)
+        return ModeRead(read.features.float(), read.mask, read.offset, read.depth)
+
+    def depth_read(self, cameras: Camera, latent_hw: tuple[int, int]) -> tuple[Tensor, Tensor]:
+        """The memory's z-depth (V, h, w) in ``cameras`` now (+inf where empty) and where each
+        winning point projects, offset (V, 2, h, w): the anchors of relative depth."""
+        read = self.memory.read(_on(self.memory.device, cameras)[0], latent_hw)
+        return read.depth, read.offset
 
     def read_and_references(self, chunk_cameras, temporal_stride, latent_hw, backbone, k, exclude):
         """The target views' read also gives their points for the references."""
         cameras = _on(self.memory.device, _target_cameras(chunk_cameras, temporal_stride))[0]
         read = self.memory.read(cameras, latent_hw)
         refs = self.memory.references(read, k=k, min_iou=REFERENCE_MIN_IOU, exclude_frames=exclude)
-        return ModeRead(read.features.float(), read.mask, read.offset), refs
+        return ModeRead(read.features.float(), read.mask, read.offset, read.depth), refs
 
 
 class RGBMode(_PointMemoryMode):
@@ -170,7 +180,14 @@ class RGBMode(_PointMemoryMode):
         frac = covered.reshape(-1, h, H // h, w, W // w).mean(dim=(2, 4))
         mask = frac >= RGB_COVERAGE
         # Rendered at pixel resolution and encoded: aligned with the latent grid, offset 0.
-        return ModeRead(latents * mask[:, None], mask, latents.new_zeros(len(mask), 2, h, w))
+        # The targets' rendered depth (pixel resolution) anchors relative update depth.
+        return ModeRead(latents * mask[:, None], mask, latents.new_zeros(len(mask), 2, h, w),
+                        render.depth[temporal_stride::temporal_stride])
+
+    def depth_read(self, cameras: Camera, latent_hw: tuple[int, int]) -> tuple[Tensor, None]:
+        """The memory's z-depth (V, H, W) in ``cameras`` now, at pixel resolution (+inf where
+        empty); no offsets (a pixel-resolution render is aligned by construction)."""
+        return self.memory.render(cameras, cameras.hw).depth, None
 
 
 

@@ -49,6 +49,8 @@ class PipelineOutput:
     depth_source / masker: labels of what the updates used.
     config: the :class:`~mirage.pipeline.PipelineConfig` as a dict, with the memory mode's
         defaults resolved (``fusion`` and ``far_field`` as used; None for ``none``).
+    depth_alignment: per chunk, how a relative estimator's frames were aligned to the memory
+        (:attr:`mirage.pipeline.session.Session.depth_alignment`); None entries for a metric one.
     """
 
     video: Tensor
@@ -66,6 +68,7 @@ class PipelineOutput:
     init_write_seconds: float = 0.0
     read_latents: Tensor | None = None
     read_mask: Tensor | None = None
+    depth_alignment: list | None = None
 
     @property
     def seconds(self) -> float:

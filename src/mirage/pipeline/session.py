@@ -32,6 +32,8 @@ from mirage.geometry import Camera, check_finite
 from mirage.memory.depth_grid import valid_depth
 from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.context import preceding_ids, reference_exclusions
+from mirage.pipeline.depth import depth_kind
+from mirage.pipeline.depth_align import normalise_first, write_chunk
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, make_memory_mode
 from mirage.pipeline.output import ChunkTiming, PipelineOutput
 from mirage.pipeline.plan import Chunk, check_chunk_size
@@ -43,7 +45,7 @@ _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit s
 # What a step changes and undo restores (besides the memory mode and the generator state). The
 # lists hold tensors that are never modified in place, so a shallow copy is a snapshot.
 _LISTS = ("_latents", "_video", "_reads", "_read_latents", "_read_masks", "_plan", "_chunks",
-          "_timings", "_stats", "_references")
+          "_timings", "_stats", "_references", "_depth_records")
 
 
 @dataclass
@@ -59,6 +61,7 @@ class StepResult:
     references: the covisible past latent frames chosen: [{"frame_id", "iou"}].
     chunk_index: 0 for the first chunk.
     seed: the seed the chunk re-seeded the generator with, or None (it continued the stream).
+    depth_alignment: the chunk's record of :attr:`Session.depth_alignment` (None: metric depth).
     """
 
     frames: Tensor
@@ -69,6 +72,7 @@ class StepResult:
     references: list[dict]
     chunk_index: int
     seed: int | None
+    depth_alignment: dict | None = None
 
 
 def paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
@@ -105,7 +109,7 @@ class Session:
         first_camera: a :class:`~mirage.geometry.Camera` of length 1 at (H, W).
         config: the :class:`PipelineConfig`.
         depth_estimator / masker: what each update estimates depth and exclusions with.
-        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator``.
+        first_depth: (H, W) z-depth of frame 0; None → ``depth_estimator`` (relative: median 1 unit).
         first_exclude: (H, W) bool, pixels of frame 0 never written (dynamic, sky).
         text: optional prompt for every chunk.
         history: how many steps :meth:`undo` can take back (0: none, and no copies are made).
@@ -139,8 +143,9 @@ class Session:
         t0 = time.perf_counter()
         z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
         if first_depth is None:
-            first_depth, _ = depth_estimator(first_frame[None], first_camera, [0])
-            first_depth = first_depth[0]
+            first_depth, first_valid = (v[0] for v in depth_estimator(first_frame[None], first_camera, [0]))
+            if self.depth_kind == "relative":
+                first_depth, _, self._depth_base = normalise_first(first_depth, first_valid)
         else:
             first_depth = first_depth.float()
         # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
@@ -189,6 +194,8 @@ class Session:
         self._timings: list[ChunkTiming] = []
         self._stats: list[dict] = []
         self._references: list[list[dict]] = []
+        self._depth_records: list[dict | None] = []
+        self.depth_kind, self._depth_base = depth_kind(depth_estimator), (1.0, 0.0)  # base: frame 0's map
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -258,6 +265,12 @@ class Session:
         return [dict(c) for c in self._chunks]
 
     @property
+    def depth_alignment(self) -> list[dict | None]:
+        """Per chunk: how a relative estimator's frames were aligned to the memory, {"chunk",
+        "status", "frames"} (:func:`~mirage.pipeline.depth_align.write_relative`); None if metric."""
+        return [None if r is None else {**r, "frames": [dict(f) for f in r["frames"]]} for r in self._depth_records]
+
+    @property
     def can_undo(self) -> bool:
         return bool(self._undo)
 
@@ -283,6 +296,7 @@ class Session:
             config=self._config_used(),
             read_latents=torch.stack(self._read_latents, dim=1),
             read_mask=torch.stack(self._read_masks),
+            depth_alignment=self.depth_alignment,
         )
 
     def _config_used(self) -> dict:
@@ -437,10 +451,8 @@ class Session:
         key_frames = video[tau::tau]  # pixel frames τk of the targets
         pixel_ids = [tau * k for k in target_ids]
         depth, valid = self.depth_estimator(key_frames, target_cams, pixel_ids)
-        valid = valid.bool() & valid_depth(depth)
-        depth = torch.where(valid, depth, torch.full_like(depth, float("inf")))  # no depth: never a point
-        exclude = self.masker(key_frames, new_latents, read.features.to(new_latents.device),
-                              read.mask.to(new_latents.device), target_cams, pixel_ids) & valid
+        flagged = self.masker(key_frames, new_latents, read.features.to(new_latents.device),
+                              read.mask.to(new_latents.device), target_cams, pixel_ids)
         timing.depth = time.perf_counter() - t
 
         read_frames = None
@@ -449,10 +461,12 @@ class Session:
             read_latents = torch.cat([latents[a][:, None], read_features], dim=1)
             read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
 
-        # update: the last step that can fail, so an error before it leaves the memory as it was
-        t = time.perf_counter()
-        mode.write(new_latents, key_frames, depth, target_cams, exclude, target_ids,
-                   confidence=GENERATED_CONFIDENCE)
+        # update (relative depth aligned first): the last step that can fail, so an error before it
+        t = time.perf_counter()  # leaves the memory as it was
+        valid, alignment = write_chunk(mode, new_latents, key_frames, depth, valid, flagged, target_cams, target_ids,
+                                       pixel_ids, read, kind=self.depth_kind, align=config.depth_align,
+                                       base=self._depth_base, confidence=GENERATED_CONFIDENCE, chunk=index)
+        exclude = flagged & valid
         timing.update = time.perf_counter() - t
 
         # commit (nothing above changed the session but the memory and the generator)
@@ -473,9 +487,10 @@ class Session:
         self._timings = self._timings + [timing]
         self._stats = self._stats + [stats]
         self._references = self._references + [references]
+        self._depth_records = self._depth_records + [alignment]
         return StepResult(frames=video[1:], read_frames=read_frames, read_mask=read.mask.bool().cpu(),
                           timing=timing, memory_stats=dict(stats), references=references,
-                          chunk_index=index, seed=seed)
+                          chunk_index=index, seed=seed, depth_alignment=self.depth_alignment[-1])
 
     # -- files -----------------------------------------------------------------------------
     def save(self, path) -> None:

@@ -2,9 +2,11 @@
 
 Metadata (strings): ``format`` = "mirage.session", ``version``, ``session`` (JSON: the config,
 the memory input it resolved to (``branch``, ``inject`` or ``both``), the prompt, the backbone's
-kind and sizes, the chunks with their seeds, timings, memory stats, references, and the walk's
-``start`` record or null, :mod:`mirage.pipeline.start_record`), ``memory`` (JSON of the memory's
-own metadata, :mod:`mirage.memory.format`; absent for ``none``) and ``digest`` (SHA-256 of every tensor and of the two JSON strings).
+kind and sizes, the chunks with their seeds, timings, memory stats, references, the walk's
+``start`` record or null (:mod:`mirage.pipeline.start_record`), the update depth: estimator name
+and kind, frame 0's map and the per-chunk alignment records), ``memory`` (JSON of the memory's
+own metadata, :mod:`mirage.memory.format`; absent for ``none``) and ``digest`` (SHA-256 of every
+tensor and of the two JSON strings).
 Tensors (F frames, T latent frames):
 
 - ``latents`` (T, C, h, w) as the backbone made them; ``read_latents`` float32 (T, C, h, w) and
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, fields
 
 import torch
@@ -49,13 +52,17 @@ _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # PipelineConfig fields added after the first session files: a file without them loads with their
 # defaults (a file written before the memory input existed used the trained branch).
-_LATER_FIELDS = frozenset({"memory_input", "inject_until", "inject_max_offset", "inject_feather"})
+_LATER_FIELDS = frozenset({"memory_input", "inject_until", "inject_max_offset", "inject_feather", "depth_align"})
 
 
 def _backbone_info(backbone) -> dict:
     return {"kind": type(backbone).__name__, "latent_channels": backbone.latent_channels,
             "spatial_stride": backbone.spatial_stride, "temporal_stride": backbone.temporal_stride,
             "max_frames": backbone.max_frames}
+
+
+def _estimator_name(estimator) -> str:
+    return getattr(estimator, "name", type(estimator).__name__)
 
 
 def _digest(tensors: dict[str, Tensor], *texts: str) -> str:
@@ -103,6 +110,9 @@ def save_session(path, session) -> None:
         "init_seconds": session.init_seconds, "init_write_seconds": session.init_write_seconds,
         "memory_stats": session._stats, "references": session._references,
         "start": session.start,
+        "depth": {"estimator": _estimator_name(session.depth_estimator), "kind": session.depth_kind,
+                  "base": list(session._depth_base)},
+        "depth_alignment": session._depth_records,
     }
     metadata = {"format": SESSION_FORMAT, "version": str(SESSION_VERSION), "session": json.dumps(info)}
     if memory_meta is not None:
@@ -247,6 +257,23 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     session._plan, session._chunks = plan, chunks
     session._timings = [ChunkTiming(**{k: float(t[k]) for k in TIMING_KEYS}) for t in timings]
     session._stats, session._references = stats, references
+    # the update depth (absent in files from before relative depth: a metric estimator's)
+    depth = info.get("depth", {"estimator": None, "kind": "metric", "base": [1.0, 0.0]})
+    if not isinstance(depth, dict) or depth.get("kind") not in ("metric", "relative"):
+        fail("`depth` must be an object with `kind` 'metric' or 'relative'")
+    if depth["estimator"] is not None and (depth["estimator"], depth["kind"]) != (
+            _estimator_name(depth_estimator), session.depth_kind):
+        fail(f"it was saved with the update depth {depth['estimator']!r} ({depth['kind']}) but is loaded with "
+             f"{_estimator_name(depth_estimator)!r} ({session.depth_kind}); load it with the same depth estimator")
+    base = depth.get("base")
+    if not (isinstance(base, list) and len(base) == 2 and all(isinstance(v, (int, float)) and math.isfinite(v)
+                                                              for v in base)):
+        fail(f"`depth.base` must be two finite numbers but is {base!r}")
+    session._depth_base = (float(base[0]), float(base[1]))
+    records = info.get("depth_alignment", [None] * n)
+    if not isinstance(records, list) or len(records) != n or not all(r is None or isinstance(r, dict) for r in records):
+        fail(f"`depth_alignment` must be a list of {n} (one per chunk)")
+    session._depth_records = records
     session.init_seconds = float(info["init_seconds"])
     session.init_write_seconds = float(info["init_write_seconds"])
     session.start = parse_record(info.get("start"), "its `start`")

@@ -28,11 +28,19 @@ def build_memory_samples(
     targets: int,  # T − 1 target latent frames per chunk
     preceding: int,
     references: int,
+    relative: tuple[Tensor, Tensor] | None = None,
+    alignment: list | None = None,
 ) -> list[dict]:
     """For every chunk start s: the memory read of its targets and the references, as inference.
 
     Returns dicts with ``start``, ``targets`` (ids), ``features`` (n, C, h, w), ``mask`` (n, h, w),
     ``offset`` (n, 2, h, w), ``preceding`` (ids) and ``references`` (ids).
+
+    ``relative``: (inverse, valid), each (L, H, W), a relative depth model's affine inverse depth
+    of every latent frame: frames after the first are then written as inference writes them,
+    aligned to the memory's own depth in their view first and not written when that fails
+    (:func:`mirage.pipeline.depth_align.align_frames`); ``depths`` then only gives frame 0. The
+    per-frame records are appended to ``alignment`` when given.
     """
     L, C, h, w = latents.shape
     mode = LatentMode(C)
@@ -50,6 +58,18 @@ def build_memory_samples(
             "preceding": preceding_ids(s, preceding),
             "references": [r.frame_id for r in refs],
         })
-        mode.write(latents[s + 1:s + 2], None, depths[s + 1:s + 2], cameras[s + 1], exclude[s + 1:s + 2], [s + 1],
+        depth, skip = depths[s + 1:s + 2], exclude[s + 1:s + 2]
+        if relative is not None:
+            from mirage.pipeline.depth_align import align_frames
+
+            memory = mode.memory.read(cameras[s + 1], (h, w))
+            depth, valid, keep, records = align_frames(relative[0][s + 1:s + 2], relative[1][s + 1:s + 2],
+                                                       memory.depth, memory.offset, [s + 1])
+            skip = skip | ~valid
+            if alignment is not None:
+                alignment += records
+            if not keep[0]:
+                continue
+        mode.write(latents[s + 1:s + 2], None, depth, cameras[s + 1], skip, [s + 1],
                    confidence=GENERATED_CONFIDENCE)  # later frames are generated at inference
     return samples

@@ -15,7 +15,14 @@ from torch import Tensor
 from mirage.geometry import Camera
 from mirage.world.raycast import render
 
-__all__ = ["OracleDepthEstimator", "OracleMasker"]
+__all__ = ["OracleDepthEstimator", "OracleRelativeDepthEstimator", "OracleMasker", "RELATIVE_SCALES",
+           "RELATIVE_SHIFTS"]
+
+# oracle-relative's random affine maps in inverse depth: pred = a·(1/z) + b with a log-uniform in
+# RELATIVE_SCALES and b uniform in RELATIVE_SHIFTS (inverse world units; the worlds' visible
+# surfaces are about 0.5 to 20 units away, inverse depths 0.05 to 2).
+RELATIVE_SCALES = (0.5, 2.0)
+RELATIVE_SHIFTS = (0.0, 0.2)
 
 
 class OracleDepthEstimator:
@@ -35,6 +42,37 @@ class OracleDepthEstimator:
         out = render(self.scene, cameras, times)
         valid = ~out.sky & torch.isfinite(out.depth) & (out.depth > 0)
         return torch.where(valid, out.depth, torch.full_like(out.depth, float("inf"))), valid
+
+
+class OracleRelativeDepthEstimator:
+    """An ablation that stands in for a relative depth model: the world's exact depth, put through
+    a random affine map in inverse depth per call (one chunk), ``pred = a·(1/z) + b``
+    (:data:`RELATIVE_SCALES`, :data:`RELATIVE_SHIFTS`), so the update must align it to the memory.
+    The map is drawn from ``(seed, first pixel frame index of the call)``: deterministic, and
+    independent of what ran before. ``kind = "relative"``: returns (pred (T, H, W), valid (T, H, W)),
+    0 where there is no surface (sky).
+    """
+
+    name = "oracle-relative"
+    kind = "relative"
+
+    def __init__(self, scene, fps: float, seed: int = 0) -> None:
+        self.oracle = OracleDepthEstimator(scene, fps)
+        self.seed = seed
+
+    def affine_map(self, first_frame: int) -> tuple[float, float]:
+        """(a, b) of the call whose first pixel frame is ``first_frame``."""
+        import numpy as np
+
+        rng = np.random.default_rng([self.seed, int(first_frame)])
+        lo, hi = np.log(RELATIVE_SCALES[0]), np.log(RELATIVE_SCALES[1])
+        return float(np.exp(rng.uniform(lo, hi))), float(rng.uniform(*RELATIVE_SHIFTS))
+
+    def __call__(self, images: Tensor, cameras: Camera, frame_indices: list[int]) -> tuple[Tensor, Tensor]:
+        depth, valid = self.oracle(images, cameras, frame_indices)
+        a, b = self.affine_map(frame_indices[0])
+        inverse = a / depth.double() + b
+        return torch.where(valid, inverse, torch.zeros_like(inverse)).float(), valid
 
 
 class OracleMasker:

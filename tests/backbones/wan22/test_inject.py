@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mirage.backbones.base import ChunkConditioning
-from mirage.backbones.inject import Injection
+from mirage.backbones.base import Injection
 
 from .conftest import load_tiny, randomise_branch
 from .test_sample import make_cond
