@@ -188,7 +188,7 @@ def import_clips(
 
     Depth comes from exactly one of ``depth_dir`` (a folder of metric maps) and ``depth_model``
     (frames (F, H, W, 3) uint8 → (F, H, W) affine inverse depth, e.g.
-    :class:`~mirage.data.depth_model.HFDepthModel`). Returns the index (module docstring). A
+    :class:`~mirage.depth_model.HFDepthModel`). Returns the index (module docstring). A
     single camera file or model that cannot be read raises :class:`FileFormatError` before
     anything is written; in a folder of them, a bad one is skipped with its reason.
     """

@@ -60,7 +60,7 @@ def clip_samples(
     first, preceding, references, targets. Latents are stored in ``dtype``; cameras in float32.
     Meta: clip, start, ids per group, caption, hw, latent_hw, strides.
 
-    ``depth_model`` (a :class:`~mirage.data.depth_model.HFDepthModel`): the memory's frames after
+    ``depth_model`` (a :class:`~mirage.depth_model.HFDepthModel`): the memory's frames after
     the first take its depth instead of the clip's, as inference would write them: a relative
     model's aligned to the memory per frame (frames that cannot be aligned are not written), a
     metric model's as it is. Each sample's meta then holds ``depth_alignment``: the records of the
