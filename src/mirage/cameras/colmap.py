@@ -197,7 +197,7 @@ def _points3d(path: Path) -> dict[int, np.ndarray]:
 
 def _quaternion_rotation(q: np.ndarray, where: str, name: str) -> np.ndarray:  # (4,) w, x, y, z → (3, 3)
     norm = math.hypot(*q.tolist())  # no overflow for huge entries
-    if not norm > 0:
+    if not (norm > 0 and math.isfinite(norm)):
         raise FileFormatError(f"{where}: image {name[:40]!r} must have a non-zero finite quaternion but has "
                               f"{q.tolist()}")
     w, x, y, z = q / norm
