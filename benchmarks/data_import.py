@@ -55,7 +55,7 @@ def render_inputs(work: Path, clips: int, frames: int, size: int, colmap: bool =
 
     from mirage.geometry import backproject_depth
     from mirage.world import generate_scene, make_trajectory
-    from mirage.world.camera_formats import write_colmap, write_realestate10k
+    from mirage.cameras import write_colmap, write_realestate10k
     from mirage.world.dataset import render_clip_arrays
     from tests.data.conftest import save_png
 

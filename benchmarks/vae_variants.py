@@ -35,17 +35,18 @@ def run_variant(name: str, seconds: float, data: dict, batch: int, out: Path) ->
     from mirage.evaluation.runs import prepare_ground_truth
     from mirage.evaluation.suite import SUITES, suite_cases
     from mirage.train.loop import LoopConfig, train_loop
-    from mirage.train.tiny import TinyTrainConfig, _fit_latent_norm, _vae_batch, _vae_loss
+    from mirage.train.tiny import TinyTrainConfig
+    from mirage.train.tiny_stages import fit_latent_norm, vae_batch, vae_loss
 
     cfg = TinyTrainConfig(model=TinyConfig(**VARIANTS[name]), vae_batch=batch)
     torch.manual_seed(0)
     backbone = TinyBackbone(cfg.model)
     t0 = time.monotonic()
-    state = train_loop("vae", backbone, backbone.vae.parameters(), lambda i: _vae_batch(data, cfg, i), _vae_loss,
+    state = train_loop("vae", backbone, backbone.vae.parameters(), lambda i: vae_batch(data, cfg, i), vae_loss,
                        LoopConfig(10**6, lr=1e-3, checkpoint_every=10**6, max_seconds=seconds),
                        out / f"{name}.ckpt.safetensors", resume=False, progress=False, log=lambda *a: None)
     train_seconds = time.monotonic() - t0
-    _fit_latent_norm(backbone, data)
+    fit_latent_norm(backbone, data)
     backbone.eval()
     psnr = {"all": [], "keyframes": [], "in-between": [], "revisit": []}
     for case in suite_cases(SUITES["quick"]):

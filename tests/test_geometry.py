@@ -256,3 +256,45 @@ def test_backproject_equals_a_per_pixel_loop(dtype):
     assert out.dtype == dtype
     torch.testing.assert_close(out.double(), expected, rtol=1e-5 if dtype == torch.float32 else 1e-12,
                                atol=1e-5 if dtype == torch.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pixel_rays_invert_the_projection_with_skew(dtype):
+    """The one unprojection: K⁻¹ (u, v, 1) by a linear solve in float64, pixel by pixel, and the
+    rays project back onto their pixel centres."""
+    from mirage.geometry import pixel_rays
+
+    gen = torch.Generator().manual_seed(11)
+    T, H, W = 3, 4, 6
+    K = torch.zeros(T, 3, 3, dtype=torch.float64)
+    K[:, 0, 0], K[:, 1, 1] = 20 + 50 * torch.rand(2, T, generator=gen, dtype=torch.float64)
+    K[:, 0, 1] = torch.randn(T, generator=gen, dtype=torch.float64)
+    K[:, :2, 2] = 10 * torch.rand(T, 2, generator=gen, dtype=torch.float64)
+    K[:, 2, 2] = 1
+    rays = pixel_rays(K.to(dtype), H, W)
+    assert rays.shape == (T, H, W, 3) and rays.dtype == dtype and bool((rays[..., 2] == 1).all())
+    for t in range(T):
+        for i in range(H):
+            for j in range(W):
+                expected = torch.linalg.solve(K[t], torch.tensor([j, i, 1.0], dtype=torch.float64))
+                torch.testing.assert_close(rays[t, i, j].double(), expected / expected[2],
+                                           rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-6)
+    uv, z = project_points(rays.reshape(T, -1, 3).double(), K, torch.eye(4, dtype=torch.float64).repeat(T, 1, 1))
+    torch.testing.assert_close(uv, pixel_grid(H, W, dtype=torch.float64).reshape(1, -1, 2).expand(T, -1, -1),
+                               rtol=0, atol=1e-4 if dtype == torch.float32 else 1e-10)
+
+
+@given(st.floats(-10.0, 10.0, allow_nan=False))
+@settings(max_examples=50, deadline=None)
+def test_yaw_rotation_is_a_level_heading(yaw):
+    """A rotation about the world vertical whose forward axis is (sin ψ, 0, cos ψ): the camera
+    look_at gives for that heading, and turning by a then b is turning by a + b."""
+    from mirage.geometry import yaw_rotation
+
+    R = yaw_rotation(yaw)
+    torch.testing.assert_close(R.T @ R, torch.eye(3, dtype=torch.float64), rtol=0, atol=1e-12)
+    forward = torch.tensor([math.sin(yaw), 0.0, math.cos(yaw)], dtype=torch.float64)
+    torch.testing.assert_close(R[:, 2], forward, rtol=0, atol=1e-12)
+    eye = torch.tensor([1.0, -1.5, 2.0], dtype=torch.float64)
+    torch.testing.assert_close(look_at(eye, eye + forward)[:3, :3], R, rtol=0, atol=1e-12)
+    torch.testing.assert_close(yaw_rotation(0.3) @ yaw_rotation(yaw), yaw_rotation(yaw + 0.3), rtol=0, atol=1e-12)

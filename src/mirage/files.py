@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_path", "line_logger", "save_safetensors", "load_safetensors"]
+from mirage.errors import FileFormatError
+
+__all__ = ["atomic_path", "line_logger", "save_safetensors", "load_safetensors", "read_npy_header"]
 
 
 @contextlib.contextmanager
@@ -76,3 +78,20 @@ def line_logger(path: str | os.PathLike, echo=None):
             echo(line)
 
     return note
+
+
+def read_npy_header(fh, label: str, kinds: str = "fiu"):  # → (shape, fortran_order, dtype)
+    """(shape, fortran_order, dtype) from an open .npy stream, now positioned at its data, read
+    before any data so a caller can bound what it will read; the dtype's kind must be one of
+    ``kinds`` (numbers by default; never Python objects)."""
+    from numpy.lib import format as npy
+
+    try:
+        version = npy.read_magic(fh)
+        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+    except (ValueError, OSError, SyntaxError, EOFError) as err:
+        raise FileFormatError(f"{label} is not a readable .npy array: {err}") from None
+    if dtype.kind not in kinds or dtype.hasobject:
+        raise FileFormatError(f"{label} must hold numbers but holds {dtype}")
+    return tuple(int(n) for n in shape), bool(fortran), dtype

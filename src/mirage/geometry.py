@@ -14,6 +14,7 @@ Conventions (docs/design.md §2, binding for every module):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -27,12 +28,14 @@ __all__ = [
     "rigid_inverse",
     "rescale_intrinsics",
     "pixel_grid",
+    "pixel_rays",
     "backproject_depth",
     "transform_points",
     "project_points",
     "pixel_index",
     "check_finite",
     "look_at",
+    "yaw_rotation",
 ]
 
 RIGID_TOLERANCE = 1e-3  # max |R^T R - I| entry accepted as orthonormal (float32 round-off)
@@ -256,6 +259,29 @@ def transform_points(
     return points @ R.transpose(-1, -2) + t.unsqueeze(-2)
 
 
+def pixel_rays(
+    K: Tensor,  # (T, 3, 3) pixel intrinsics for (height, width)
+    height: int,
+    width: int,
+) -> Tensor:  # (T, H, W, 3) rays in camera coordinates, z = 1
+    """The camera-space ray through every pixel centre (u=j, v=i), scaled to z = 1: the inverse
+    of the pinhole projection, skew included: y = (v − cy)/fy and x = (u − cx − skew·y)/fx.
+
+    Computed in ``K``'s dtype. Every unprojection in mirage (depth back-projection, the ray
+    caster, the benchmark room) goes through this one function.
+    """
+    expect_shape("K", K, (None, 3, 3))
+    T = K.shape[0]
+    # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
+    # every pixel the same operations, in the same order, as a full (H, W) grid would.
+    v = torch.arange(height, dtype=K.dtype, device=K.device)[:, None]
+    u = torch.arange(width, dtype=K.dtype, device=K.device)
+    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
+    y = (v - cy) / fy  # (T, H, 1)
+    x = (u - cx - skew * y) / fx  # (T, H, W)
+    return torch.stack([x, y.expand_as(x), torch.ones_like(x)], dim=-1)
+
+
 def backproject_depth(
     depth: Tensor,  # (T, H, W) z-depth
     K: Tensor,  # (T, 3, 3) pixel intrinsics for (H, W)
@@ -270,14 +296,8 @@ def backproject_depth(
     T, H, W = depth.shape
     expect_shape("K", K, (T, 3, 3))
     expect_shape("cam2world", cam2world, (T, 4, 4))
-    # Pixel centres as a column of rows v (H, 1) and a row of columns u (W,): broadcasting gives
-    # every pixel the same operations, in the same order, as a full (H, W) grid would.
-    v = torch.arange(H, dtype=depth.dtype, device=depth.device)[:, None]
-    u = torch.arange(W, dtype=depth.dtype, device=depth.device)
-    fx, skew, cx, _, fy, cy, _, _, _ = K.reshape(T, 9, 1, 1).unbind(1)  # (T, 1, 1) each
-    y = (v - cy) / fy * depth  # (T, H, W)
-    x = (u - cx - skew * y / depth.clamp_min(1e-12)) / fx * depth
-    points_cam = torch.stack([x, y, depth], dim=-1)  # (T, H, W, 3)
+    rays = pixel_rays(K.to(torch.promote_types(K.dtype, depth.dtype)), H, W)  # (T, H, W, 3), z = 1
+    points_cam = torch.cat([rays[..., :2] * depth[..., None], depth[..., None]], dim=-1)  # (T, H, W, 3)
     points_world = transform_points(cam2world, points_cam.reshape(T, H * W, 3))
     return points_world.reshape(T, H, W, 3)
 
@@ -333,3 +353,12 @@ def look_at(
     out[..., :3, 0], out[..., :3, 1], out[..., :3, 2], out[..., :3, 3] = x, y, z, eye
     out[..., 3, 3] = 1.0
     return out
+
+
+def yaw_rotation(yaw: float) -> Tensor:  # (3, 3) float64
+    """The rotation of a level camera with heading ``yaw`` (radians) about the world vertical
+    (y, down): yaw 0 looks along +z and yaw π/2 along +x. Its columns are the camera's right
+    (cos ψ, 0, −sin ψ), down (0, 1, 0) and forward (sin ψ, 0, cos ψ); applied to a heading ψ it
+    gives ψ + yaw."""
+    c, s = math.cos(yaw), math.sin(yaw)
+    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)

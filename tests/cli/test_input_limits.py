@@ -55,7 +55,7 @@ def test_a_long_realestate_file_is_refused_before_parsing_or_rendering(tmp_path,
 
 def test_a_long_json_path_is_refused_before_rendering(tmp_path, capsys, no_rendering):
     from mirage.geometry import Camera
-    from mirage.world.io import save_trajectory_json
+    from mirage.cameras import save_trajectory_json
 
     cams = Camera.from_fov(torch.eye(4).expand(4101, 4, 4).clone(), 32, 32, 60.0)
     save_trajectory_json(tmp_path / "long.json", cams)
@@ -103,7 +103,7 @@ def test_oversized_images_and_depth_get_one_line(tmp_path, capsys, case):
 def _exported(tmp_path, start: dict | None) -> Path:
     from mirage.geometry import Camera
     from mirage.world import generate_scene, make_trajectory
-    from mirage.world.io import save_trajectory_json
+    from mirage.cameras import save_trajectory_json
 
     cams = make_trajectory("forward-back", generate_scene("room", 0), 9, 64, 64)
     save_trajectory_json(tmp_path / "path.json", Camera(cams.K, cams.cam2world, 64, 64), fps=16.0,

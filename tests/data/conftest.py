@@ -63,8 +63,7 @@ def sparse_points(clip: Rendered, step: int = 6):
 def write_formats(clip: Rendered, root: Path) -> dict:
     """The clip as RealEstate10K (+ frames named by timestamp), transforms.json and COLMAP
     (binary and text, with sparse points from the true depth); plus a --depth-dir per layout."""
-    from mirage.world.camera_formats import write_colmap, write_realestate10k
-    from mirage.world.io import save_transforms_json
+    from mirage.cameras import save_transforms_json, write_colmap, write_realestate10k
 
     re = root / "re10k"
     write_realestate10k(re / "cameras" / "seq.txt", clip.cameras, clip.timestamps)

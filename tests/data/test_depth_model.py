@@ -27,7 +27,7 @@ def tiny_model_dir(tmp_path_factory):
 
 
 def test_loads_locally_and_predicts_in_batches(tiny_model_dir, rendered):
-    from mirage.data.depth_model import HFDepthModel
+    from mirage.depth_model import HFDepthModel
 
     model = HFDepthModel(tiny_model_dir, batch_size=2)
     assert model.device == torch.device("cuda" if torch.cuda.is_available() else "cpu") and not model.metric
@@ -60,7 +60,7 @@ def test_import_with_the_model_records_the_fit_or_the_reason(tiny_model_dir, for
 
 
 def test_a_folder_without_a_model_is_refused(tmp_path):
-    from mirage.data.depth_model import HFDepthModel
+    from mirage.depth_model import HFDepthModel
 
     with pytest.raises(ConfigError, match=r"`--depth-model` must be a local transformers model folder"):
         HFDepthModel(tmp_path)

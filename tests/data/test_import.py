@@ -10,7 +10,7 @@ import torch
 
 from mirage.data.importers import ImportConfig, clip_windows, import_clips
 from mirage.errors import FileFormatError
-from mirage.world.io import load_geometry_npz
+from mirage.cameras import load_geometry_npz
 from tests.data.conftest import StandInRelativeModel, read_json
 
 LAYOUTS = {  # format → (cameras, images, depth-dir) relative to the format's root
@@ -126,7 +126,7 @@ def _clip_dirs(out):
 def test_bad_inputs_are_skipped_with_a_reason_and_nothing_half_written(formats, rendered, tmp_path):
     import shutil
 
-    from mirage.world.camera_formats import write_realestate10k
+    from mirage.cameras import write_realestate10k
 
     re = formats["re10k"]
     cams = tmp_path / "cams"

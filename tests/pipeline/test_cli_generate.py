@@ -76,7 +76,7 @@ def test_image_with_depth_and_trajectory_file(tmp_path, weights):
     from PIL import Image
 
     from mirage.world import generate_scene, make_trajectory
-    from mirage.world.io import save_trajectory_json
+    from mirage.cameras import save_trajectory_json
 
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (48, 40, 3), dtype=np.uint8)).save(tmp_path / "a.png")
     np.save(tmp_path / "d.npy", np.full((48, 40), 2.0, dtype=np.float32))
@@ -148,7 +148,7 @@ def test_trajectory_chunks_are_replayed(tmp_path, weights, capsys):
     """A trajectory JSON with chunks (an exported session walk) sets the chunk plan and seeds;
     chunks the backbone cannot generate fail before anything is written."""
     from mirage.world import generate_scene, make_trajectory
-    from mirage.world.io import save_trajectory_json
+    from mirage.cameras import save_trajectory_json
 
     cams = make_trajectory("pan-return", generate_scene("room", 2), 25, 32, 32)
     chunks = [{"frames": 4, "seed": 0}, {"frames": 12, "seed": 9}, {"frames": 8, "seed": None}]

@@ -296,7 +296,8 @@ def test_bad_session_files(backbone, world, tmp_path):
 
 def test_an_exported_walk_replays_through_the_trajectory_file(backbone, world, tmp_path):
     """Irregular chunks and a re-seed, exported as a trajectory JSON, regenerate identically."""
-    from mirage.world.io import load_trajectory, load_trajectory_chunks, save_trajectory_json
+    from mirage.cameras import load_trajectory_chunks, save_trajectory_json
+    from mirage.world import load_trajectory
 
     _, cams, gt = world
     session = start(backbone, world)

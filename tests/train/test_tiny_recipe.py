@@ -6,8 +6,10 @@ import torch
 from mirage.backbones.tiny import TinyConfig
 from mirage.geometry import Camera
 from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, LatentMode
-from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
-from mirage.train.tiny_data import DataConfig, build_memory_samples, clip_spec
+from mirage.train.install import install_weights
+from mirage.train.tiny import TinyTrainConfig, train_tiny
+from mirage.pipeline import build_memory_samples
+from mirage.train.tiny_data import DataConfig, clip_spec
 
 from .conftest import SMALL
 
@@ -161,11 +163,11 @@ def test_cli_train_tiny_stride_options(tmp_path, monkeypatch, capsys):
 
 
 def test_machine_info_leaves_the_global_generator_alone():
-    from mirage.train.tiny import _machine_info
+    from mirage.train.machine import machine_info
 
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    info = _machine_info(1)
+    info = machine_info(1)
     assert torch.equal(torch.rand(3), expected)
     assert info["matmul_gflops"] > 0 and info["cpus"] >= 1

@@ -106,7 +106,7 @@ def render_clips(root: Path, count: int = 2, frames: int = 17, size: int = 32) -
     """``count`` procedural-world clips in the geometry.npz layout under ``root``."""
     from mirage.world import generate_scene, make_trajectory
     from mirage.world.dataset import render_clip_arrays
-    from mirage.world.io import save_geometry_npz
+    from mirage.cameras import save_geometry_npz
 
     for i in range(count):
         scene = generate_scene(("room", "courtyard")[i % 2], 1000 + i)

@@ -10,7 +10,7 @@ import torch
 
 from mirage.errors import ConfigError, FileFormatError
 from mirage.world import generate_scene, load_trajectory, make_trajectory
-from mirage.world.camera_formats import read_colmap, read_realestate10k, write_colmap, write_realestate10k
+from mirage.cameras import read_colmap, read_realestate10k, write_colmap, write_realestate10k
 from mirage.world.path_grammar import GRAMMAR, PathGrammarError, parse_path, path_poses
 
 

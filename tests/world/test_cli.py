@@ -11,7 +11,8 @@ from mirage.errors import ConfigError, ShapeError
 from mirage.video import write_mp4
 from mirage.world import generate_scene, make_trajectory, render
 from mirage.world.dataset import DatasetConfig, plan_clips, write_dataset
-from mirage.world.io import load_geometry_npz, load_scene
+from mirage.cameras import load_geometry_npz
+from mirage.world.io import load_scene
 
 
 def test_parse_size():

@@ -7,17 +7,16 @@ import torch
 
 from mirage.errors import ConfigError, FileFormatError
 from mirage.geometry import Camera, project_points
-from mirage.world import load_trajectory, make_trajectory
-from mirage.world.io import (
+from mirage.cameras import (
     load_geometry_npz,
-    load_scene,
     load_transforms_json,
     load_trajectory_json,
     save_geometry_npz,
-    save_scene,
     save_transforms_json,
     save_trajectory_json,
 )
+from mirage.world import load_trajectory, make_trajectory
+from mirage.world.io import load_scene, save_scene
 
 
 def test_trajectory_json_round_trips_exactly(room, tmp_path):

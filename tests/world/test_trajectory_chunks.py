@@ -9,7 +9,8 @@ import pytest
 
 from mirage.errors import ConfigError, FileFormatError
 from mirage.world import generate_scene, make_trajectory
-from mirage.world.io import load_trajectory, load_trajectory_chunks, load_trajectory_json, save_trajectory_json
+from mirage.cameras import load_trajectory_chunks, load_trajectory_json, save_trajectory_json
+from mirage.world import load_trajectory
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from mirage.geometry import Camera, look_at, pixel_grid
+from mirage.geometry import Camera, look_at, pixel_rays
 
 __all__ = ["BoxRoom", "pan_path"]
 
@@ -25,11 +25,7 @@ class BoxRoom:
 
     def _hits(self, cameras: Camera) -> tuple[Tensor, Tensor, Tensor]:
         H, W = cameras.hw
-        uv = pixel_grid(H, W, dtype=torch.float64)  # (H, W, 2)
-        K = cameras.K.double()
-        x = (uv[..., 0] - K[:, 0, 2, None, None]) / K[:, 0, 0, None, None]
-        y = (uv[..., 1] - K[:, 1, 2, None, None]) / K[:, 1, 1, None, None]
-        d_cam = torch.stack([x, y, torch.ones_like(x)], dim=-1)  # (T, H, W, 3), z_cam = 1
+        d_cam = pixel_rays(cameras.K.double(), H, W)  # (T, H, W, 3), z_cam = 1
         R = cameras.cam2world[:, :3, :3].double()
         origin = cameras.cam2world[:, :3, 3].double()[:, None, None, :]
         d_world = torch.einsum("tij,thwj->thwi", R, d_cam)

@@ -81,7 +81,7 @@ def run_import(args) -> int:
                           align=AlignConfig(min_points=args.min_points, max_residual=args.max_residual))
     model = None
     if args.depth_model is not None:
-        from mirage.data.depth_model import HFDepthModel
+        from mirage.depth_model import HFDepthModel
 
         model = HFDepthModel(args.depth_model, device=args.device, batch_size=args.batch_size)
     index = import_clips(args.cameras, args.out, config, images=args.images, depth_dir=args.depth_dir,

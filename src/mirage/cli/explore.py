@@ -6,7 +6,7 @@ from mirage.errors import ConfigError
 
 
 def add_parser(sub) -> None:
-    from mirage.cli.options import add_memory_input_options
+    from mirage.cli.options import add_memory_input_options, add_wan22_options
 
     p = sub.add_parser("explore", help="walk through a generated world in the browser (local web app)")
     src = p.add_argument_group("start (default: --scene 0 --family room)")
@@ -34,18 +34,7 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (default 1 on CPU: a one-latent-frame step is small, and the "
                         "browser shares the cores; a spinning thread pool made steps 5x slower on 2 cores)")
-    wan = p.add_argument_group("wan22 backbone")
-    wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors")
-    wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
-    wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
-    wan.add_argument("--negative-prompt", metavar="TEXT")
-    wan.add_argument("--guidance", type=float)
-    wan.add_argument("--sampler", help="auto | unipc | euler | few-step")
-    wan.add_argument("--timesteps", metavar="T1,T2,…|NAME", help="few-step timesteps or dmd-3 | sf-4")
-    wan.add_argument("--shift", type=float)
-    wan.add_argument("--dtype")
-    wan.add_argument("--offload")
-    wan.add_argument("--vae-tiling", action="store_true")
+    add_wan22_options(p)
     srv = p.add_argument_group("server")
     srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     srv.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")

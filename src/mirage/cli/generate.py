@@ -47,7 +47,7 @@ MAX_FRAMES = 4097
 
 def add_parser(sub) -> None:
     from mirage.cli.depth import add_depth_arguments
-    from mirage.cli.options import add_memory_input_options
+    from mirage.cli.options import add_memory_input_options, add_wan22_options
 
     p = sub.add_parser("generate", help="generate a video that follows a camera path, with memory")
     src = p.add_argument_group("start (default: --scene 0 --family room)")
@@ -90,21 +90,7 @@ def add_parser(sub) -> None:
     p.add_argument("--memory-device", default=None, metavar="DEVICE",
                    help="where the memory lives and computes (its reads, fusion, covisibility index): "
                         "cpu | cuda | cuda:N (default: the backbone's device)")
-    wan = p.add_argument_group("wan22 backbone")
-    wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors (default: zero-init branch)")
-    wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
-    wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
-    wan.add_argument("--negative-prompt", metavar="TEXT", help="unconditional prompt for CFG (default empty)")
-    wan.add_argument("--guidance", type=float, help="CFG scale, 1 = off (default 5; needs a text encoder)")
-    wan.add_argument("--sampler", help="auto (the weights' scheduler/, else unipc) | unipc | euler | few-step "
-                                       "(distilled checkpoints: predict x0, re-noise; CFG off by default)")
-    wan.add_argument("--timesteps", metavar="T1,T2,…|NAME",
-                     help="few-step timesteps in (0, 1000], decreasing, or dmd-3 (1000,757,522: FastWan2.2 "
-                          "DMD) | sf-4 (1000,937.5,833.3,625: Self-Forcing, Wan2.2-TI2V-5B-Turbo); default dmd-3")
-    wan.add_argument("--shift", type=float, help="timestep shift of the sampler (default: scheduler's, else 5)")
-    wan.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on GPU, float32 on CPU)")
-    wan.add_argument("--offload", help="none | model (text encoder and VAE on the CPU between uses)")
-    wan.add_argument("--vae-tiling", action="store_true", help="tiled VAE encode/decode (less GPU memory)")
+    add_wan22_options(p)
     add_depth_arguments(p)
     p.add_argument("--masker", default="builtin", help="dynamic masker: builtin (default) | oracle (--scene only)")
     p.add_argument("--preceding", type=int, default=1, help="preceding latent frames per chunk (default 1)")
@@ -296,7 +282,7 @@ def replay_chunks(spec: str, frames: int, backbone) -> list[dict] | None:
 
     if _our_json(spec) is None:
         return None
-    from mirage.world.io import load_trajectory_chunks
+    from mirage.cameras import load_trajectory_chunks
 
     chunks = load_trajectory_chunks(Path(spec))
     if chunks is None:

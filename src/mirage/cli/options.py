@@ -63,3 +63,23 @@ def memory_input_options(args) -> dict:
         raise ConfigError(f"`--memory-input {options['memory_input']}` injects the memory read, but "
                           f"`--memory none` keeps no memory: use `--memory latent` or `--memory rgb`")
     return options
+
+
+def add_wan22_options(parser) -> None:
+    """The Wan2.2 backbone's flags, shared by `mirage generate` and `mirage explore` (they reach
+    the backbone through :func:`mirage.cli.generate.backbone_options`)."""
+    wan = parser.add_argument_group("wan22 backbone")
+    wan.add_argument("--memory-branch", metavar="FILE", help="memory-branch .safetensors (default: zero-init branch)")
+    wan.add_argument("--lora", metavar="FILE", help="LoRA .safetensors")
+    wan.add_argument("--prompt", metavar="TEXT", help="text prompt (needs text_encoder/ and tokenizer/)")
+    wan.add_argument("--negative-prompt", metavar="TEXT", help="unconditional prompt for CFG (default empty)")
+    wan.add_argument("--guidance", type=float, help="CFG scale, 1 = off (default 5; needs a text encoder)")
+    wan.add_argument("--sampler", help="auto (the weights' scheduler/, else unipc) | unipc | euler | few-step "
+                                       "(distilled checkpoints: predict x0, re-noise; CFG off by default)")
+    wan.add_argument("--timesteps", metavar="T1,T2,…|NAME",
+                     help="few-step timesteps in (0, 1000], decreasing, or dmd-3 (1000,757,522: FastWan2.2 "
+                          "DMD) | sf-4 (1000,937.5,833.3,625: Self-Forcing, Wan2.2-TI2V-5B-Turbo); default dmd-3")
+    wan.add_argument("--shift", type=float, help="timestep shift of the sampler (default: scheduler's, else 5)")
+    wan.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on GPU, float32 on CPU)")
+    wan.add_argument("--offload", help="none | model (text encoder and VAE on the CPU between uses)")
+    wan.add_argument("--vae-tiling", action="store_true", help="tiled VAE encode/decode (less GPU memory)")

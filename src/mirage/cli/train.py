@@ -120,7 +120,8 @@ def _init_weights(name: str) -> str:
 def run_tiny(args) -> int:
     from dataclasses import replace
 
-    from mirage.train.tiny import TinyTrainConfig, install_weights, train_tiny
+    from mirage.train.install import install_weights
+    from mirage.train.tiny import TinyTrainConfig, train_tiny
     from mirage.train.tiny_data import DataConfig
 
     if args.minutes <= 0:

@@ -1,7 +1,7 @@
 """`mirage world render|dataset`: render procedural-world clips with exact ground truth.
 
 ``render`` writes into ``--out``: ``video.mp4``, ``geometry.npz`` (reference layout, see
-``mirage.world.io``), ``scene.json``, ``trajectory.json`` and, last, ``render.json``. Every
+``mirage.cameras``), ``scene.json``, ``trajectory.json`` and, last, ``render.json``. Every
 file is written atomically and ``render.json`` is removed when a run starts and written when it
 ends, so a folder whose ``render.json`` is missing holds an unfinished run.
 """
@@ -40,7 +40,9 @@ def _render(args: argparse.Namespace) -> int:
     from mirage.video import write_mp4
     from mirage.world import FAMILIES, generate_scene, load_trajectory
     from mirage.world.dataset import render_clip_arrays
-    from mirage.world.io import atomic_path, save_geometry_npz, save_scene, save_trajectory_json
+    from mirage.cameras import save_geometry_npz, save_trajectory_json
+    from mirage.files import atomic_path
+    from mirage.world.io import save_scene
 
     if args.family not in FAMILIES:
         raise ConfigError(f"`--family` must be one of {FAMILIES} but is {args.family!r}")

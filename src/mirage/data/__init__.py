@@ -5,7 +5,7 @@
 - ``shards``: tar shards (webdataset layout, stdlib ``tarfile``) and the sample index.
 - ``build``: ``mirage data build``, resumable, with skipped clips logged, split over the
   processes of ``torchrun`` / ``accelerate launch``.
-- ``importers`` (with ``import_sources``, ``depth_align``, ``depth_model``): ``mirage data
+- ``importers`` (with ``import_sources`` and ``depth_align``; the depth model is :mod:`mirage.depth_model`): ``mirage data
   import``, real camera datasets (RealEstate10K, ``transforms.json``, COLMAP) → clips.
 """
 

@@ -151,7 +151,7 @@ def build_dataset(
     dtype = DTYPES[config.dtype]
     depth_model = None
     if config.depth_model is not None:
-        from mirage.data.depth_model import HFDepthModel
+        from mirage.depth_model import HFDepthModel
 
         depth_model = HFDepthModel(config.depth_model, device=getattr(backbone, "device", None))
     built = skipped = 0

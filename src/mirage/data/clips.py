@@ -1,7 +1,7 @@
 """Training clips on disk: find them, read them, and say why a bad one cannot be used.
 
 A clip is a folder holding a ``geometry.npz`` in the reference layout (see
-:mod:`mirage.world.io`): frames, z-depths, intrinsics, ``poses_c2w`` and optional dynamic / sky
+:mod:`mirage.cameras.geometry_npz`): frames, z-depths, intrinsics, ``poses_c2w`` and optional dynamic / sky
 masks. That is what external estimators produce and what ``mirage world dataset`` writes. An
 optional ``caption.txt`` beside it, or an entry in ``<clips>/captions.json`` (``{clip name:
 caption}``), gives the clip's caption.
@@ -14,7 +14,6 @@ and move on.
 from __future__ import annotations
 
 import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from mirage.cameras.geometry_npz import read_geometry_arrays
 from mirage.errors import ConfigError, MirageError
+from mirage.frames import whole_latent_frames
 from mirage.geometry import Camera
 
 __all__ = ["ClipError", "Clip", "find_clips", "read_clip", "load_captions"]
@@ -99,9 +100,8 @@ def read_clip(
     folder = Path(folder)
     path = folder / "geometry.npz"
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            data = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+        data = read_geometry_arrays(path)
+    except MirageError as err:
         raise ClipError(f"unreadable geometry.npz ({err})") from None
     if "depths" not in data:
         raise ClipError("missing depth: geometry.npz has no `depths`")
@@ -127,7 +127,7 @@ def read_clip(
         raise ClipError(f"too short: {F} frames, at least {min_frames} needed")
     if H % spatial_stride or W % spatial_stride:
         raise ClipError(f"frame size {H}x{W} is not divisible by the spatial stride {spatial_stride}")
-    F = (F - 1) // temporal_stride * temporal_stride + 1  # whole latent frames only
+    F = whole_latent_frames(F, temporal_stride)
     try:
         cameras = Camera(torch.from_numpy(data["intrinsics"][:F]).float(),
                          torch.from_numpy(data["poses_c2w"][:F]).float(), int(H), int(W))

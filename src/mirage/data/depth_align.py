@@ -15,17 +15,12 @@ with the pipeline, which aligns generated frames to the memory the same way.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from mirage.geometry import rigid_inverse
 from mirage.inverse_depth import AlignConfig, AlignFit, apply_fit, fit_inverse_depth, sample_at
 
 __all__ = ["AlignFit", "AlignConfig", "fit_inverse_depth", "apply_fit", "sample_at", "triangulate_clip"]
-
-
-def _rigid_inverse(m: np.ndarray) -> np.ndarray:  # (4, 4) → (4, 4)
-    out = np.eye(4)
-    out[:3, :3] = m[:3, :3].T
-    out[:3, 3] = -m[:3, :3].T @ m[:3, 3]
-    return out
 
 
 def triangulate_clip(frames: np.ndarray, K: np.ndarray, cam2world: np.ndarray, *, gaps=(1, 2, 4),
@@ -47,7 +42,7 @@ def triangulate_clip(frames: np.ndarray, K: np.ndarray, cam2world: np.ndarray, *
         gray = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY)
         kp, desc = sift.detectAndCompute(gray, None)
         feats.append((np.array([p.pt for p in kp], dtype=np.float64).reshape(-1, 2), desc))
-    w2c = np.stack([_rigid_inverse(c) for c in cam2world])
+    w2c = rigid_inverse(torch.from_numpy(np.asarray(cam2world, dtype=np.float64))).numpy()
     P = np.einsum("fij,fjk->fik", K, w2c[:, :3])  # (F, 3, 4)
     matcher = cv2.BFMatcher(cv2.NORM_L2)
     out: list[list] = [[] for _ in range(F)]

@@ -50,7 +50,7 @@ class Source:
 
 
 def detect_format(path: Path) -> str:
-    from mirage.world.camera_formats import is_colmap_model
+    from mirage.cameras import is_colmap_model
 
     if path.is_file():
         if path.suffix == ".json":
@@ -76,7 +76,7 @@ def _rel_name(path: Path, root: Path) -> str:
 
 def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
     """The sequences under ``cameras`` (see the module docstring), sorted by name."""
-    from mirage.world.camera_formats import is_colmap_model
+    from mirage.cameras import is_colmap_model
 
     root = Path(cameras)
     if not root.exists():
@@ -106,7 +106,7 @@ def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
         models = [root] if is_colmap_model(root) else sorted(
             {p.parent for p in list(root.rglob("cameras.bin")) + list(root.rglob("cameras.txt")) if is_colmap_model(p.parent)})
         if not models:
-            from mirage.world.camera_formats import read_colmap
+            from mirage.cameras import read_colmap
 
             read_colmap(root)  # raises, naming the files a model needs
         for m in models:
@@ -124,7 +124,7 @@ def find_sources(cameras, images=None, fmt: str = "auto") -> list[Source]:
 def _open_frame(path: Path):
     """The frame image at ``path``, opened lazily (header only), or :class:`ClipSkip` naming an
     unreadable or oversized file (more than ``MAX_IMAGE_PIXELS``, checked before decoding)."""
-    from mirage.pipeline.inputs import MAX_IMAGE_PIXELS, open_image
+    from mirage.pipeline import MAX_IMAGE_PIXELS, open_image
 
     try:
         return open_image(path, f"frame file {str(path)!r}", MAX_IMAGE_PIXELS)
@@ -148,8 +148,8 @@ def _find_image(root: Path, name: str) -> Path | None:
 
 
 def read_sequence(source: Source):
-    """The :class:`~mirage.world.camera_formats.CameraSequence` of ``source``, with pixel intrinsics."""
-    from mirage.world import camera_formats as cf
+    """The :class:`~mirage.cameras.CameraSequence` of ``source``, with pixel intrinsics."""
+    from mirage import cameras as cf
 
     if source.format == "realestate10k":
         seq = cf.read_realestate10k(source.cameras)

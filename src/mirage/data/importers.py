@@ -161,7 +161,7 @@ def _import_clip(source, seq, indices, out_dir: Path, config: ImportConfig, dept
     if size != (H, W):
         cams = cams.scaled(*size)
     times = None if seq.timestamps is None else seq.timestamps[indices].astype(np.float64) * 1e-6
-    from mirage.world.io import save_geometry_npz
+    from mirage.cameras import save_geometry_npz
 
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -188,7 +188,7 @@ def import_clips(
 
     Depth comes from exactly one of ``depth_dir`` (a folder of metric maps) and ``depth_model``
     (frames (F, H, W, 3) uint8 → (F, H, W) affine inverse depth, e.g.
-    :class:`~mirage.data.depth_model.HFDepthModel`). Returns the index (module docstring). A
+    :class:`~mirage.depth_model.HFDepthModel`). Returns the index (module docstring). A
     single camera file or model that cannot be read raises :class:`FileFormatError` before
     anything is written; in a folder of them, a bad one is skipped with its reason.
     """

@@ -13,7 +13,7 @@ starts at latent s holds:
   exclusion masks (the planarity rule and tolerance of the pipeline);
 - every latent frame's camera, and the caption.
 
-The memory writes and reads are :func:`mirage.train.tiny_data.build_memory_samples`, the builder
+The memory writes and reads are :func:`mirage.pipeline.build_memory_samples`, the builder
 the tiny model trains from, so the two backbones see the same conditioning. :func:`to_conditioning`
 turns a stored sample back into the :class:`~mirage.backbones.base.ChunkConditioning` the
 pipeline hands ``backbone.assemble`` / ``backbone.sample``.
@@ -27,7 +27,7 @@ from torch import Tensor
 from mirage.backbones.base import ChunkConditioning
 from mirage.data.clips import Clip
 from mirage.geometry import Camera
-from mirage.train.tiny_data import build_memory_samples
+from mirage.pipeline import build_memory_samples
 
 __all__ = ["encode_clip", "clip_samples", "to_conditioning", "SAMPLE_GROUPS"]
 
@@ -60,7 +60,7 @@ def clip_samples(
     first, preceding, references, targets. Latents are stored in ``dtype``; cameras in float32.
     Meta: clip, start, ids per group, caption, hw, latent_hw, strides.
 
-    ``depth_model`` (a :class:`~mirage.data.depth_model.HFDepthModel`): the memory's frames after
+    ``depth_model`` (a :class:`~mirage.depth_model.HFDepthModel`): the memory's frames after
     the first take its depth instead of the clip's, as inference would write them: a relative
     model's aligned to the memory per frame (frames that cannot be aligned are not written), a
     metric model's as it is. Each sample's meta then holds ``depth_alignment``: the records of the

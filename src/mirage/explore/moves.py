@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from mirage.errors import ConfigError
-from mirage.geometry import Camera
+from mirage.geometry import Camera, yaw_rotation
 
 __all__ = ["WalkBounds", "move_cameras", "yaw_matrix"]
 
@@ -46,10 +46,7 @@ class WalkBounds:
         return p, clamped
 
 
-def yaw_matrix(angle_rad: float) -> torch.Tensor:
-    """(3, 3) float64 rotation about the world vertical that turns a heading ψ into ψ + angle."""
-    c, s = math.cos(angle_rad), math.sin(angle_rad)
-    return torch.tensor([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]], dtype=torch.float64)
+yaw_matrix = yaw_rotation  # (3, 3) float64: turns a heading ψ into ψ + angle
 
 
 def _level(v: torch.Tensor) -> torch.Tensor:

@@ -25,11 +25,11 @@ from mirage.explore.models import (ChunkHeader, ChunkStats, Hello, Move, Notice,
                                    StateMessage, Timing, ViewHeader)
 from mirage.explore.moves import move_cameras
 from mirage.explore.worlds import Start, WorldMaker, image_view, loaded_start
+from mirage.memory.store import GREY  # the display colour of points written without images
 
 __all__ = ["Tab", "WORLD_SUFFIX"]
 
 WORLD_SUFFIX = ".mirage-world"
-GREY = 160
 PROGRESS_AFTER_S = 0.25  # a chunk reports its denoising steps once it has run this long
 
 
@@ -259,7 +259,7 @@ class Tab:
         (:mod:`mirage.pipeline.start_record`): `mirage generate --trajectory FILE` from the same
         start with this server's options replays it to the same video, and refuses another
         start."""
-        from mirage.world.io import save_trajectory_json
+        from mirage.cameras import save_trajectory_json
 
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "path.json"

@@ -66,13 +66,13 @@ class TinyDepthEstimator:
 
 
 class HFDepthEstimator:
-    """A local transformers depth model (:class:`mirage.data.depth_model.HFDepthModel`) as the
+    """A local transformers depth model (:class:`mirage.depth_model.HFDepthModel`) as the
     update's estimator. A relative model (Depth Anything V2, DPT) returns its affine inverse depth
     (``kind = "relative"``: aligned to the memory per frame); a metric one returns z-depth
     (``kind = "metric"``: used as it is). ``path`` must be a folder with a ``config.json``."""
 
     def __init__(self, path, *, device=None, batch_size: int = 8) -> None:
-        from mirage.data.depth_model import HFDepthModel
+        from mirage.depth_model import HFDepthModel
 
         self.model = HFDepthModel(path, device=device, batch_size=batch_size)
         self.kind = "metric" if self.model.metric else "relative"

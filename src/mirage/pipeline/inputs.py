@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -19,10 +20,23 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mirage.errors import ConfigError, FileFormatError, NonFiniteError
+from mirage.files import read_npy_header
 from mirage.geometry import Camera
 
-__all__ = ["StartFrame", "open_image", "load_image", "load_depth", "read_npy_header", "image_camera",
+__all__ = ["StartFrame", "StartScene", "open_image", "load_image", "load_depth", "read_npy_header", "image_camera",
            "MAX_IMAGE_PIXELS", "MAX_DEPTH_BYTES"]
+
+
+@runtime_checkable
+class StartScene(Protocol):
+    """What the pipeline may know of the world a start was rendered from (a
+    :class:`mirage.world.Scene` provides it): the pipeline only carries it to the oracle depth
+    estimator and masker, which the world supplies and which render it."""
+
+    family: str
+    seed: int
+    center: tuple[float, float, float]
+    start_yaw: float
 
 
 @dataclass(frozen=True)
@@ -39,7 +53,7 @@ class StartFrame:
     exclude: Tensor | None
     cameras: Camera
     ground_truth: Tensor | None = None
-    scene: object | None = None
+    scene: StartScene | None = None
     fps: float = 16.0
 
 
@@ -103,21 +117,6 @@ def load_image(path, size: tuple[int, int], *, label: str | None = None,
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
             raise FileFormatError(f"{label} is not a readable image: {_scrub(err, path, 'the file')}") from None
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0, original
-
-
-def read_npy_header(fh, label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
-    """(shape, fortran_order, dtype) from an open .npy stream, positioned at its data."""
-    from numpy.lib import format as npy
-
-    try:
-        version = npy.read_magic(fh)
-        read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-        shape, fortran, dtype = read(fh)
-    except (ValueError, OSError, SyntaxError, EOFError) as err:
-        raise FileFormatError(f"{label} is not a readable .npy array: {err}") from None
-    if dtype.kind not in "fiu" or dtype.hasobject:
-        raise FileFormatError(f"{label} must hold numbers but holds {dtype}")
-    return tuple(int(n) for n in shape), bool(fortran), dtype
 
 
 def _npz_depth(path: Path, label: str, max_bytes: int, check) -> np.ndarray:

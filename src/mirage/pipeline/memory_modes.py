@@ -23,14 +23,14 @@ from torch import Tensor
 from mirage.errors import ConfigError
 from mirage.geometry import Camera
 from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
+from mirage.memory.store import REFERENCE_VOXEL
 
 __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "NoMemory",
            "make_memory_mode", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
            "GRID_PLANARITY_TOL", "PARTIAL_CELL_FRACTION", "FIRST_FRAME_CONFIDENCE", "GENERATED_CONFIDENCE"]
 
 MEMORY_MODES = ("latent", "rgb", "none")
-REFERENCE_MIN_IOU = 0.04  # docs/design.md §3.5: the reference implementation's defaults
-REFERENCE_VOXEL = 0.1
+REFERENCE_MIN_IOU = 0.04  # docs/design.md §3.5: the reference implementation's defaults (voxel: REFERENCE_VOXEL)
 RGB_COVERAGE = 0.5  # a latent cell counts as covered by an RGB render if ≥ this pixel fraction is
 # Depth → latent grid (docs/design.md §3.1) uses the memory's planarity rule with a looser tolerance than
 # its default (0.05): updates use *estimated* depth, whose noise would otherwise drop a large

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from mirage.errors import ConfigError
+from mirage.frames import is_frame_count, valid_frame_counts
 
 __all__ = ["Chunk", "chunk_plan", "valid_frame_counts", "check_frame_count", "check_chunk_size",
            "plan_from_sizes", "check_chunks"]
@@ -49,16 +50,9 @@ class Chunk:
         return asdict(self)
 
 
-def valid_frame_counts(temporal_stride: int, limit: int = 8) -> list[int]:
-    """The first ``limit`` valid frame counts τ·k+1 (k ≥ 1)."""
-    return [temporal_stride * k + 1 for k in range(1, limit + 1)]
-
-
 def check_frame_count(frames: int, temporal_stride: int, name: str = "frames") -> None:
     """Raise :class:`ConfigError` unless ``frames`` = τ·k+1 with k ≥ 1; the message lists valid counts."""
-    if isinstance(frames, bool) or not isinstance(frames, int) or frames < temporal_stride + 1 or (
-        (frames - 1) % temporal_stride
-    ):
+    if not is_frame_count(frames, temporal_stride):
         counts = ", ".join(str(c) for c in valid_frame_counts(temporal_stride))
         raise ConfigError(
             f"`{name}` must be of the form {temporal_stride}·k+1 with k ≥ 1 ({counts}, …) "

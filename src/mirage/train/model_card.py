@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from mirage.pipeline.generator import PipelineConfig
-from mirage.pipeline.memory_modes import PARTIAL_CELL_FRACTION
+from mirage.pipeline import PARTIAL_CELL_FRACTION, PipelineConfig
 
 __all__ = ["write_model_card"]
 

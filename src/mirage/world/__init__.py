@@ -1,4 +1,5 @@
-"""The procedural 3D world: seeded scenes, a torch ray caster, camera presets and file formats.
+"""The procedural 3D world: seeded scenes, a torch ray caster and camera presets (camera files
+are read by :mod:`mirage.cameras`).
 
 Main API::
 

@@ -27,7 +27,9 @@ import torch
 
 from mirage.errors import ConfigError
 from mirage.world.generate import generate_scene
-from mirage.world.io import atomic_path, save_geometry_npz, save_scene
+from mirage.cameras import save_geometry_npz
+from mirage.files import atomic_path
+from mirage.world.io import save_scene
 from mirage.world.raycast import render
 from mirage.world.scene import FAMILIES
 from mirage.world.trajectories import DEFAULT_FPS, PRESETS, make_trajectory

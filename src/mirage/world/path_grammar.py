@@ -31,6 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from mirage.errors import ConfigError
+from mirage.geometry import yaw_rotation
 
 __all__ = ["GRAMMAR", "PathGrammarError", "PathStep", "is_written_path", "parse_path", "path_poses"]
 
@@ -84,8 +85,8 @@ def _effort(step: PathStep) -> float:
 
 def _local_pose(x: np.ndarray, yaw: float, pitch: float) -> np.ndarray:
     """(4, 4) pose in the start camera's frame: heading ``yaw`` (turn right > 0), ``pitch`` (up > 0)."""
-    cy, sy, cp, sp = math.cos(yaw), math.sin(yaw), math.cos(pitch), math.sin(pitch)
-    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])  # about the down axis (OpenCV y)
+    cp, sp = math.cos(pitch), math.sin(pitch)
+    r_yaw = yaw_rotation(yaw).numpy()  # about the down axis (OpenCV y)
     r_pitch = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])  # forward tilts towards −y (up)
     pose = np.eye(4)
     pose[:3, :3] = r_yaw @ r_pitch

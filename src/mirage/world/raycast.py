@@ -333,15 +333,10 @@ def trace_rays(
 
 def _camera_rays(cameras: Camera) -> tuple[Tensor, Tensor]:
     """World origins (T, 3) and directions (T, H·W, 3) whose camera-z component is 1."""
-    from mirage.geometry import pixel_grid
+    from mirage.geometry import pixel_rays
 
     cam = cameras.to(dtype=torch.float32)
-    uv = pixel_grid(cam.height, cam.width).reshape(-1, 2)  # (HW, 2) pixel centres
-    K = cam.K
-    fx, fy, cx, cy, skew = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 2, None], K[:, 1, 2, None], K[:, 0, 1, None]
-    y = (uv[None, :, 1] - cy) / fy  # (T, HW)
-    x = (uv[None, :, 0] - cx - skew * y) / fx
-    d_cam = torch.stack([x, y, torch.ones_like(x)], -1)  # (T, HW, 3)
+    d_cam = pixel_rays(cam.K, cam.height, cam.width).reshape(len(cam), -1, 3)  # (T, HW, 3)
     R = cam.cam2world[:, :3, :3]
     return cam.cam2world[:, :3, 3].contiguous(), d_cam @ R.transpose(1, 2)
 

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from mirage.errors import ConfigError
-from mirage.geometry import Camera
+from mirage.geometry import Camera, yaw_rotation
 from mirage.world.scene import Scene
 
 __all__ = [
@@ -53,11 +53,8 @@ _PATH_FRACTION = 0.7  # default radius/distance as a fraction of the free radius
 
 def level_pose(position, yaw: float) -> torch.Tensor:
     """(4, 4) float64 cam2world of a level OpenCV camera at ``position`` with heading ``yaw``."""
-    cy, sy = math.cos(yaw), math.sin(yaw)
     pose = torch.eye(4, dtype=torch.float64)
-    pose[:3, 0] = torch.tensor([cy, 0.0, -sy], dtype=torch.float64)  # right
-    pose[:3, 1] = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)  # down
-    pose[:3, 2] = torch.tensor([sy, 0.0, cy], dtype=torch.float64)  # forward
+    pose[:3, :3] = yaw_rotation(yaw)  # columns: right, down, forward
     pose[:3, 3] = torch.as_tensor(position, dtype=torch.float64)
     return pose
 
@@ -87,14 +84,22 @@ def _pan_return(scene: Scene, frames: int, angle_deg: float = 120.0) -> list:
     return [level_pose(scene.center, scene.start_yaw + a * e) for e in _ease(frames)]
 
 
-def _orbit(scene: Scene, frames: int, radius: float | None = None, turns: float = 1.0) -> list:
+def _circle(scene: Scene, frames: int, radius: float | None, turns: float, offset) -> list:
+    """Level poses on a circle about the centre whose heading turns ``turns`` times; the camera
+    sits at the centre + ``offset(yaw, r)`` (its x and z) at heading yaw."""
     r = _radius(scene, radius, "radius")
     cx, cy, cz = scene.center
     poses = []
     for s in _progress(frames):
-        yaw = scene.start_yaw + 2 * math.pi * turns * s  # looking at the centre
-        poses.append(level_pose((cx - r * math.sin(yaw), cy, cz - r * math.cos(yaw)), yaw))
+        yaw = scene.start_yaw + 2 * math.pi * turns * s
+        dx, dz = offset(yaw, r)
+        poses.append(level_pose((cx + dx, cy, cz + dz), yaw))
     return poses
+
+
+def _orbit(scene: Scene, frames: int, radius: float | None = None, turns: float = 1.0) -> list:
+    # behind the centre at every heading: always looking at it
+    return _circle(scene, frames, radius, turns, lambda yaw, r: (-(r * math.sin(yaw)), -(r * math.cos(yaw))))
 
 
 def _forward_back(scene: Scene, frames: int, distance: float | None = None) -> list:
@@ -106,13 +111,8 @@ def _forward_back(scene: Scene, frames: int, distance: float | None = None) -> l
 
 
 def _loop(scene: Scene, frames: int, radius: float | None = None, turns: float = 1.0) -> list:
-    r = _radius(scene, radius, "radius")
-    cx, cy, cz = scene.center
-    poses = []
-    for s in _progress(frames):
-        yaw = scene.start_yaw + 2 * math.pi * turns * s  # heading along the tangent
-        poses.append(level_pose((cx - r * math.cos(yaw), cy, cz + r * math.sin(yaw)), yaw))
-    return poses
+    # to the side of the centre: heading along the tangent
+    return _circle(scene, frames, radius, turns, lambda yaw, r: (-(r * math.cos(yaw)), r * math.sin(yaw)))
 
 
 def _random_walk(scene: Scene, frames: int, speed: float = 0.04, seed: int = 0) -> list:

@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict, dataclass, fields
 
 from mirage.errors import ConfigError
+from mirage.frames import is_frame_count
 
 __all__ = ["TinyConfig"]
 
@@ -71,7 +72,7 @@ class TinyConfig:
             )
         if self.temporal_stride < 1:
             raise ConfigError(f"`temporal_stride` must be ≥ 1 but is {self.temporal_stride}")
-        if (self.max_frames - 1) % self.temporal_stride or self.max_frames < self.temporal_stride + 1:
+        if not is_frame_count(self.max_frames, self.temporal_stride):
             raise ConfigError(
                 f"`max_frames` must be τ·k+1 with k ≥ 1 (τ = {self.temporal_stride}) but is "
                 f"{self.max_frames}"

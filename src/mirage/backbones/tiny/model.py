@@ -22,6 +22,7 @@ from mirage.backbones.tiny.flow import sample_euler, sampling_times
 from mirage.backbones.tiny.vae import TinyVAE
 from mirage.errors import ConfigError, MemoryFormatError, ShapeError
 from mirage.files import load_safetensors, save_safetensors
+from mirage.frames import is_frame_count
 
 __all__ = ["TinyBackbone", "relative_pose", "WEIGHTS_FORMAT", "WEIGHTS_VERSION", "SHIPPED_WEIGHTS"]
 
@@ -35,6 +36,8 @@ def relative_pose(first_cam2world: Tensor, cam2world: Tensor) -> Tensor:
 
     Rotation (row-major 3×3) then translation: the identity pose gives (1,0,0,0,1,0,0,0,1,0,0,0).
     """
+    # A general inverse, not geometry.rigid_inverse: the closed form differs in the last bits
+    # (~1e-7 after the float cast), which changes every output of the pipeline.
     rel = torch.linalg.inv(first_cam2world.double())[None] @ cam2world.double()  # (S, 4, 4)
     return torch.cat([rel[:, :3, :3].reshape(-1, 9), rel[:, :3, 3]], dim=1).float()
 
@@ -77,7 +80,7 @@ class TinyBackbone(nn.Module):
             raise ShapeError(f"`video` must have shape (B, 3, F, H, W) but has {tuple(video.shape)}")
         Fr, H, W = video.shape[2:]
         tau = self.temporal_stride
-        if (Fr - 1) % tau:
+        if not is_frame_count(Fr, tau, min_latents=1):
             raise ShapeError(f"`video` must have F = {tau}·k+1 frames but has {Fr}")
         m = self.spatial_stride * self.config.patch
         if H % m or W % m:

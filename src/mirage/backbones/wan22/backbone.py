@@ -21,10 +21,11 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from mirage.backbones.base import ChunkConditioning
-from mirage.backbones.wan22.config import Wan22Config, resolve_device, resolve_dtype
+from mirage.backbones.wan22.config import TEMPORAL_STRIDE, Wan22Config, resolve_device, resolve_dtype
 from mirage.backbones.wan22.sequence import ChunkInputs, assemble_chunk
 from mirage.backbones.wan22.text import TextEncoder
 from mirage.errors import ConfigError, ShapeError
+from mirage.frames import is_frame_count
 
 __all__ = ["Wan22Backbone", "DEPTH_LABEL"]
 
@@ -39,7 +40,7 @@ class Wan22Backbone:
     ``scheduler_config.json`` dict or None; info: labels for run.json.
     """
 
-    temporal_stride = 4
+    temporal_stride = TEMPORAL_STRIDE
 
     def __init__(self, transformer, vae, text_encoder=None, tokenizer=None, *,
                  config: Wan22Config | None = None, scheduler_config: dict | None = None,
@@ -119,7 +120,7 @@ class Wan22Backbone:
             raise ShapeError(f"`video` must have shape (B, 3, F, H, W) but has {tuple(video.shape)}")
         Fr, H, W = video.shape[2:]
         tau, s = self.temporal_stride, self.spatial_stride
-        if (Fr - 1) % tau:
+        if not is_frame_count(Fr, tau, min_latents=1):
             raise ShapeError(f"`video` must have F = {tau}·k+1 frames but has {Fr}")
         if H % s or W % s:
             raise ShapeError(f"`video` height and width must be divisible by {s} but are {H} and {W}")

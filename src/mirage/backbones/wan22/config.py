@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mirage.errors import ConfigError
+from mirage.frames import is_frame_count
 
 __all__ = ["Wan22Config", "SAMPLERS", "OFFLOAD_MODES", "DTYPES", "CONTROL_CHANNELS",
            "DEFAULT_SHIFT", "resolve_device", "resolve_dtype"]
@@ -20,6 +21,7 @@ OFFLOAD_MODES = ("none", "model")  # model: text encoder + VAE live on the CPU b
 DTYPES = ("float32", "bfloat16", "float16")
 CONTROL_CHANNELS = 96  # memory branch input: 48 memory-read latent + 48 coverage-mask channels
 DEFAULT_SHIFT = 5.0  # Wan2.2-TI2V-5B's flow_shift
+TEMPORAL_STRIDE = 4  # Wan2.2's VAE: pixel frames 0, 4, 8, ... are latent frames 0, 1, 2, ...
 
 
 @dataclass(frozen=True)
@@ -68,10 +70,8 @@ class Wan22Config:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ConfigError(f"`{name}` must be an int ≥ 1 but is {v!r}")
-        if isinstance(self.max_frames, bool) or not isinstance(self.max_frames, int) or (
-            self.max_frames < 5 or (self.max_frames - 1) % 4
-        ):
-            raise ConfigError(f"`max_frames` must be 4·k+1 with k ≥ 1 but is {self.max_frames!r}")
+        if not is_frame_count(self.max_frames, TEMPORAL_STRIDE):
+            raise ConfigError(f"`max_frames` must be {TEMPORAL_STRIDE}·k+1 with k ≥ 1 but is {self.max_frames!r}")
         if self.sampler not in SAMPLERS:
             raise ConfigError(f"`sampler` must be one of {SAMPLERS} but is {self.sampler!r}")
         if self.shift is not None and not (isinstance(self.shift, (int, float)) and self.shift > 0):

@@ -7,7 +7,7 @@ prediction resized (bilinear) to the input frames' size.
 
 Output space: relative models (Depth Anything's ``depth_estimation_type = "relative"``, DPT)
 predict an affine *inverse* depth, returned as it is; metric models (``"metric"``) predict depth,
-returned inverted (1/depth), so :func:`mirage.data.depth_align.fit_inverse_depth` fits both in
+returned inverted (1/depth), so :func:`mirage.inverse_depth.fit_inverse_depth` fits both in
 inverse-depth space.
 """
 
