@@ -106,6 +106,10 @@ class FarField:
                    for t in (self.features, self.directions, self.confidences, self.frame_ids, self.written))
 
     @property
+    def display_nbytes(self) -> int:
+        return self.colors.numel()
+
+    @property
     def num_written(self) -> int:
         return int(self.written.sum())
 

@@ -36,7 +36,8 @@ from mirage.geometry import rigid_inverse
 from mirage.memory.covisibility import FrameIndex
 from mirage.memory.far_field import MAX_RESOLUTION, FarField
 from mirage.memory.splat import splat_zbuffer
-from mirage.memory.store import FUSION_MODES, GREY, REFERENCE_VOXEL, PointStore
+from mirage.memory.attributes import POINT_ATTRIBUTES, column_specs
+from mirage.memory.store import FUSION_MODES, REFERENCE_VOXEL, PointStore
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "memory_to_tensors", "memory_from_tensors",
            "save_memory", "load_memory"]
@@ -45,7 +46,7 @@ FORMAT_VERSION = 3
 READABLE_VERSIONS = ("1", "2", "3")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
-_POINT_TENSORS = ("points", "features", "frame_ids", "uids", "confidences", "colors")
+_POINT_TENSORS = tuple(a.name for a in POINT_ATTRIBUTES)
 _TABLE_TENSORS = ("table_ids", "table_K", "table_cam2world", "table_confidence")
 _INDEX_TENSORS = ("index_keys", "index_slots", "slot_frame", "slot_size", "slot_live")
 _FAR_TENSORS = ("far_features", "far_directions", "far_confidences", "far_frame_ids", "far_colors",
@@ -100,23 +101,23 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     R = config["far_resolution"]
     far_names = _FAR_TENSORS if R is not None else ()
     names = _POINT_TENSORS + _TABLE_TENSORS + ((_INDEX_TENSORS + far_names) if version == "3" else ())
-    if version == "1":
-        names = tuple(n for n in names if n not in ("confidences", "colors", "table_confidence"))
-    elif version == "2":
-        names = tuple(n for n in names if n not in ("colors", "table_confidence"))
+    absent = {a.name for a in POINT_ATTRIBUTES if a.since > int(version)}
+    if version in ("1", "2"):
+        absent.add("table_confidence")
+    names = tuple(n for n in names if n not in absent)
     missing = [n for n in names if n not in tensors]
     unknown = sorted(set(tensors) - set(names))
     if missing or unknown:
         fail(f"tensors {missing} are missing" if missing else f"holds unexpected tensors {unknown}")
     t = {name: tensors[name] for name in names}
     N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
-    t.setdefault("confidences", torch.ones(max(N, 0)))
-    t.setdefault("colors", torch.full((max(N, 0), 3), GREY, dtype=torch.uint8))
+    specs = column_specs(memory.channels, memory.dtype)
+    for a in POINT_ATTRIBUTES:  # attributes newer than the file: their default value
+        if a.name not in t:
+            shape, dtype = specs[a.name]
+            t[a.name] = torch.full((max(N, 0), *shape), a.default, dtype=dtype)
     t.setdefault("table_confidence", torch.zeros(F))  # versions 1-2: no frame is more trusted
-    expected = {
-        "points": ((N, 3), torch.float32), "features": ((N, memory.channels), memory.dtype),
-        "frame_ids": ((N,), torch.int64), "uids": ((N,), torch.int64),
-        "confidences": ((N,), torch.float32), "colors": ((N, 3), torch.uint8),
+    expected = {name: ((N, *shape), dtype) for name, (shape, dtype) in specs.items()} | {
         "table_ids": ((F,), torch.int64), "table_K": ((F, 3, 3), torch.float32),
         "table_cam2world": ((F, 4, 4), torch.float32), "table_confidence": ((F,), torch.float32),
     }
@@ -135,7 +136,8 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
         if tuple(t[name].shape) != shape or t[name].dtype != dtype:
             fail(f"tensor {name!r} is {t[name].dtype} {tuple(t[name].shape)}, expected {dtype} {shape}")
     _check_values(t, config, N, version, fail)
-    for name in _POINT_TENSORS + _TABLE_TENSORS:
+    memory.set_points({name: t[name] for name in _POINT_TENSORS})
+    for name in _TABLE_TENSORS:
         setattr(memory, name, t[name].to(memory.device))
     memory.next_uid = config["next_uid"]
     memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
