@@ -76,15 +76,17 @@ def blocks_in_views(
     U, Vr, Z = P.unbind(1)  # (V, 4) each
     planes = torch.stack([Z, U + 1.5 * Z, (w + 0.5) * Z - U, Vr + 1.5 * Z, (h + 0.5) * Z - Vr], 1)
     planes[:, 0, 3] -= near  # (V, 5, 4): a·p + b ≥ 0 for every landing point
-    lo64, hi64 = lo.double(), hi.double()
-    a, b = planes[..., :3], planes[..., 3]  # (V, 5, 3), (V, 5)
-    # max over the box of a·p: per axis the larger of a·lo and a·hi
-    best = torch.maximum(a[None] * lo64[:, None, None], a[None] * hi64[:, None, None]).sum(-1) + b
+    V = planes.shape[0]
+    a, b = planes[..., :3].reshape(V * 5, 3), planes[..., 3].reshape(V * 5)
+    empty = ~(lo <= hi).all(dim=1)
+    lo64, hi64 = lo.double().masked_fill(empty[:, None], 0), hi.double().masked_fill(empty[:, None], 0)
+    centre, half = (lo64 + hi64) / 2, (hi64 - lo64) / 2
+    best = centre @ a.T + half @ a.abs().T + b  # (B, V·5): max over the box of a·p + b
     size = torch.maximum(lo64.abs(), hi64.abs())  # (B, 3)
     scale = P.abs().sum(1)  # (V, 4): |U| + |V| + |Z| coefficients
-    tol = _MARGIN * (w + h + 2) * ((scale[None, :, :3] * size[:, None]).sum(-1) + scale[None, :, 3])  # (B, V)
-    inside = (best >= -tol[..., None]).all(dim=2)  # (B, V)
-    return inside.any(dim=1) & (lo <= hi).all(dim=1)
+    tol = _MARGIN * (w + h + 2) * (size @ scale[:, :3].T + scale[:, 3])  # (B, V)
+    inside = (best.view(B, V, 5) >= -tol[..., None]).all(dim=2)  # (B, V)
+    return inside.any(dim=1) & ~empty
 
 
 class BlockedPoints:
