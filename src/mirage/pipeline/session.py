@@ -164,7 +164,7 @@ class Session:
         self.depth_estimator, self.masker, self.text = depth_estimator, masker, text
         self.history = history
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
-                                      far_field=config.far_field)
+                                      far_field=config.far_field, dtype=config.memory_dtype)
         self._generator = torch.Generator().manual_seed(config.seed)
         self._undo: list[dict] = []
         self._evicted = 0  # leading frames whose pixels evict_frames let go
