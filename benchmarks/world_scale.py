@@ -21,6 +21,12 @@ same memory, the write on a copy of the memory made before the write (outside th
 two reads and the two memories after the write are checked to be bit-identical. The no-culling
 arm projects every point, so it is sampled at a few sizes rather than every chunk.
 
+With ``--fill K`` only one chunk in K (and every sampled chunk) is a timed, full write; the cells
+of the others are inserted directly into the blocks (:func:`fill_chunk`: the back-projected cells
+their write would append, without fusion or covisibility entries), so that the walk reaches
+10 M points in the time a shared 2-core machine allows. Every timed chunk is a complete read and
+write of a memory of that size.
+
 Writes ``world_scale.json`` (every chunk), ``world_scale.md`` (the table at the samples) and
 ``world_scale.png`` (time per chunk against points in memory, both arms). ``torch.set_num_threads``
 is fixed (default 2). ``--device cuda`` runs the memory on a GPU (times synchronised).
@@ -121,6 +127,27 @@ def chunk_step(memory, room, chunk, args, device, gen):
     return row
 
 
+def fill_chunk(memory, room, chunk, args, gen) -> None:
+    """Add the chunk's cells by direct insertion (no fusion, no covisibility entries): what its
+    write would append, as its frames barely overlap. Only used between timed chunks."""
+    from mirage.geometry import backproject_depth
+
+    cams = street_cameras(chunk, args.frames, args.grid, args.step)
+    depth = room.depth(cams)[1:]  # the first frame is the previous chunk's last
+    K, c2w = cams.K[1:], cams.cam2world[1:]
+    points = backproject_depth(depth, K, c2w).reshape(-1, 3)
+    M = points.shape[0]
+    ids = torch.arange(chunk * (args.frames - 1) + 1, (chunk + 1) * (args.frames - 1) + 1)
+    memory.blocks.append({
+        "points": points.to(memory.device),
+        "features": torch.randn(M, args.channels, generator=gen).to(memory.device, memory.dtype),
+        "frame_ids": ids.repeat_interleave(M // ids.shape[0]).to(memory.device),
+        "uids": torch.arange(memory.next_uid, memory.next_uid + M, device=memory.device),
+        "confidences": torch.ones(M, device=memory.device),
+        "colors": torch.zeros(M, 3, dtype=torch.uint8, device=memory.device)})
+    memory.next_uid += M
+
+
 def _read(memory, cams, grid):
     read = memory.read(cams, grid)
     return read, memory.references(read, k=4, min_iou=0.04) if memory.grid_hw == tuple(grid) else []
@@ -153,9 +180,13 @@ def walk(args, device, block_size: float, target_points: int, samples) -> list[d
             args.sample_chunks.add(chunk)
             while pending and memory.num_points >= pending[0]:
                 pending.pop(0)
+        if args.fill > 1 and chunk % args.fill and chunk not in args.sample_chunks and chunk > 1:
+            fill_chunk(memory, room, chunk, args, gen)
+            chunk += 1
+            continue
         row = chunk_step(memory, room, chunk, args, device, gen)
         rows.append(row)
-        if chunk % 20 == 0 or "read_off_s" in row:
+        if len(rows) % 10 == 1 or "read_off_s" in row:
             print(f"chunk {chunk}: {row['points']:,} points, in view {row['points_in_view']:,}, "
                   f"read {row['read_s'] * 1e3:.0f} ms, write {row['write_s'] * 1e3:.0f} ms"
                   + (f" | off: read {row['read_off_s'] * 1e3:.0f} ms, write {row['write_off_s'] * 1e3:.0f} ms, "
@@ -226,6 +257,8 @@ def main(argv=None) -> int:
     p.add_argument("--block-size", type=float, default=None, help="default: the store's")
     p.add_argument("--block-sizes", type=float, nargs="*", default=None,
                    help="instead: one walk per block size (culling only), to pick the default")
+    p.add_argument("--fill", type=int, default=1,
+                   help="time one chunk in FILL; insert the others' cells directly (see fill_chunk)")
     p.add_argument("--grid", default="44x80")
     p.add_argument("--channels", type=int, default=48)
     p.add_argument("--frames", type=int, default=9)
@@ -245,7 +278,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     meta = {"grid": list(args.grid), "channels": args.channels, "frames": args.frames, "step": args.step,
-            "dtype": str(args.dtype), "device": str(device), "threads": torch.get_num_threads(),
+            "dtype": str(args.dtype), "device": str(device), "fill": args.fill, "threads": torch.get_num_threads(),
             "torch": torch.__version__, "platform": platform.platform(), "cpus": os.cpu_count()}
     if args.block_sizes:
         result = {"meta": meta, "block_sizes": []}
