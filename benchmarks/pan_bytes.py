@@ -49,10 +49,12 @@ def parts(memory) -> dict:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--out", default=None)
+    p.add_argument("--dtypes", nargs="*", default=["float32", "float16", "bfloat16"])
+    p.add_argument("--far-field", nargs="*", default=["on", "off"], choices=["on", "off"])
     args = p.parse_args(argv)
     rows = []
-    for dtype in (torch.float32, torch.float16, torch.bfloat16):
-        for far_field in (True, False):
+    for dtype in (getattr(torch, d) for d in args.dtypes):
+        for far_field in (f == "on" for f in args.far_field):
             row = {"dtype": str(dtype).removeprefix("torch."), "far_field": far_field} | parts(build_pan(dtype, far_field))
             rows.append(row)
             print(row, flush=True)

@@ -3,29 +3,16 @@
 Both the latent memory (features = VAE latent tokens, grid = latent grid) and the RGB baseline
 (features = colours, grid = pixels) are this store; they differ only in what they write.
 
-Fusion (``fusion="voxel"``, DESIGN §3.4). A memory point owns a *frustum voxel*: laterally, the
-grid cell it was seen in, which is exactly the cell's footprint at that depth; in depth, a band
-of ±``voxel_scale``·``DEPTH_BAND`` relative to its z. Before frame t is written, the memory is
-splatted into frame t's grid camera, and each new cell is compared with the memory point that
-wins that cell:
+Fusion (``fusion="voxel"``): each new grid cell is compared with the memory point that wins
+that cell in its frame's camera, and *replaces* it (same frustum voxel: the point keeps its
+position and takes the new token), *carves* it (it floats in front of the surface now seen) or
+is *appended*; so revisiting a seen place replaces points instead of adding them, and the store
+grows with the observed surface, not with time. The rule, its fast kernel and its slow
+reference twin live in :mod:`mirage.memory.fusion`. ``fusion="append"`` keeps every valid cell
+forever, as the reference implementation does.
 
-- same voxel (|z_mem − z_new| ≤ band): the new token *replaces* the memory point's token (and
-  its frame id); the point keeps its anchor position, within a cell of the new observation;
-- the memory point sits in front of the surface now observed (z_mem < z_new − band): it is
-  contradicted by free space, so it is removed (carved), and the cell is decided again against
-  the point now winning it (up to ``MAX_CARVE_ROUNDS`` times);
-- otherwise (empty cell, or the memory point lies behind a new surface): the new point is
-  appended.
-
-So revisiting a seen place replaces points instead of adding them, and the store grows with
-the observed surface, not with time. Unlike a world-aligned voxel grid at the footprint size,
-this never merges two cells of one view (no holes in the read) and it tolerates depth jitter on
-a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as the reference
-implementation does. The rule, its fast kernel (all frames of a write in one projection) and
-its slow reference twin live in :mod:`mirage.memory.fusion`.
-
-Every point also carries the *confidence* of the write it came from (DESIGN §3.1: point, token,
-frame id, confidence). A new cell never replaces, carves or hides a point of higher confidence:
+Every point also carries the *confidence* of the write it came from (point, token, frame id,
+confidence). A new cell never replaces, carves or hides a point of higher confidence:
 the cell is dropped. The pipeline writes the given first frame at a higher confidence than the
 generated frames, so a generated revisit cannot overwrite what the input image showed. Equal
 confidences (the default, 1) give the rule above unchanged.
@@ -61,6 +48,7 @@ from mirage.memory.blocks import DEFAULT_BLOCK_SIZE, BlockedPoints
 from mirage.memory.checks import check_confidence, check_hw, check_reference_args
 from mirage.memory.covisibility import FrameIndex, Reference
 from mirage.memory.far_field import FarField
+from mirage.memory.frame_table import FrameTable
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write, hides_trusted
 from mirage.memory.splat import DEFAULT_NEAR, cell_offsets, splat_zbuffer
 
@@ -99,7 +87,7 @@ def _column(name: str) -> property:
                     doc=f"(N, ...) the points' ``{name}`` (a copy, in the store's row order).")
 
 
-class PointStore:
+class PointStore(FrameTable):
     """Storage, fusion and reading shared by the memories; subclasses say what they write.
 
     Subclasses set ``format_kind`` (the file's kind), write through :meth:`write_grid` and
@@ -152,13 +140,8 @@ class PointStore:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.next_uid = 0
         self.blocks = BlockedPoints(column_specs(channels, dtype), block_size, self.device)
-        # Frame table: every written frame's grid camera; and what each frame saw.
         self.grid_hw: tuple[int, int] | None = None
-        self.table_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (F,)
-        self.table_K = torch.zeros(0, 3, 3, dtype=torch.float32, device=self.device)  # (F, 3, 3)
-        self.table_cam2world = torch.zeros(0, 4, 4, dtype=torch.float32, device=self.device)
-        self.table_confidence = torch.zeros(0, dtype=torch.float32, device=self.device)  # (F,)
-        self._table_rows: dict[int, int] = {}
+        self._init_frame_table()  # every written frame's grid camera (mirage.memory.frame_table)
         self._trusted_limits: dict = {}  # hides_trusted's cache (mirage.memory.fusion)
         self.covisibility = FrameIndex(reference_voxel, self.device)
 
@@ -331,46 +314,6 @@ class PointStore:
         self.blocks.append({name: values.index_select(0, appended) for name, values in new.items()})
         return seen[1], seen[0]
 
-    def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
-        if frame_ids is None:
-            start = int(self.table_ids.max()) + 1 if self.table_ids.numel() else 0
-            return list(range(start, start + T))
-        frame_ids = [int(f) for f in frame_ids]
-        if len(frame_ids) != T:
-            raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
-        return frame_ids
-
-    def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor,
-                         confidence: Tensor) -> None:
-        """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), and
-        confidence (T,), in order: a frame written again (the overlap frame of two chunks) keeps
-        its row in the table and takes the newer pose and confidence; a new frame is appended."""
-        latest: dict[int, int] = {}  # frame id → the last t that writes it
-        for t, f in enumerate(frame_ids):
-            latest[f] = t
-        rows = self.table_rows()
-        again = [(rows[f], t) for f, t in latest.items() if f in rows]
-        if again:
-            at, ts = (list(x) for x in zip(*again))
-            self.table_K[at] = K[ts]
-            self.table_cam2world[at] = cam2world[ts]
-            self.table_confidence[at] = confidence[ts]
-        new = [(f, t) for f, t in latest.items() if f not in rows]  # in order of first write
-        if new:
-            ids, ts = (list(x) for x in zip(*new))
-            for f in ids:
-                rows[f] = len(rows)
-            self.table_ids = torch.cat([self.table_ids, torch.tensor(ids, dtype=torch.long, device=self.device)])
-            self.table_K = torch.cat([self.table_K, K[ts]])
-            self.table_cam2world = torch.cat([self.table_cam2world, cam2world[ts]])
-            self.table_confidence = torch.cat([self.table_confidence, confidence[ts]])
-
-    def table_rows(self) -> dict[int, int]:
-        """Frame id → its row in the frame table (kept up to date by writes)."""
-        if len(self._table_rows) != self.table_ids.shape[0]:  # e.g. after a load
-            self._table_rows = {f: i for i, f in enumerate(self.table_ids.tolist())}
-        return self._table_rows
-
     # -- reading --------------------------------------------------------------------------
     def read(self, cameras: Camera, hw: tuple[int, int], *, offsets: bool = True) -> MemoryRead:
         """Z-buffered read of V target views at grid size ``hw``.
@@ -410,7 +353,7 @@ class PointStore:
             index[mask] = self.blocks.positions(rows.index_select(0, splat.index[mask]))
         return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, index, far)
 
-    # -- reference retrieval (DESIGN §3.5, mirage.memory.covisibility) --------------------
+    # -- reference retrieval (mirage.memory.covisibility) ----------------------------------
     def references(self, read: MemoryRead, *, k: int = 4, min_iou: float = 0.04,
                    exclude_frames: Sequence[int] = ()) -> list[Reference]:
         """Top-``k`` written frames by voxel IoU with what ``read``'s views see, ``min_iou`` or
