@@ -45,7 +45,7 @@ class PointAttribute:
 POINT_ATTRIBUTES: tuple[PointAttribute, ...] = (
     PointAttribute("points", (3,), torch.float32),  # world position
     PointAttribute("features", ("C",), None),  # the token (latent memory) or colour (RGB baseline)
-    PointAttribute("frame_ids", (), torch.int64),  # the frame that last wrote it
+    PointAttribute("frame_ids", (), torch.int32),  # the frame that last wrote it (int64 before version 4)
     PointAttribute("uids", (), torch.int64),  # unique, increasing: the z-buffer's tie-break
     PointAttribute("confidences", (), torch.float32, since=2, default=1.0),  # its write's confidence
     PointAttribute("colors", (3,), torch.uint8, cached=False, since=3, default=GREY),  # display only

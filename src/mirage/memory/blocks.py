@@ -174,9 +174,14 @@ class BlockedPoints:
         keys, point_block = voxel_keys(points, self.block_size).unique(return_inverse=True)
         blocks = self._lookup_or_add(keys)  # (b,) block ids of the touched blocks
         incoming = torch.bincount(point_block, minlength=keys.shape[0])  # (b,)
+        # blocks in the order they first appear in the input, so that appending a store's points
+        # in its compact order (a file) gives back that order
+        first = torch.full_like(keys, M).scatter_reduce_(0, point_block, torch.arange(M, device=self.device),
+                                                         reduce="amin")
+        by_appearance = torch.argsort(first)
         for _ in range(2):  # a compaction changes every block's range: decide again once
             count = self.count.index_select(0, blocks)
-            full = (count + incoming > self.capacity.index_select(0, blocks)).nonzero().squeeze(1)
+            full = by_appearance[(count + incoming > self.capacity.index_select(0, blocks))[by_appearance]]
             grown = torch.clamp_min(2 * (count + incoming).index_select(0, full), MIN_CAPACITY)
             if self._reserve(int(grown.sum())):
                 break

@@ -4,7 +4,7 @@ Metadata: ``format`` = "mirage.memory", ``kind`` (the store's ``format_kind``), 
 ``config`` (JSON: channels, fusion, voxel_scale, reference_voxel, dtype, next_uid, grid_hw).
 Tensors (N points, F frames, S covisibility slots, P pairs):
 
-- points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int64 (N,), uids int64 (N,),
+- points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int32 (N,), uids int64 (N,),
   confidences float32 (N,), colors uint8 (N, 3);
 - table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4),
   table_confidence float32 (F,) (each frame's write confidence; 0 in files of versions 1-2);
@@ -19,8 +19,8 @@ Tensors (N points, F frames, S covisibility slots, P pairs):
 Versions: 1 had no confidences (loaded as 1), 2 added them, 3 added colours (older files load
 grey), the covisibility index (older files rebuild it from what each written frame sees in the
 loaded memory) and the far field (older files have none); 4 stores only the far field's written
-cells (version 3 stored every cell with a ``far_written`` mask: loaded as its written cells) and
-the block size in the config (older files: the default). Everything read from a file is checked before use: any malformed, foreign,
+cells (version 3 stored every cell with a ``far_written`` mask: loaded as its written cells),
+frame ids as int32 (int64 before) and the block size in the config (older files: the default). Everything read from a file is checked before use: any malformed, foreign,
 tampered or newer file raises :class:`~mirage.errors.MemoryFormatError` and nothing else. Names
 read from a file are looked up in explicit tables, never resolved as attributes.
 """
@@ -114,6 +114,8 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     if missing or unknown:
         fail(f"tensors {missing} are missing" if missing else f"holds unexpected tensors {unknown}")
     t = {name: tensors[name] for name in names}
+    if version < "4" and t["frame_ids"].dtype == torch.int64:  # int64 before version 4
+        t["frame_ids"] = t["frame_ids"].to(torch.int32)
     N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
     specs = column_specs(memory.channels, memory.dtype)
     for a in POINT_ATTRIBUTES:  # attributes newer than the file: their default value
