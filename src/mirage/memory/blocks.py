@@ -228,8 +228,11 @@ class BlockedPoints:
 
     def _lookup_or_add(self, keys: Tensor) -> Tensor:  # (b,) sorted distinct keys → block ids
         at = torch.searchsorted(self._sorted_keys, keys).clamp_max(max(self.num_blocks - 1, 0))
-        found = self._sorted_keys.index_select(0, at) == keys if self.num_blocks else torch.zeros_like(keys, dtype=torch.bool)
-        ids = torch.where(found, self._sorted_ids.index_select(0, at) if self.num_blocks else keys, -1)
+        if self.num_blocks:
+            found = self._sorted_keys.index_select(0, at) == keys
+            ids = torch.where(found, self._sorted_ids.index_select(0, at), -1)
+        else:
+            found, ids = torch.zeros_like(keys, dtype=torch.bool), torch.full_like(keys, -1)
         new = (~found).nonzero().squeeze(1)
         if new.numel():
             B, n = self.num_blocks, new.shape[0]

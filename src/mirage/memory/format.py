@@ -8,7 +8,7 @@ Tensors (N points, F frames, S covisibility slots, P pairs):
   confidences float32 (N,), colors uint8 (N, 3);
 - table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4),
   table_confidence float32 (F,) (each frame's write confidence; 0 in files of versions 1-2);
-- index_keys int64 (P,) ascending, index_slots int64 (P,), slot_frame int64 (S,),
+- index_keys int64 (P,) ascending, index_slots int32 (P,) (int64 before version 4), slot_frame int64 (S,),
   slot_size int64 (S,), slot_live bool (S,): :class:`~mirage.memory.covisibility.FrameIndex`.
 
 - with a far field (config ``far_resolution`` R), its S written cells: far_cells int64 (S,)
@@ -114,8 +114,8 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     if missing or unknown:
         fail(f"tensors {missing} are missing" if missing else f"holds unexpected tensors {unknown}")
     t = {name: tensors[name] for name in names}
-    if version < "4" and t["frame_ids"].dtype == torch.int64:  # int64 before version 4
-        t["frame_ids"] = t["frame_ids"].to(torch.int32)
+    if version < "4":  # int64 frame ids before version 4
+        t["frame_ids"] = _as_int32(t["frame_ids"])
     N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
     specs = column_specs(memory.channels, memory.dtype)
     for a in POINT_ATTRIBUTES:  # attributes newer than the file: their default value
@@ -129,7 +129,9 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     }
     if version >= "3":
         P, S = t["index_keys"].shape[0], t["slot_frame"].shape[0]
-        expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int64),
+        if version == "3":  # int64 slots before version 4
+            t["index_slots"] = _as_int32(t["index_slots"])
+        expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int32),
                      "slot_frame": ((S,), torch.int64), "slot_size": ((S,), torch.int64),
                      "slot_live": ((S,), torch.bool)}
         if R is not None:  # version 3: every cell of the map; 4: the written cells
@@ -158,6 +160,10 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     else:
         _rebuild_covisibility(memory)
     return memory
+
+
+def _as_int32(t: Tensor) -> Tensor:
+    return t.to(torch.int32) if t.dtype == torch.int64 else t
 
 
 def _get(mapping, key):

@@ -306,7 +306,8 @@ class PointStore(FrameTable):
         for name, values in new.items():
             if name == "points":
                 continue
-            storage[name].index_copy_(0, rows.index_select(0, old), values.index_select(0, by_old).to(storage[name].dtype))
+            carried = values.index_select(0, by_old).to(storage[name].dtype)
+            storage[name].index_copy_(0, rows.index_select(0, old), carried)
             new[name] = values.index_copy(0, young, values.index_select(0, by_young))
         seen = (torch.cat([old_points, new["points"]]), plan.visible)
         self.blocks.remove(rows[~plan.keep[:n]])
