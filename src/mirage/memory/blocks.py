@@ -38,7 +38,7 @@ __all__ = ["BlockedPoints", "blocks_in_views", "ranges", "DEFAULT_BLOCK_SIZE"]
 
 DEFAULT_BLOCK_SIZE = 1.0  # world units; measured by benchmarks/world_scale.py --block-sizes
 MIN_CAPACITY = 16  # rows a block reserves when it first moves
-_MARGIN = 1e-5  # relative slack of the frustum test, far above float32 rounding (~1e-7)
+_MARGIN = 2e-6  # relative slack of the frustum test, ~30x float32's unit roundoff (6e-8)
 
 
 def ranges(starts: Tensor, counts: Tensor) -> Tensor:  # (B,), (B,) → (Σ counts,)
@@ -65,7 +65,8 @@ def blocks_in_views(
     coordinates (U, V, Z) = P·(p, 1), linear in the world point p, that implies the five
     half-spaces Z ≥ near, U + 1.5·Z ≥ 0, (w + 0.5)·Z − U ≥ 0 and the same for V and h (one cell
     of slack on each side). A box is dropped when the maximum over the box of one of them is
-    below −tol, with tol a relative margin on the magnitudes involved (float64 throughout).
+    below −tol, with tol a relative margin on the magnitudes involved, many times the float32
+    rounding of the kernel's projection (float64 throughout).
     Empty boxes (lo > hi) are dropped.
     """
     h, w = hw
@@ -82,9 +83,12 @@ def blocks_in_views(
     lo64, hi64 = lo.double().masked_fill(empty[:, None], 0), hi.double().masked_fill(empty[:, None], 0)
     centre, half = (lo64 + hi64) / 2, (hi64 - lo64) / 2
     best = centre @ a.T + half @ a.abs().T + b  # (B, V·5): max over the box of a·p + b
-    size = torch.maximum(lo64.abs(), hi64.abs())  # (B, 3)
-    scale = P.abs().sum(1)  # (V, 4): |U| + |V| + |Z| coefficients
-    tol = _MARGIN * (w + h + 2) * (size @ scale[:, :3].T + scale[:, 3])  # (B, V)
+    # float32 rounding of the kernel's U, V and Z is a few ulps of |P|·|(p, 1)| per row; the
+    # right and bottom planes weigh Z by w + 0.5 and h + 0.5
+    size = torch.cat([torch.maximum(lo64.abs(), hi64.abs()), lo64.new_ones(B, 1)], dim=1)  # (B, 4)
+    rows = P.abs()  # (V, 3, 4)
+    weight = rows[:, 0] + rows[:, 1] + (w + h + 2) * rows[:, 2]  # (V, 4)
+    tol = _MARGIN * (size @ weight.T)  # (B, V)
     inside = (best.view(B, V, 5) >= -tol[..., None]).all(dim=2)  # (B, V)
     return inside.any(dim=1) & ~empty
 
