@@ -1,4 +1,4 @@
-"""Culling changes no output: the pipeline with culled memory projections equals projecting every point."""
+"""The memory options in the pipeline: culling changes no output; the token dtype reaches the memory."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def test_quick_suite_runs_are_bit_identical_with_culling_on_and_off(monkeypatch)
         for key in ("psnr", "ssim", "closed_loop_psnr", "cache_bytes", "cache_points", "read_coverage"):
             assert a[key] == b[key], key
         assert all((fa[k] == fb[k]).all() for k in fa)
+
+
+def test_the_pipeline_stores_the_dtype_it_is_given(backbone, world):
+    from mirage.pipeline import PipelineConfig
+
+    out = run(backbone, world, "latent", memory_dtype="float16")
+    assert out.memory.dtype == torch.float16 and out.read_latents.dtype == out.latents.dtype
+    with pytest.raises(ValueError, match="memory_dtype"):
+        PipelineConfig(memory_dtype="int8")

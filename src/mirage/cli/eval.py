@@ -37,6 +37,8 @@ def add_parser(sub) -> None:
     s.add_argument("--rgb-far-field", action="store_true",
                    help="add rgb with an RGB far-field map (rgb+far-field): what the latent map adds over an RGB one")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
+    p.add_argument("--memory-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="dtype of the latent memory's tokens (default float32)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
     p.add_argument("--no-progress", action="store_true")
@@ -103,6 +105,8 @@ def run(args) -> int:
     check_frame_count(suite.frames, backbone.temporal_stride, "--frames")
     out = Path(args.out or f"out/eval-{suite.name}")
     identity = {"suite": suite.to_dict(), "backbone": args.backbone, "weights": str(args.weights or "shipped")}
+    if args.memory_dtype != "float32":  # float32 results keep the identity they always had
+        identity["memory_dtype"] = args.memory_dtype
     suite_path = out / SUITE_FILE
     if suite_path.exists():
         previous = json.loads(suite_path.read_text())
@@ -130,7 +134,8 @@ def run(args) -> int:
         gt = prepare_ground_truth(backbone, case, suite.frames, proxies=proxies)
         for _, mode, depth, seed, far_field in jobs:
             record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
-                                          steps=suite.steps, proxies=suite.proxies)
+                                          steps=suite.steps, proxies=suite.proxies,
+                                          options={"memory_dtype": args.memory_dtype})
             save_run(runs_dir, record, frames)
             bar.update(1)
     bar.close()

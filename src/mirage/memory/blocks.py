@@ -36,7 +36,7 @@ from mirage.memory.covisibility import voxel_keys
 
 __all__ = ["BlockedPoints", "blocks_in_views", "ranges", "DEFAULT_BLOCK_SIZE"]
 
-DEFAULT_BLOCK_SIZE = 1.0  # world units; measured by benchmarks/world_scale.py --block-sizes
+DEFAULT_BLOCK_SIZE = 4.0  # world units; measured by benchmarks/world_scale.py --block-sizes
 MIN_CAPACITY = 16  # rows a block reserves when it first moves
 _MARGIN = 2e-6  # relative slack of the frustum test, ~30x float32's unit roundoff (6e-8)
 
