@@ -175,7 +175,8 @@ def walk(args, device, block_size: float, target_points: int, samples) -> list[d
     rows, chunk = [], 0
     pending = sorted(samples)
     args.sample_chunks = set()
-    while memory.num_points < target_points:
+    # until the target size, and once more for a sample the last chunk reached
+    while memory.num_points < target_points or (pending and memory.num_points >= pending[0]):
         if pending and memory.num_points >= pending[0]:
             args.sample_chunks.add(chunk)
             while pending and memory.num_points >= pending[0]:
