@@ -238,7 +238,7 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot([r["points"] for r in rows], [(r["read_s"] + r["write_s"]) * 1e3 for r in rows], lw=1,
-            label="culling on (every chunk)")
+            label="culling on (every timed chunk)")
     off = [r for r in rows if "read_off_s" in r]
     ax.plot([r["points"] for r in off], [(r["read_off_s"] + r["write_off_s"]) * 1e3 for r in off], "o-",
             label="culling off (sampled)")
