@@ -97,7 +97,7 @@ def test_the_given_frames_sky_comes_back_exactly_at_its_pose():
     latents = torch.randn(13, 4, 8, 16, generator=gen)
     mem = LatentSpatialMemory(4, far_field=True)
     mem.write(latents[:1], depth[:1], cams[0], frame_ids=[0], confidence=1.0)
-    size = mem.far.features.shape
+    size = mem.far.num_written
     for a in range(1, 13, 4):  # generated frames at lower confidence, with their own tokens
         ids = list(range(a, a + 4))
         mem.write(latents[ids], depth[ids], cams[ids], frame_ids=ids, confidence=0.5)
@@ -109,7 +109,9 @@ def test_the_given_frames_sky_comes_back_exactly_at_its_pose():
     assert torch.equal(read.features[0][:, sky[0]], latents[0][:, sky[0]])  # frame 0's sky tokens
     assert read.offset[0][:, sky[0]].abs().max() < 1e-3  # written along exactly these rays
     assert torch.isinf(read.depth[sky]).all() and bool((read.index[sky] == -1).all())
-    assert mem.far.features.shape == size  # fixed size however long the walk
+    # only written cells are stored: the generated frames' sky added cells, never beyond the map
+    assert size < mem.far.num_written <= 6 * mem.far.resolution ** 2
+    assert mem.far.features.shape == (mem.far.num_written, 4) and torch.equal(mem.far.cells, mem.far.cells.unique())
     # without a far field the sky is simply not covered
     plain = LatentSpatialMemory(4)
     plain.write(latents[:1], depth[:1], cams[0], frame_ids=[0])

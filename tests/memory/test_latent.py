@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 from mirage.bench.box_room import BoxRoom, pan_path
 from mirage.errors import ConfigError, MemoryFormatError, NonFiniteError, ShapeError
 from mirage.geometry import Camera, backproject_depth, look_at
+from tests.memory.canonical import by_uid
+from mirage.memory.attributes import POINT_ATTRIBUTES
 from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
 from mirage.memory.splat import splat_zbuffer_reference
 from tests.test_geometry import random_pose
@@ -45,7 +47,7 @@ def test_write_then_read_same_camera_returns_tokens_unresampled(fusion):
     assert torch.isinf(read.depth[~valid]).all()
     # The stored points are exactly the back-projected cell centres.
     expected = backproject_depth(torch.where(valid, depth, 1.0), cam.K, cam.cam2world)[valid]
-    torch.testing.assert_close(mem.points, expected)
+    torch.testing.assert_close(by_uid(mem)["points"], expected)  # uids follow the cells
 
 
 @pytest.mark.parametrize("fusion", ["voxel", "append"])
@@ -92,8 +94,7 @@ def test_read_is_deterministic_and_storage_order_free():
     a = mem.read(targets, (8, 16))
     b = mem.read(targets, (8, 16))
     perm = torch.randperm(mem.num_points, generator=torch.Generator().manual_seed(1))
-    mem.points, mem.features = mem.points[perm], mem.features[perm]
-    mem.frame_ids, mem.uids = mem.frame_ids[perm], mem.uids[perm]
+    mem.set_points({a.name: getattr(mem, a.name)[perm] for a in POINT_ATTRIBUTES})
     c = mem.read(targets, (8, 16))
     for x, y in ((a, b), (a, c)):
         assert torch.equal(x.mask, y.mask)

@@ -53,6 +53,8 @@ def add_parser(sub) -> None:
     s.add_argument("--depth-model", default=None, metavar="DIR",
                    help="add latent with the update depth of a local transformers depth model folder (latent+model-depth)")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
+    p.add_argument("--memory-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="dtype of the latent memory's tokens (default float32)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
     p.add_argument("--no-progress", action="store_true")
@@ -129,6 +131,8 @@ def run(args) -> int:
     check_frame_count(suite.frames, backbone.temporal_stride, "--frames")
     out = Path(args.out or f"out/eval-{suite.name}")
     identity = {"suite": suite.to_dict(), "backbone": args.backbone, "weights": str(args.weights or "shipped")}
+    if args.memory_dtype != "float32":  # float32 results keep the identity they always had
+        identity["memory_dtype"] = args.memory_dtype
     suite_path = out / SUITE_FILE
     if suite_path.exists():
         previous = json.loads(suite_path.read_text())
@@ -167,7 +171,8 @@ def run(args) -> int:
                 options = (until if memory_input in ("inject", "both") else {}) | ({} if align else {"depth_align": False})
                 record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
                                               steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
-                                              options=options or None, depth_model=suite.depth_model)
+                                              options=options | {"memory_dtype": args.memory_dtype},
+                                              depth_model=suite.depth_model)
                 save_run(runs_dir, record, frames)
                 made += 1
                 bar.update(1)

@@ -77,6 +77,8 @@ def add_parser(sub) -> None:
     p.add_argument("--far-field", default=None, action=argparse.BooleanOptionalAction,
                    help="keep content without depth (sky) by direction, behind the points "
                         "(default: on for latent, off for rgb as the reference drops the sky)")
+    p.add_argument("--memory-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+                   help="dtype of the latent memory's tokens (default float32; float16 halves their bytes)")
     p.add_argument("--paste-reads", default=None, metavar="CELLS|off",
                    help="after denoising, covered cells whose memory read is aligned within CELLS "
                         "(0..0.5) take the read's token; `off` keeps the generated latents "
@@ -246,7 +248,7 @@ def prepare(args, cache: dict | None = None):
     steps = args.steps if args.steps is not None else getattr(bb_config, "steps", 6)
     paste = {} if args.paste_reads is None else {"paste_reads": parse_paste_reads(args.paste_reads)}
     config = PipelineConfig(memory_mode=args.memory, fusion=args.fusion, far_field=args.far_field,
-                            steps=steps, preceding=args.preceding,
+                            memory_dtype=args.memory_dtype, steps=steps, preceding=args.preceding,
                             references=args.references, seed=args.seed, decode_reads=True,
                             progress=not args.no_progress, memory_device=args.memory_device,
                             depth_align=args.depth_align_on, **paste, **memory_input_options(args))

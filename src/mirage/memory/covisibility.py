@@ -66,7 +66,7 @@ class FrameIndex:
         self.voxel_size = float(voxel_size)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         empty = torch.zeros(0, dtype=torch.long, device=self.device)
-        self.runs: list[tuple[Tensor, Tensor]] = []  # (keys (P,) ascending, slots (P,))
+        self.runs: list[tuple[Tensor, Tensor]] = []  # (keys (P,) ascending, slots (P,) int32)
         self.slot_frame = empty  # (S,) frame id of each slot
         self.slot_size = empty  # (S,) distinct voxels the slot's frame saw
         self.slot_live = torch.zeros(0, dtype=torch.bool, device=self.device)  # (S,)
@@ -109,7 +109,7 @@ class FrameIndex:
         self.slot_size = torch.cat([self.slot_size, torch.bincount(slots - S0, minlength=T)])
         self.slot_live = torch.cat([self.slot_live, live])
         if keys.numel():
-            self._push(keys, slots)
+            self._push(keys, slots.to(torch.int32))  # a slot per written frame: int32 is plenty
 
     def _push(self, keys: Tensor, slots: Tensor) -> None:
         """Append a sorted run, merging while the run before is not more than twice its size:
@@ -137,7 +137,7 @@ class FrameIndex:
         if not found:
             empty = torch.zeros(0, dtype=torch.long, device=self.device)
             return empty, empty.double()
-        seen = torch.cat(found)
+        seen = torch.cat(found).long()
         seen = seen[self.slot_live[seen]]
         slot, inter = torch.unique(seen, return_counts=True)
         inter = inter.double()
@@ -158,7 +158,7 @@ class FrameIndex:
     # -- persistence: one merged run ----------------------------------------------------
     def to_tensors(self) -> dict[str, Tensor]:
         keys = torch.cat([k for k, _ in self.runs]) if self.runs else self.slot_frame.new_zeros(0)
-        slots = torch.cat([s for _, s in self.runs]) if self.runs else self.slot_frame.new_zeros(0)
+        slots = torch.cat([s for _, s in self.runs]) if self.runs else self.slot_frame.new_zeros(0, dtype=torch.int32)
         order = torch.argsort(keys, stable=True)
         return {"index_keys": keys[order], "index_slots": slots[order], "slot_frame": self.slot_frame,
                 "slot_size": self.slot_size, "slot_live": self.slot_live}
@@ -172,7 +172,7 @@ class FrameIndex:
         index.slot_live = tensors["slot_live"].to(index.device, torch.bool)
         keys = tensors["index_keys"].to(index.device, torch.long)
         if keys.numel():
-            index.runs = [(keys, tensors["index_slots"].to(index.device, torch.long))]
+            index.runs = [(keys, tensors["index_slots"].to(index.device, torch.int32))]
         live = index.slot_live.nonzero().squeeze(1).tolist()
         index._slot_of = dict(zip(index.slot_frame[live].tolist(), live))
         return index

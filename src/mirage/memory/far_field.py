@@ -23,7 +23,8 @@ points, is where the written ray projects in the target view relative to the cel
 point at infinity): 0 when the target looks exactly along a written ray. The store composites
 the far field *behind* every point: a point always wins its cell.
 
-The map never grows: its size is fixed when the first far cell is written. The slow twin is
+Only written cells are stored, sorted by cell (a lookup is a binary search), so the map's bytes
+follow the sky seen; it never exceeds 6·R² cells, whose R is fixed by the first far write. The slow twin is
 :func:`far_field_write_reference` / :func:`far_field_lookup_reference` (Python loops).
 """
 
@@ -79,20 +80,29 @@ def cell_directions(resolution: int, device=None) -> Tensor:  # → (6·R², 3) 
     return (d / d.norm(dim=1, keepdim=True)).float()
 
 
+@lru_cache(maxsize=4)
+def _shared_cell_directions(resolution: int, device: torch.device) -> Tensor:
+    """:func:`cell_directions`, one read-only table per resolution shared by every map (a
+    constant, like a lookup table: not part of any memory's bytes)."""
+    return cell_directions(resolution, device)
+
+
 class FarField:
-    """A cube map of latent tokens by world direction (module docstring)."""
+    """A cube map of latent tokens by world direction, holding only its written cells (module
+    docstring). Slot s holds map cell ``cells[s]`` (ascending) and its token, source ray,
+    confidence, frame id and display colour."""
+
+    _SLOTS = ("features", "directions", "confidences", "frame_ids", "colors")
 
     def __init__(self, channels: int, resolution: int, *, dtype=torch.float32, device=None) -> None:
         self.channels, self.resolution = channels, resolution
         self.device = torch.device(device) if device is not None else torch.device("cpu")
-        n = 6 * resolution * resolution
-        self.features = torch.zeros(n, channels, dtype=dtype, device=self.device)  # (n, C)
-        self.directions = torch.zeros(n, 3, dtype=torch.float32, device=self.device)  # source rays
-        self.confidences = torch.full((n,), -math.inf, dtype=torch.float32, device=self.device)
-        self.frame_ids = torch.full((n,), -1, dtype=torch.long, device=self.device)
-        self.colors = torch.zeros(n, 3, dtype=torch.uint8, device=self.device)
-        self.written = torch.zeros(n, dtype=torch.bool, device=self.device)
-        self._centres = cell_directions(resolution, self.device)
+        self.cells = torch.zeros(0, dtype=torch.long, device=self.device)  # (S,) ascending
+        self.features = torch.zeros(0, channels, dtype=dtype, device=self.device)  # (S, C)
+        self.directions = torch.zeros(0, 3, dtype=torch.float32, device=self.device)  # source rays
+        self.confidences = torch.zeros(0, dtype=torch.float32, device=self.device)
+        self.frame_ids = torch.zeros(0, dtype=torch.long, device=self.device)
+        self.colors = torch.zeros(0, 3, dtype=torch.uint8, device=self.device)
 
     @staticmethod
     def resolution_for(K_grid: Tensor) -> int:
@@ -103,11 +113,18 @@ class FarField:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size()
-                   for t in (self.features, self.directions, self.confidences, self.frame_ids, self.written))
+                   for t in (self.cells, self.features, self.directions, self.confidences, self.frame_ids))
+
+    @property
+    def display_nbytes(self) -> int:
+        return self.colors.numel()
 
     @property
     def num_written(self) -> int:
-        return int(self.written.sum())
+        return int(self.cells.shape[0])
+
+    def _centre(self, cell: Tensor) -> Tensor:  # (M,) cells → (M, 3) unit centre directions
+        return _shared_cell_directions(self.resolution, self.device).index_select(0, cell)
 
     def write(self, features: Tensor, directions: Tensor, confidence: Tensor, priority: Tensor,
               frame_ids: Tensor, colors: Tensor) -> None:
@@ -122,7 +139,7 @@ class FarField:
         if M == 0:
             return
         cell = cube_cells(directions, self.resolution)
-        closeness = (directions.float() * self._centres.index_select(0, cell)).sum(dim=1)  # cos, > 0.5
+        closeness = (directions.float() * self._centre(cell)).sum(dim=1)  # cos, > 0.5
         # Per map cell, the candidate with the highest (priority, closeness, −index): the
         # priority and the closeness's float bits (ordered as the non-negative floats are) make
         # one int64 key, sorted descending and stably (equal keys keep the lower index first),
@@ -133,14 +150,25 @@ class FarField:
         cell = cell.index_select(0, ranked)
         first = torch.ones(M, dtype=torch.bool, device=self.device)
         first[1:] = cell[1:] != cell[:-1]
-        first &= ~self.written[cell] | (confidence.index_select(0, ranked) >= self.confidences[cell])
-        win, target = ranked[first], cell[first]  # one candidate per map cell, if it takes it
-        self.features[target] = features.index_select(0, win).to(self.features.dtype)
-        self.directions[target] = directions.index_select(0, win).float()
-        self.confidences[target] = confidence.index_select(0, win).float()
-        self.frame_ids[target] = frame_ids.index_select(0, win)
-        self.colors[target] = colors.index_select(0, win)
-        self.written[target] = True
+        slot, written = self.lookup_cells(cell)
+        stored = self.confidences.index_select(0, slot) if self.num_written else confidence.new_zeros(M)
+        first &= ~written | (confidence.index_select(0, ranked) >= stored)
+        win, target, old = ranked[first], cell[first], written[first]
+        values = {"features": features, "directions": directions, "confidences": confidence,
+                  "frame_ids": frame_ids, "colors": colors}
+        at = slot[first][old]  # cells written before: replaced in place
+        for name in self._SLOTS:
+            column = getattr(self, name)
+            column[at] = values[name].index_select(0, win[old]).to(column.dtype)
+        fresh = ~old  # cells never written: inserted, keeping the cells sorted
+        if bool(fresh.any()):
+            cells = torch.cat([self.cells, target[fresh]])
+            order = torch.argsort(cells)
+            self.cells = cells.index_select(0, order)
+            for name in self._SLOTS:
+                column = getattr(self, name)
+                added = values[name].index_select(0, win[fresh]).to(column.dtype)
+                setattr(self, name, torch.cat([column, added]).index_select(0, order))
 
     def write_grid(self, features: Tensor, colors: Tensor, far: Tensor, K: Tensor, cam2world: Tensor,
                    frame_ids: list[int], confidence: Tensor) -> None:
@@ -184,22 +212,31 @@ class FarField:
             offset.view(-1, 2).index_copy_(0, hit, uv.clamp_(-0.5, 0.5).to(offset.dtype))
         return far.view(V, h, w)
 
-    def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → cell (M,), written (M,)
-        cell = cube_cells(directions, self.resolution)
-        return cell, self.written.index_select(0, cell)
+    def lookup_cells(self, cell: Tensor) -> tuple[Tensor, Tensor]:  # (M,) → slot (M,), written (M,)
+        """The slot of each map cell (0 where it was never written) and whether it was."""
+        if not self.num_written:
+            return torch.zeros_like(cell), torch.zeros_like(cell, dtype=torch.bool)
+        slot = torch.searchsorted(self.cells, cell).clamp_max(self.num_written - 1)
+        written = self.cells.index_select(0, slot) == cell
+        return slot.masked_fill(~written, 0), written
+
+    def lookup(self, directions: Tensor) -> tuple[Tensor, Tensor]:  # (M, 3) → slot (M,), written (M,)
+        """The slot of the map cell of each direction (index into ``features``, ``confidences``,
+        ...; 0 where it was never written) and whether that cell was written."""
+        return self.lookup_cells(cube_cells(directions, self.resolution))
 
     def state(self) -> dict[str, Tensor]:
-        return {"far_features": self.features, "far_directions": self.directions,
-                "far_confidences": self.confidences, "far_frame_ids": self.frame_ids,
-                "far_colors": self.colors, "far_written": self.written}
+        return {"far_cells": self.cells} | {f"far_{name}": getattr(self, name) for name in self._SLOTS}
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], channels: int, resolution: int, *, dtype,
                    device=None) -> "FarField":
-        """The inverse of :meth:`state`; the caller has checked shapes and dtypes."""
+        """The inverse of :meth:`state` (cells ascending and distinct); the caller has checked
+        shapes and dtypes."""
         far = cls(channels, resolution, dtype=dtype, device=device)
-        for name, value in far.state().items():
-            value.copy_(tensors[name].to(value.device))
+        far.cells = tensors["far_cells"].to(far.device)
+        for name in cls._SLOTS:
+            setattr(far, name, tensors[f"far_{name}"].to(device=far.device, dtype=getattr(far, name).dtype))
         return far
 
 

@@ -4,20 +4,23 @@ Metadata: ``format`` = "mirage.memory", ``kind`` (the store's ``format_kind``), 
 ``config`` (JSON: channels, fusion, voxel_scale, reference_voxel, dtype, next_uid, grid_hw).
 Tensors (N points, F frames, S covisibility slots, P pairs):
 
-- points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int64 (N,), uids int64 (N,),
+- points float32 (N, 3), features (N, C) of ``dtype``, frame_ids int32 (N,), uids int64 (N,),
   confidences float32 (N,), colors uint8 (N, 3);
 - table_ids int64 (F,), table_K float32 (F, 3, 3), table_cam2world float32 (F, 4, 4),
   table_confidence float32 (F,) (each frame's write confidence; 0 in files of versions 1-2);
-- index_keys int64 (P,) ascending, index_slots int64 (P,), slot_frame int64 (S,),
+- index_keys int64 (P,) ascending, index_slots int32 (P,) (int64 before version 4), slot_frame int64 (S,),
   slot_size int64 (S,), slot_live bool (S,): :class:`~mirage.memory.covisibility.FrameIndex`.
 
-- with a far field (config ``far_resolution`` R): far_features (6R², C), far_directions
-  float32 (6R², 3), far_confidences float32, far_frame_ids int64, far_colors uint8 (6R², 3),
-  far_written bool (6R²,): :class:`~mirage.memory.far_field.FarField`.
+- with a far field (config ``far_resolution`` R), its S written cells: far_cells int64 (S,)
+  ascending in [0, 6R²), far_features (S, C), far_directions float32 (S, 3), far_confidences
+  float32 (S,), far_frame_ids int64 (S,), far_colors uint8 (S, 3):
+  :class:`~mirage.memory.far_field.FarField`.
 
 Versions: 1 had no confidences (loaded as 1), 2 added them, 3 added colours (older files load
 grey), the covisibility index (older files rebuild it from what each written frame sees in the
-loaded memory) and the far field (older files have none). Everything read from a file is checked before use: any malformed, foreign,
+loaded memory) and the far field (older files have none); 4 stores only the far field's written
+cells (version 3 stored every cell with a ``far_written`` mask: loaded as its written cells),
+frame ids as int32 (int64 before) and the block size in the config (older files: the default). Everything read from a file is checked before use: any malformed, foreign,
 tampered or newer file raises :class:`~mirage.errors.MemoryFormatError` and nothing else. Names
 read from a file are looked up in explicit tables, never resolved as attributes.
 """
@@ -36,20 +39,22 @@ from mirage.geometry import rigid_inverse
 from mirage.memory.covisibility import FrameIndex
 from mirage.memory.far_field import MAX_RESOLUTION, FarField
 from mirage.memory.splat import splat_zbuffer
-from mirage.memory.store import FUSION_MODES, GREY, REFERENCE_VOXEL, PointStore
+from mirage.memory.attributes import POINT_ATTRIBUTES, column_specs
+from mirage.memory.blocks import DEFAULT_BLOCK_SIZE
+from mirage.memory.store import FUSION_MODES, REFERENCE_VOXEL, PointStore
 
 __all__ = ["FORMAT_VERSION", "READABLE_VERSIONS", "memory_to_tensors", "memory_from_tensors",
            "save_memory", "load_memory"]
 
-FORMAT_VERSION = 3
-READABLE_VERSIONS = ("1", "2", "3")
+FORMAT_VERSION = 4
+READABLE_VERSIONS = ("1", "2", "3", "4")
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
           "float64": torch.float64}
-_POINT_TENSORS = ("points", "features", "frame_ids", "uids", "confidences", "colors")
+_POINT_TENSORS = tuple(a.name for a in POINT_ATTRIBUTES)
 _TABLE_TENSORS = ("table_ids", "table_K", "table_cam2world", "table_confidence")
 _INDEX_TENSORS = ("index_keys", "index_slots", "slot_frame", "slot_size", "slot_live")
-_FAR_TENSORS = ("far_features", "far_directions", "far_confidences", "far_frame_ids", "far_colors",
-                "far_written")
+_FAR_SLOTS = ("far_features", "far_directions", "far_confidences", "far_frame_ids", "far_colors")
+_FAR_TENSORS = {"3": _FAR_SLOTS + ("far_written",), "4": ("far_cells",) + _FAR_SLOTS}
 
 
 def memory_to_tensors(memory: PointStore) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -98,54 +103,67 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     except MirageError as error:
         fail(f"its config is invalid: {error}")
     R = config["far_resolution"]
-    far_names = _FAR_TENSORS if R is not None else ()
-    names = _POINT_TENSORS + _TABLE_TENSORS + ((_INDEX_TENSORS + far_names) if version == "3" else ())
-    if version == "1":
-        names = tuple(n for n in names if n not in ("confidences", "colors", "table_confidence"))
-    elif version == "2":
-        names = tuple(n for n in names if n not in ("colors", "table_confidence"))
+    far_names = _FAR_TENSORS.get(version, ()) if R is not None else ()
+    names = _POINT_TENSORS + _TABLE_TENSORS + ((_INDEX_TENSORS + far_names) if version >= "3" else ())
+    absent = {a.name for a in POINT_ATTRIBUTES if a.since > int(version)}
+    if version in ("1", "2"):
+        absent.add("table_confidence")
+    names = tuple(n for n in names if n not in absent)
     missing = [n for n in names if n not in tensors]
     unknown = sorted(set(tensors) - set(names))
     if missing or unknown:
         fail(f"tensors {missing} are missing" if missing else f"holds unexpected tensors {unknown}")
     t = {name: tensors[name] for name in names}
+    if version < "4":  # int64 frame ids before version 4
+        t["frame_ids"] = _as_int32(t["frame_ids"])
     N, F = t["points"].shape[0] if t["points"].ndim == 2 else -1, t["table_ids"].shape[0]
-    t.setdefault("confidences", torch.ones(max(N, 0)))
-    t.setdefault("colors", torch.full((max(N, 0), 3), GREY, dtype=torch.uint8))
+    specs = column_specs(memory.channels, memory.dtype)
+    for a in POINT_ATTRIBUTES:  # attributes newer than the file: their default value
+        if a.name not in t:
+            shape, dtype = specs[a.name]
+            t[a.name] = torch.full((max(N, 0), *shape), a.default, dtype=dtype)
     t.setdefault("table_confidence", torch.zeros(F))  # versions 1-2: no frame is more trusted
-    expected = {
-        "points": ((N, 3), torch.float32), "features": ((N, memory.channels), memory.dtype),
-        "frame_ids": ((N,), torch.int64), "uids": ((N,), torch.int64),
-        "confidences": ((N,), torch.float32), "colors": ((N, 3), torch.uint8),
+    expected = {name: ((N, *shape), dtype) for name, (shape, dtype) in specs.items()} | {
         "table_ids": ((F,), torch.int64), "table_K": ((F, 3, 3), torch.float32),
         "table_cam2world": ((F, 4, 4), torch.float32), "table_confidence": ((F,), torch.float32),
     }
-    if version == "3":
+    if version >= "3":
         P, S = t["index_keys"].shape[0], t["slot_frame"].shape[0]
-        expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int64),
+        if version == "3":  # int64 slots before version 4
+            t["index_slots"] = _as_int32(t["index_slots"])
+        expected |= {"index_keys": ((P,), torch.int64), "index_slots": ((P,), torch.int32),
                      "slot_frame": ((S,), torch.int64), "slot_size": ((S,), torch.int64),
                      "slot_live": ((S,), torch.bool)}
-        if R is not None:
-            n = 6 * R * R
+        if R is not None:  # version 3: every cell of the map; 4: the written cells
+            n = 6 * R * R if version == "3" else t["far_cells"].shape[0]
             expected |= {"far_features": ((n, memory.channels), memory.dtype),
                          "far_directions": ((n, 3), torch.float32), "far_confidences": ((n,), torch.float32),
-                         "far_frame_ids": ((n,), torch.int64), "far_colors": ((n, 3), torch.uint8),
-                         "far_written": ((n,), torch.bool)}
+                         "far_frame_ids": ((n,), torch.int64), "far_colors": ((n, 3), torch.uint8)}
+            expected |= {"far_written": ((n,), torch.bool)} if version == "3" else {"far_cells": ((n,), torch.int64)}
     for name, (shape, dtype) in expected.items():
         if tuple(t[name].shape) != shape or t[name].dtype != dtype:
             fail(f"tensor {name!r} is {t[name].dtype} {tuple(t[name].shape)}, expected {dtype} {shape}")
+    if version == "3" and R is not None:  # to the written cells only, as version 4 stores them
+        written = t.pop("far_written")
+        t["far_cells"] = written.nonzero().squeeze(1)
+        t |= {name: t[name][written] for name in _FAR_SLOTS}
     _check_values(t, config, N, version, fail)
-    for name in _POINT_TENSORS + _TABLE_TENSORS:
+    memory.set_points({name: t[name] for name in _POINT_TENSORS})
+    for name in _TABLE_TENSORS:
         setattr(memory, name, t[name].to(memory.device))
     memory.next_uid = config["next_uid"]
     memory.grid_hw = tuple(config["grid_hw"]) if config["grid_hw"] else None
-    if version == "3":
+    if version >= "3":
         memory.covisibility = FrameIndex.from_tensors(t, memory.covisibility.voxel_size, memory.device)
         if R is not None:
             memory.far = FarField.from_state(t, memory.channels, R, dtype=memory.dtype, device=memory.device)
     else:
         _rebuild_covisibility(memory)
     return memory
+
+
+def _as_int32(t: Tensor) -> Tensor:
+    return t.to(torch.int32) if t.dtype == torch.int64 else t
 
 
 def _get(mapping, key):
@@ -162,6 +180,7 @@ def _config(text, fail) -> dict:
         fail("its `config` metadata is not a JSON object")
     config.setdefault("reference_voxel", REFERENCE_VOXEL)  # versions 1-2
     config.setdefault("far_field", False)
+    config.setdefault("block_size", DEFAULT_BLOCK_SIZE)  # versions 1-3
     config.setdefault("far_resolution", None)
 
     def integer(value, low):
@@ -176,6 +195,7 @@ def _config(text, fail) -> dict:
         "fusion": lambda v: v in FUSION_MODES,
         "voxel_scale": positive,
         "reference_voxel": positive,
+        "block_size": positive,
         "dtype": lambda v: isinstance(v, str) and v in DTYPES,
         "next_uid": lambda v: integer(v, 0),
         "grid_hw": lambda v: v is None or (isinstance(v, list) and len(v) == 2
@@ -206,7 +226,7 @@ def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail
     bottom = torch.tensor([0.0, 0.0, 0.0, 1.0])
     if table_ids.numel() and not bool((t["table_cam2world"][:, 3] == bottom).all()):
         fail("frame table poses must end in the row (0, 0, 0, 1)")
-    if version != "3":
+    if version < "3":
         return
     keys, slots, S = t["index_keys"], t["index_slots"], t["slot_frame"].shape[0]
     if keys.numel() and (bool((keys[1:] < keys[:-1]).any()) or int(slots.min()) < 0 or int(slots.max()) >= S):
@@ -216,15 +236,18 @@ def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail
     live = t["slot_frame"][t["slot_live"]]
     if live.unique().numel() != live.numel():
         fail("a frame has more than one live covisibility slot")
-    if "far_features" in t:
-        written = t["far_written"]
+    if "far_cells" in t:
+        cells, R = t["far_cells"], config["far_resolution"]
+        if cells.numel() and (bool((cells[1:] <= cells[:-1]).any()) or int(cells.min()) < 0
+                              or int(cells.max()) >= 6 * R * R):
+            fail("far-field cells must be distinct, ascending and in the map")
         for name in ("far_features", "far_directions", "far_confidences"):
-            if not bool(torch.isfinite(t[name][written].float()).all()):
+            if not bool(torch.isfinite(t[name].float()).all()):
                 fail(f"tensor {name!r} holds NaN or inf where written")
-        norms = t["far_directions"][written].norm(dim=1)
+        norms = t["far_directions"].norm(dim=1)
         if norms.numel() and not bool(((norms - 1).abs() < 1e-3).all()):
             fail("far-field directions must be unit vectors where written")
-        if not bool(torch.isin(t["far_frame_ids"][written], table_ids).all()):
+        if not bool(torch.isin(t["far_frame_ids"], table_ids).all()):
             fail("some far-field cells carry a frame id that is not in the frame table")
 
 

@@ -319,6 +319,7 @@ def hides_trusted(
     band: float = DEPTH_BAND,
     far=None,  # the memory's FarField, if any
     cache: dict | None = None,  # (level, views) → limits, kept by the caller (see below)
+    candidates_in=None,  # (K, world2cam, hw) → rows of the memory that may land in those views; None: all
 ) -> Tensor:  # (M,) bool
     """Which new points would hide, in the view of a more trusted written frame, what that
     frame saw: a point landing in one of its cells in front of (or within the relative depth
@@ -333,6 +334,8 @@ def hides_trusted(
     ``cache`` keeps each trusted view set's per-cell limits between calls. They change only
     when points or far cells of that confidence or more are written (a less trusted write never
     replaces or carves them): the caller drops the entries of levels up to a write's confidence.
+    ``candidates_in`` lets the caller hand over only the memory points that may be seen (a conservative
+    cull, :mod:`mirage.memory.blocks`); the memory tensors may then hold other, unused rows.
     """
     hide = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
     if not points.shape[0]:
@@ -345,7 +348,10 @@ def hides_trusted(
         key = (level, tuple(views.tolist()))
         limit = cache.get(key) if cache is not None else None
         if limit is None:
-            trusted = (memory_confidence >= level).nonzero().squeeze(1)
+            candidates = candidates_in(K, world2cam, hw) if candidates_in is not None else None
+            if candidates is None:
+                candidates = torch.arange(memory_points.shape[0], device=memory_points.device)
+            trusted = candidates[memory_confidence.index_select(0, candidates) >= level]
             depth = splat_zbuffer(memory_points[trusted], K, world2cam, hw).depth.reshape(-1)
             # the depth up to which a new point hides the cell: −inf where the view saw nothing
             # trusted, +inf where it saw trusted far field

@@ -28,7 +28,10 @@ class LatentSpatialMemory(PointStore):
             (:mod:`mirage.memory.covisibility`; docs/design.md §3.5: 0.1).
         far_field: also keep cells without depth (sky) by direction, composited behind the
             points (:mod:`mirage.memory.far_field`; docs/design.md §3.6).
-        dtype: dtype of the stored tokens. Positions are always float32.
+        block_size: edge of the world-space blocks the points are kept in, in world units
+            (:mod:`mirage.memory.blocks`); culling by block changes no result, only the cost.
+        dtype: dtype of the stored tokens (float32, float16 or bfloat16; float16 halves their
+            bytes). Positions are always float32; reads return this dtype.
         device: where the points live (default CPU).
     """
 

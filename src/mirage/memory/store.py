@@ -3,36 +3,31 @@
 Both the latent memory (features = VAE latent tokens, grid = latent grid) and the RGB baseline
 (features = colours, grid = pixels) are this store; they differ only in what they write.
 
-Fusion (``fusion="voxel"``, docs/design.md §3.4). A memory point owns a *frustum voxel*: laterally, the
-grid cell it was seen in, which is exactly the cell's footprint at that depth; in depth, a band
-of ±``voxel_scale``·``DEPTH_BAND`` relative to its z. Before frame t is written, the memory is
-splatted into frame t's grid camera, and each new cell is compared with the memory point that
-wins that cell:
+Fusion (``fusion="voxel"``, docs/design.md §3.4): each new grid cell is compared with the memory point that wins
+that cell in its frame's camera, and *replaces* it (same frustum voxel: the point keeps its
+position and takes the new token), *carves* it (it floats in front of the surface now seen) or
+is *appended*; so revisiting a seen place replaces points instead of adding them, and the store
+grows with the observed surface, not with time. The rule, its fast kernel and its slow
+reference twin live in :mod:`mirage.memory.fusion`. ``fusion="append"`` keeps every valid cell
+forever, as the reference implementation does.
 
-- same voxel (|z_mem − z_new| ≤ band): the new token *replaces* the memory point's token (and
-  its frame id); the point keeps its anchor position, within a cell of the new observation;
-- the memory point sits in front of the surface now observed (z_mem < z_new − band): it is
-  contradicted by free space, so it is removed (carved), and the cell is decided again against
-  the point now winning it (up to ``MAX_CARVE_ROUNDS`` times);
-- otherwise (empty cell, or the memory point lies behind a new surface): the new point is
-  appended.
-
-So revisiting a seen place replaces points instead of adding them, and the store grows with
-the observed surface, not with time. Unlike a world-aligned voxel grid at the footprint size,
-this never merges two cells of one view (no holes in the read) and it tolerates depth jitter on
-a revisit up to the band. ``fusion="append"`` keeps every valid cell forever, as the reference
-implementation does. The rule, its fast kernel (all frames of a write in one projection) and
-its slow reference twin live in :mod:`mirage.memory.fusion`.
-
-Every point also carries the *confidence* of the write it came from (docs/design.md §3.1: point, token,
-frame id, confidence). A new cell never replaces, carves or hides a point of higher confidence:
+Every point also carries the *confidence* of the write it came from (point, token, frame id,
+confidence). A new cell never replaces, carves or hides a point of higher confidence:
 the cell is dropped. The pipeline writes the given first frame at a higher confidence than the
 generated frames, so a generated revisit cannot overwrite what the input image showed. Equal
 confidences (the default, 1) give the rule above unchanged.
 
 Points carry a unique, increasing ``uid``; it is the z-buffer's tie-break priority, so reads do
 not depend on storage order. They also carry a display colour (3 bytes, the mean colour of the
-pixels of their cell), which the method never reads: it is for 3D views and PLY exports.
+pixels of their cell), which the method never reads: it is for 3D views and PLY exports. The
+attributes are one table, :data:`mirage.memory.attributes.POINT_ATTRIBUTES`.
+
+The points live in world-space blocks (:mod:`mirage.memory.blocks`, edge ``block_size``). Every
+projection of the memory into views (the read, the fusion's splat of a write's frames, the
+trusted-view test and what the written frames see for retrieval) takes only the points of the
+blocks whose bounds meet a view's frustum: the cost per chunk follows the points in view, not
+the points in memory. Culling is conservative, so every result equals projecting every point
+(``cull = False``, the slow reference; tested).
 
 Each write records what its frames see after it, for retrieval (:mod:`mirage.memory.covisibility`);
 far cells go to :mod:`mirage.memory.far_field`; the file format is :mod:`mirage.memory.format`.
@@ -48,17 +43,19 @@ from torch import Tensor
 
 from mirage.errors import ConfigError, ShapeError
 from mirage.geometry import Camera, backproject_depth, rescale_intrinsics, rigid_inverse
+from mirage.memory.attributes import GREY, POINT_ATTRIBUTES, column_specs
+from mirage.memory.blocks import DEFAULT_BLOCK_SIZE, BlockedPoints
 from mirage.memory.checks import check_confidence, check_hw, check_reference_args
 from mirage.memory.covisibility import FrameIndex, Reference
 from mirage.memory.far_field import FarField
+from mirage.memory.frame_table import FrameTable
 from mirage.memory.fusion import DEPTH_BAND, MAX_CARVE_ROUNDS, fuse_write, hides_trusted
-from mirage.memory.splat import cell_offsets, splat_zbuffer
+from mirage.memory.splat import DEFAULT_NEAR, cell_offsets, splat_zbuffer
 
 __all__ = ["MemoryRead", "Reference", "PointStore", "FUSION_MODES", "DEPTH_BAND", "REFERENCE_VOXEL"]
 
 FUSION_MODES = ("voxel", "append")
 REFERENCE_VOXEL = 0.1  # docs/design.md §3.5: the voxel edge of reference retrieval, in world units
-GREY = 128  # the display colour of points written without images
 
 
 class MemoryRead(NamedTuple):
@@ -71,7 +68,8 @@ class MemoryRead(NamedTuple):
         centre, (x − col, y − row) in cells, each in [−0.5, 0.5]; zeros where empty. It says how
         far a nearest-cell read is misaligned (0 when the target sees the point exactly where a
         source cell centre was). None when the read did not compute it.
-    index: (V, h, w) long, the winning point's row in the store, −1 where empty.
+    index: (V, h, w) long, the winning point's row in the store's attributes (``points``,
+        ``features``, ...) until the next write, −1 where empty.
     far: (V, h, w) bool, where the far field filled a cell no point covers (then ``mask`` is
         True, ``depth`` +inf, ``index`` −1 and ``offset`` is where the written ray projects).
     """
@@ -84,17 +82,26 @@ class MemoryRead(NamedTuple):
     far: Tensor | None = None
 
 
-class PointStore:
+def _column(name: str) -> property:
+    return property(lambda self: self.blocks.column(name),
+                    doc=f"(N, ...) the points' ``{name}`` (a copy, in the store's row order).")
+
+
+class PointStore(FrameTable):
     """Storage, fusion and reading shared by the memories; subclasses say what they write.
 
     Subclasses set ``format_kind`` (the file's kind), write through :meth:`write_grid` and
-    rebuild themselves from a saved config in :meth:`from_config`.
+    rebuild themselves from a saved config in :meth:`from_config`. The per-point attributes
+    (``points``, ``features``, ``frame_ids``, ``uids``, ``confidences``, ``colors``) are
+    read-only copies; :meth:`set_points` replaces them all.
     """
 
     format_kind = "points"
     kinds: dict[str, type] = {}  # format_kind → class, for loading a file of any kind
     # The fusion kernel; tests swap in mirage.memory.fusion.fuse_write_reference.
     fusion_kernel = staticmethod(fuse_write)
+    # Project only the blocks in view (True), or every point (False: the slow reference).
+    cull = True
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -108,6 +115,7 @@ class PointStore:
         voxel_scale: float = 1.0,
         reference_voxel: float = REFERENCE_VOXEL,
         far_field: bool = False,
+        block_size: float = DEFAULT_BLOCK_SIZE,
         dtype: torch.dtype = torch.float32,
         device=None,
     ) -> None:
@@ -115,8 +123,9 @@ class PointStore:
             raise ConfigError(f"`channels` must be a positive int but is {channels!r}")
         if fusion not in FUSION_MODES:
             raise ConfigError(f"`fusion` must be one of {FUSION_MODES} but is {fusion!r}")
-        for name, value in (("voxel_scale", voxel_scale), ("reference_voxel", reference_voxel)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        for name, value in (("voxel_scale", voxel_scale), ("reference_voxel", reference_voxel),
+                            ("block_size", block_size)):
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ConfigError(f"`{name}` must be a finite number > 0 but is {value!r}")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ConfigError(f"`dtype` must be a floating torch dtype but is {dtype!r}")
@@ -130,52 +139,57 @@ class PointStore:
         self.dtype = dtype
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.next_uid = 0
-        self.points = torch.zeros(0, 3, dtype=torch.float32, device=self.device)  # (N, 3) world
-        self.features = torch.zeros(0, channels, dtype=dtype, device=self.device)  # (N, C)
-        self.frame_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
-        self.uids = torch.zeros(0, dtype=torch.long, device=self.device)  # (N,)
-        self.confidences = torch.zeros(0, dtype=torch.float32, device=self.device)  # (N,)
-        self.colors = torch.zeros(0, 3, dtype=torch.uint8, device=self.device)  # (N, 3) display
-        # Frame table: every written frame's grid camera; and what each frame saw.
+        self.blocks = BlockedPoints(column_specs(channels, dtype), block_size, self.device)
         self.grid_hw: tuple[int, int] | None = None
-        self.table_ids = torch.zeros(0, dtype=torch.long, device=self.device)  # (F,)
-        self.table_K = torch.zeros(0, 3, 3, dtype=torch.float32, device=self.device)  # (F, 3, 3)
-        self.table_cam2world = torch.zeros(0, 4, 4, dtype=torch.float32, device=self.device)
-        self.table_confidence = torch.zeros(0, dtype=torch.float32, device=self.device)  # (F,)
-        self._table_rows: dict[int, int] = {}
+        self._init_frame_table()  # every written frame's grid camera (mirage.memory.frame_table)
         self._trusted_limits: dict = {}  # hides_trusted's cache (mirage.memory.fusion)
         self.covisibility = FrameIndex(reference_voxel, self.device)
+
+    points, features, frame_ids = _column("points"), _column("features"), _column("frame_ids")
+    uids, confidences, colors = _column("uids"), _column("confidences"), _column("colors")
+
+    @property
+    def block_size(self) -> float:
+        return self.blocks.block_size
 
     def config(self) -> dict:
         """What :meth:`from_config` needs to build an empty memory like this one."""
         return {"channels": self.channels, "fusion": self.fusion, "voxel_scale": self.voxel_scale,
                 "reference_voxel": self.covisibility.voxel_size, "far_field": self.far_field,
-                "dtype": str(self.dtype).removeprefix("torch.")}
+                "block_size": self.block_size, "dtype": str(self.dtype).removeprefix("torch.")}
 
     @classmethod
     def from_config(cls, config: dict, *, dtype: torch.dtype, device=None) -> "PointStore":
         return cls(config["channels"], fusion=config["fusion"], voxel_scale=config["voxel_scale"],
                    reference_voxel=config["reference_voxel"], far_field=config["far_field"],
-                   dtype=dtype, device=device)
+                   block_size=config.get("block_size", DEFAULT_BLOCK_SIZE), dtype=dtype, device=device)
+
+    def set_points(self, values: dict[str, Tensor]) -> None:
+        """Replace every point by ``values``: name → (N, ...) for every per-point attribute."""
+        self.blocks.reset({a.name: values[a.name].to(self.device) for a in POINT_ATTRIBUTES})
 
     # -- size -----------------------------------------------------------------------------
     @property
     def num_points(self) -> int:
-        return self.points.shape[0]
+        return self.blocks.num_points
 
     @property
     def nbytes(self) -> int:
-        """Bytes held by the cache: every per-point tensor, the frame table and the
-        covisibility index. The display colours are not counted (the method never reads them):
-        see :attr:`display_nbytes`."""
-        tensors = (self.points, self.features, self.frame_ids, self.uids, self.confidences,
-                   self.table_ids, self.table_K, self.table_cam2world, self.table_confidence)
+        """Bytes held by the cache: every per-point attribute the method reads, the frame table
+        and the covisibility index. The display colours are not counted (the method never reads
+        them): see :attr:`display_nbytes`. Spare rows the blocks keep for growth are not
+        counted either (see :mod:`mirage.memory.blocks`)."""
+        per_point = sum(math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+                        for a in POINT_ATTRIBUTES if a.cached
+                        for shape, dtype in [column_specs(self.channels, self.dtype)[a.name]])
+        tables = (self.table_ids, self.table_K, self.table_cam2world, self.table_confidence)
         far = self.far.nbytes if self.far is not None else 0
-        return sum(t.numel() * t.element_size() for t in tensors) + self.covisibility.nbytes + far
+        return (self.num_points * per_point + sum(t.numel() * t.element_size() for t in tables)
+                + self.covisibility.nbytes + far)
 
     @property
     def display_nbytes(self) -> int:
-        return self.colors.numel() + (self.far.colors.numel() if self.far is not None else 0)
+        return 3 * self.num_points + (self.far.display_nbytes if self.far is not None else 0)
 
     @property
     def frames(self) -> list[int]:
@@ -184,6 +198,16 @@ class PointStore:
 
     def __len__(self) -> int:
         return self.num_points
+
+    def _rows_in_views(self, K: Tensor, world2cam: Tensor, hw: tuple[int, int]) -> Tensor:
+        """Rows of the points that may land in the views (all of them without ``cull``)."""
+        if self.cull:
+            return self.blocks.rows_in_views(K, world2cam, hw, DEFAULT_NEAR)
+        return self.blocks.live_rows()
+
+    def _gather(self, name: str, rows: Tensor) -> Tensor:
+        return self.blocks.storage[name].index_select(0, rows)
+
     # -- writing --------------------------------------------------------------------------
     def write_grid(
         self,
@@ -218,60 +242,40 @@ class PointStore:
         points_world = backproject_depth(depth.masked_fill(~valid, 1), K, cam2world)  # (T, h, w, 3)
         cells = valid.reshape(-1).nonzero().squeeze(1)  # (M,) into (T·h·w,), frame by frame
         new_frame = cells // (h * w)  # (M,) ascending
+        world2cam = rigid_inverse(cam2world)
         if self.fusion == "voxel" and self.table_ids.numel():
             keep = ~hides_trusted(
                 points_world.reshape(-1, 3).index_select(0, cells), frame_confidence.index_select(0, new_frame),
-                self.points, self.confidences, self.table_K, self.table_cam2world, self.table_confidence,
-                (h, w), band=self.voxel_scale * DEPTH_BAND, far=self.far, cache=self._trusted_limits)
+                self.blocks.storage["points"], self.blocks.storage["confidences"], self.table_K,
+                self.table_cam2world, self.table_confidence, (h, w), band=self.voxel_scale * DEPTH_BAND,
+                far=self.far, cache=self._trusted_limits, candidates_in=self._rows_in_views)
             cells, new_frame = cells[keep], new_frame[keep]
-        new = [
-            points_world.reshape(-1, 3).index_select(0, cells),
-            features.reshape(T, C, h * w).transpose(1, 2).reshape(-1, C).index_select(0, cells),
-            torch.tensor(frame_ids, dtype=torch.long, device=self.device).index_select(0, new_frame),
-            torch.arange(self.next_uid, self.next_uid + cells.shape[0], device=self.device),
-            frame_confidence.index_select(0, new_frame),
-            colors.to(self.device).reshape(T, 3, h * w).transpose(1, 2).reshape(-1, 3).index_select(0, cells),
-        ]
+        new = {
+            "points": points_world.reshape(-1, 3).index_select(0, cells),
+            "features": features.reshape(T, C, h * w).transpose(1, 2).reshape(-1, C).index_select(0, cells),
+            "frame_ids": torch.tensor(frame_ids, dtype=torch.long, device=self.device).index_select(0, new_frame),
+            "uids": torch.arange(self.next_uid, self.next_uid + cells.shape[0], device=self.device),
+            "confidences": frame_confidence.index_select(0, new_frame),
+            "colors": colors.to(self.device).reshape(T, 3, h * w).transpose(1, 2).reshape(-1, 3).index_select(0, cells),
+        }
         self.next_uid += cells.shape[0]
-        old = [self.points, self.features, self.frame_ids, self.uids, self.confidences, self.colors]
-        world2cam = rigid_inverse(cam2world)
         if self.fusion == "voxel":
-            # Frames in order (a later frame may replace an earlier one's points), all in one
-            # kernel call: see mirage.memory.fusion.
-            plan = self.fusion_kernel(
-                self.points, self.uids, K, world2cam, (h, w), new[0], new_frame,
-                cells - new_frame * (h * w), depth.reshape(-1).index_select(0, cells), new[3],
-                voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
-                confidence=self.confidences, new_confidence=new[4],
-            )
-            everything = [torch.cat([o, n]) for o, n in zip(old, new)]
-            # A replaced point keeps its anchor position (so it keeps covering the cells of the
-            # earlier views it was written from) and takes its carrier's token, frame, uid,
-            # confidence and colour.
-            carried = (plan.carrier >= 0).nonzero().squeeze(1)
-            by = plan.carrier.index_select(0, carried) + self.num_points
-            for values in everything[1:]:
-                values[carried] = values.index_select(0, by)
-            kept = plan.keep.nonzero().squeeze(1)
-            (self.points, self.features, self.frame_ids, self.uids, self.confidences,
-             self.colors) = (values.index_select(0, kept) for values in everything)
-            row = torch.full((plan.keep.shape[0],), -1, dtype=torch.long, device=self.device)
-            row[kept] = torch.arange(kept.shape[0], device=self.device)
-            visible = plan.visible.reshape(T, h * w)
-            seen = visible >= 0
-            seen_rows = row.index_select(0, visible[seen])
+            seen_points = self._fuse(new, K, world2cam, (h, w), new_frame, cells - new_frame * (h * w),
+                                     depth.reshape(-1).index_select(0, cells))
         else:
-            (self.points, self.features, self.frame_ids, self.uids, self.confidences,
-             self.colors) = (torch.cat([o, n]) for o, n in zip(old, new))
-            visible = splat_zbuffer(self.points, K, world2cam, (h, w), priority=self.uids).index
-            visible = visible.reshape(T, h * w)
-            seen = visible >= 0
-            seen_rows = visible[seen]
+            self.blocks.append(new)
+            rows = self._rows_in_views(K, world2cam, (h, w))
+            seen_points = self._gather("points", rows)
+            seen_points = splat_zbuffer(seen_points, K, world2cam, (h, w),
+                                        priority=self._gather("uids", rows)).index, seen_points
+        index, candidates = seen_points
+        visible = index.reshape(T, h * w)
+        seen = visible >= 0
         self._register_frames(frame_ids, K, cam2world, frame_confidence)
         top = float(frame_confidence.max())  # trust levels this write may have changed: recompute
         self._trusted_limits = {k: v for k, v in self._trusted_limits.items() if k[0] > top}
         frame_of = torch.arange(T, device=self.device)[:, None].expand(T, h * w)[seen]
-        self.covisibility.add(frame_ids, self.points.index_select(0, seen_rows), frame_of)
+        self.covisibility.add(frame_ids, candidates.index_select(0, visible[seen]), frame_of)
         if self.far_field and far is not None:
             if self.far is None and bool(far.any()):
                 self.far = FarField(C, FarField.resolution_for(K), dtype=self.dtype, device=self.device)
@@ -280,45 +284,36 @@ class PointStore:
                                     frame_confidence)
         return int(cells.shape[0])
 
-    def _resolve_frame_ids(self, frame_ids, T: int) -> list[int]:
-        if frame_ids is None:
-            start = int(self.table_ids.max()) + 1 if self.table_ids.numel() else 0
-            return list(range(start, start + T))
-        frame_ids = [int(f) for f in frame_ids]
-        if len(frame_ids) != T:
-            raise ShapeError(f"`frame_ids` must hold {T} ids but holds {len(frame_ids)}")
-        return frame_ids
-
-    def _register_frames(self, frame_ids: list[int], K: Tensor, cam2world: Tensor,
-                         confidence: Tensor) -> None:
-        """Record each written frame's grid camera, K (T, 3, 3) and cam2world (T, 4, 4), and
-        confidence (T,), in order: a frame written again (the overlap frame of two chunks) keeps
-        its row in the table and takes the newer pose and confidence; a new frame is appended."""
-        latest: dict[int, int] = {}  # frame id → the last t that writes it
-        for t, f in enumerate(frame_ids):
-            latest[f] = t
-        rows = self.table_rows()
-        again = [(rows[f], t) for f, t in latest.items() if f in rows]
-        if again:
-            at, ts = (list(x) for x in zip(*again))
-            self.table_K[at] = K[ts]
-            self.table_cam2world[at] = cam2world[ts]
-            self.table_confidence[at] = confidence[ts]
-        new = [(f, t) for f, t in latest.items() if f not in rows]  # in order of first write
-        if new:
-            ids, ts = (list(x) for x in zip(*new))
-            for f in ids:
-                rows[f] = len(rows)
-            self.table_ids = torch.cat([self.table_ids, torch.tensor(ids, dtype=torch.long, device=self.device)])
-            self.table_K = torch.cat([self.table_K, K[ts]])
-            self.table_cam2world = torch.cat([self.table_cam2world, cam2world[ts]])
-            self.table_confidence = torch.cat([self.table_confidence, confidence[ts]])
-
-    def table_rows(self) -> dict[int, int]:
-        """Frame id → its row in the frame table (kept up to date by writes)."""
-        if len(self._table_rows) != self.table_ids.shape[0]:  # e.g. after a load
-            self._table_rows = {f: i for i, f in enumerate(self.table_ids.tolist())}
-        return self._table_rows
+    def _fuse(self, new: dict[str, Tensor], K, world2cam, hw, new_frame, new_cells, new_z):
+        """Fuse the ``new`` points (name → (M, ...)) in, frame by frame (mirage.memory.fusion),
+        against the points that may land in the write's views. Returns what the frames see after
+        the write: (index (T, h, w) into ``points``, −1 where empty; ``points`` (P, 3))."""
+        rows = self._rows_in_views(K, world2cam, hw)  # the candidates: only they can be touched
+        old_points = self._gather("points", rows)
+        n = rows.shape[0]
+        plan = self.fusion_kernel(
+            old_points, self._gather("uids", rows), K, world2cam, hw, new["points"], new_frame, new_cells,
+            new_z, new["uids"], voxel_scale=self.voxel_scale, max_rounds=MAX_CARVE_ROUNDS,
+            confidence=self._gather("confidences", rows), new_confidence=new["confidences"])
+        # A replaced point keeps its anchor position (so it keeps covering the cells of the
+        # earlier views it was written from) and takes its carrier's token, frame, uid,
+        # confidence and colour; a carrier may itself be a new point of an earlier frame.
+        carried = (plan.carrier >= 0).nonzero().squeeze(1)
+        by = plan.carrier.index_select(0, carried)
+        old, young = carried[carried < n], carried[carried >= n] - n
+        by_old, by_young = by[carried < n], by[carried >= n]
+        storage = self.blocks.storage
+        for name, values in new.items():
+            if name == "points":
+                continue
+            carried = values.index_select(0, by_old).to(storage[name].dtype)
+            storage[name].index_copy_(0, rows.index_select(0, old), carried)
+            new[name] = values.index_copy(0, young, values.index_select(0, by_young))
+        seen = (torch.cat([old_points, new["points"]]), plan.visible)
+        self.blocks.remove(rows[~plan.keep[:n]])
+        appended = plan.keep[n:].nonzero().squeeze(1)
+        self.blocks.append({name: values.index_select(0, appended) for name, values in new.items()})
+        return seen[1], seen[0]
 
     # -- reading --------------------------------------------------------------------------
     def read(self, cameras: Camera, hw: tuple[int, int], *, offsets: bool = True) -> MemoryRead:
@@ -327,35 +322,39 @@ class PointStore:
         Intrinsics are rescaled from the cameras' (height, width) to ``hw``. Returns features
         (V, C, h, w) (zeros where empty), mask (V, h, w), depth (V, h, w) (+inf where empty),
         the winners' sub-cell offsets (V, 2, h, w) when ``offsets`` and their rows (V, h, w)
-        (see :class:`MemoryRead`). Deterministic; linear in the number of points; batched
-        over views.
+        (see :class:`MemoryRead`). Deterministic; batched over views; linear in the points of
+        the blocks in view.
         """
         h, w = check_hw(hw)
         K = rescale_intrinsics(cameras.K, cameras.hw, (h, w)).to(device=self.device, dtype=torch.float32)
         world2cam = rigid_inverse(cameras.cam2world.to(device=self.device, dtype=torch.float32))
-        splat = splat_zbuffer(self.points, K, world2cam, (h, w), priority=self.uids)
+        rows = self._rows_in_views(K, world2cam, (h, w))
+        points = self._gather("points", rows)
+        splat = splat_zbuffer(points, K, world2cam, (h, w), priority=self._gather("uids", rows))
         V = len(cameras)
         mask = splat.index >= 0  # (V, h, w)
-        # Every cell gathers a row (empty cells row 0), then empty cells are zeroed: a plain
-        # gather, cheaper than a masked assignment at latent size.
-        if self.num_points:
-            rows = self.features.index_select(0, splat.index.reshape(-1).clamp_min(0))
-            gathered = rows.view(V, h, w, self.channels).masked_fill_(~mask[..., None], 0)
+        # Every cell gathers a row (empty cells the first candidate), then empty cells are
+        # zeroed: a plain gather, cheaper than a masked assignment at latent size.
+        if rows.numel():
+            winners = rows.index_select(0, splat.index.reshape(-1).clamp_min(0))  # (V·h·w,) storage rows
+            gathered = self._gather("features", winners).view(V, h, w, self.channels).masked_fill_(~mask[..., None], 0)
         else:
-            gathered = self.features.new_zeros(V, h, w, self.channels)
+            gathered = torch.zeros(V, h, w, self.channels, dtype=self.dtype, device=self.device)
         offset = None
         if offsets:
-            winners = splat.index[mask]  # (M,) in (view, row, col) order
             offset = torch.zeros(V, h, w, 2, dtype=torch.float32, device=self.device)
-            offset[mask] = cell_offsets(self.points[winners], K, world2cam, mask)
+            offset[mask] = cell_offsets(points[splat.index[mask]], K, world2cam, mask)
         far = torch.zeros_like(mask)  # the far field behind every point: cells no point covers
         if self.far is not None:
             far = self.far.fill(gathered, mask, offset, K, world2cam)
         if offsets:
             offset = offset.permute(0, 3, 1, 2)
-        return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, splat.index, far)
+        index = torch.full_like(splat.index, -1)
+        if rows.numel():
+            index[mask] = self.blocks.positions(rows.index_select(0, splat.index[mask]))
+        return MemoryRead(gathered.permute(0, 3, 1, 2), mask | far, splat.depth, offset, index, far)
 
-    # -- reference retrieval (docs/design.md §3.5, mirage.memory.covisibility) --------------------
+    # -- reference retrieval (mirage.memory.covisibility) ----------------------------------
     def references(self, read: MemoryRead, *, k: int = 4, min_iou: float = 0.04,
                    exclude_frames: Sequence[int] = ()) -> list[Reference]:
         """Top-``k`` written frames by voxel IoU with what ``read``'s views see, ``min_iou`` or
@@ -373,8 +372,8 @@ class PointStore:
         if tuple(read.index.shape[1:]) != self.grid_hw:
             raise ShapeError(f"`read` must be at the written grid size {self.grid_hw} but is "
                              f"{tuple(read.index.shape[1:])}")
-        winners = read.index[read.index >= 0].unique()
-        return self.covisibility.references(self.points.index_select(0, winners), k, min_iou, exclude_frames)
+        winners = self.blocks.rows_at(read.index[read.index >= 0].unique())
+        return self.covisibility.references(self._gather("points", winners), k, min_iou, exclude_frames)
 
     def retrieve_references(self, target_cameras: Camera, k: int = 4, min_iou: float = 0.04,
                             exclude_frames: Sequence[int] = ()) -> list[Reference]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from mirage.backbones.base import MEMORY_INPUTS, Injection
 from mirage.errors import ConfigError
 from mirage.memory.store import FUSION_MODES
-from mirage.pipeline.memory_modes import MEMORY_MODES
+from mirage.pipeline.memory_modes import MEMORY_DTYPES, MEMORY_MODES
 
 __all__ = ["PipelineConfig", "DEFAULT_INJECT_UNTIL"]
 
@@ -31,6 +31,9 @@ class PipelineConfig:
         behind the points (:mod:`mirage.memory.far_field`); None = the mode's default (latent:
         on; rgb: off, as the reference drops the sky, so ``rgb`` with True is the baseline with
         an RGB far field).
+    memory_dtype: the dtype the latent memory stores its tokens in, "float32", "float16" or
+        "bfloat16" (positions stay float32; reads come back in the backbone's dtype). float16
+        halves the tokens' bytes (``benchmarks/memory_dtype.py`` measures what it costs).
     steps: sampling steps per chunk.
     preceding: clean latent frames before each chunk's first frame handed to the model.
     references: covisible past latent frames retrieved per chunk (top-k by voxel IoU).
@@ -71,6 +74,7 @@ class PipelineConfig:
     memory_mode: str = "latent"
     fusion: str | None = None
     far_field: bool | None = None
+    memory_dtype: str = "float32"
     steps: int = 6
     preceding: int = 1
     references: int = 1
@@ -100,6 +104,8 @@ class PipelineConfig:
             raise ConfigError(f"`depth_align` must be True or False but is {self.depth_align!r}")
         if self.far_field not in (None, True, False):
             raise ConfigError(f"`far_field` must be None, True or False but is {self.far_field!r}")
+        if self.memory_dtype not in MEMORY_DTYPES:
+            raise ConfigError(f"`memory_dtype` must be one of {tuple(MEMORY_DTYPES)} but is {self.memory_dtype!r}")
         for name in ("steps",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:

@@ -30,6 +30,7 @@ __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "N
            "GRID_PLANARITY_TOL", "PARTIAL_CELL_FRACTION", "FIRST_FRAME_CONFIDENCE", "GENERATED_CONFIDENCE"]
 
 MEMORY_MODES = ("latent", "rgb", "none")
+MEMORY_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 REFERENCE_MIN_IOU = 0.04  # docs/design.md §3.5: the reference implementation's defaults (voxel: REFERENCE_VOXEL)
 RGB_COVERAGE = 0.5  # a latent cell counts as covered by an RGB render if ≥ this pixel fraction is
 # Depth → latent grid (docs/design.md §3.1) uses the memory's planarity rule with a looser tolerance than
@@ -116,11 +117,11 @@ class LatentMode(_PointMemoryMode):
     name = "latent"
 
     def __init__(self, channels: int, *, fusion: str = "voxel", far_field: bool = True,
-                 planarity_tol: float = GRID_PLANARITY_TOL,
+                 dtype: torch.dtype = torch.float32, planarity_tol: float = GRID_PLANARITY_TOL,
                  min_valid_fraction: float = PARTIAL_CELL_FRACTION, keep_edges: bool = True,
                  device=None) -> None:
         self.memory = LatentSpatialMemory(channels, fusion=fusion, reference_voxel=REFERENCE_VOXEL,
-                                          far_field=far_field, device=device)
+                                          far_field=far_field, dtype=dtype, device=device)
         self.planarity_tol = planarity_tol
         self.min_valid_fraction = min_valid_fraction
         self.keep_edges = keep_edges
@@ -227,14 +228,15 @@ def _on(device, *values):
 
 
 def make_memory_mode(name: str, channels: int, *, fusion: str | None = None,
-                     far_field: bool | None = None, device=None) -> MemoryMode:
+                     far_field: bool | None = None, dtype: str = "float32", device=None) -> MemoryMode:
     """The memory mode ``name`` on ``device`` (None: CPU); ``fusion`` and ``far_field`` override a
-    point memory's defaults (latent: voxel fusion, far field on; rgb: append, no far field)."""
+    point memory's defaults (latent: voxel fusion, far field on; rgb: append, no far field);
+    ``dtype`` is the latent memory's token dtype (one of ``MEMORY_DTYPES``)."""
     options = {"device": device} if fusion is None else {"fusion": fusion, "device": device}
     if far_field is not None:
         options["far_field"] = far_field
     if name == "latent":
-        return LatentMode(channels, **options)
+        return LatentMode(channels, dtype=MEMORY_DTYPES[dtype], **options)
     if name == "rgb":
         return RGBMode(channels, **options)
     if name == "none":

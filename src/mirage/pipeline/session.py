@@ -180,7 +180,8 @@ class Session:
         self.memory_device = memory_device(config, backbone)
         self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
-                                      far_field=config.far_field, device=self.memory_device)
+                                      far_field=config.far_field, dtype=config.memory_dtype,
+                                      device=self.memory_device)
         self.memory_input = config.resolve_memory_input(backbone)
         if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
             warnings.warn("memory_input 'branch' with an untrained (zero-initialised) memory branch: the model "
