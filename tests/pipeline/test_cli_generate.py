@@ -51,7 +51,7 @@ def test_paste_reads_option_reaches_the_run(tmp_path, weights):
 def test_memory_input_options_reach_the_run(tmp_path, weights):
     assert cli(weights, tmp_path / "a", "--frames", "9") == 0
     config = json.loads((tmp_path / "a" / "run.json").read_text())["config"]
-    assert config["memory_input"] == "branch"  # the tiny model's default
+    assert config["memory_input"] == "branch" and config["memory_dtype"] == "float32"  # the tiny model's defaults
     assert cli(weights, tmp_path / "b", "--frames", "9", "--memory-input", "inject", "--inject-until", "0.25") == 0
     config = json.loads((tmp_path / "b" / "run.json").read_text())["config"]
     assert config["memory_input"] == "inject" and config["inject_until"] == 0.25

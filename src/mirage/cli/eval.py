@@ -53,7 +53,7 @@ def add_parser(sub) -> None:
     s.add_argument("--depth-model", default=None, metavar="DIR",
                    help="add latent with the update depth of a local transformers depth model folder (latent+model-depth)")
     s.add_argument("--no-proxies", action="store_true", help="skip the OpenCV proxies")
-    p.add_argument("--memory-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
+    p.add_argument("--memory-dtype", default=None, choices=("float32", "float16", "bfloat16"),
                    help="dtype of the latent memory's tokens (default float32)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (default 1: steadier timings on a shared CPU)")
@@ -131,7 +131,7 @@ def run(args) -> int:
     check_frame_count(suite.frames, backbone.temporal_stride, "--frames")
     out = Path(args.out or f"out/eval-{suite.name}")
     identity = {"suite": suite.to_dict(), "backbone": args.backbone, "weights": str(args.weights or "shipped")}
-    if args.memory_dtype != "float32":  # float32 results keep the identity they always had
+    if args.memory_dtype not in (None, "float32"):  # the tiny model's float32 keeps the identity it had
         identity["memory_dtype"] = args.memory_dtype
     suite_path = out / SUITE_FILE
     if suite_path.exists():
@@ -171,7 +171,8 @@ def run(args) -> int:
                 options = (until if memory_input in ("inject", "both") else {}) | ({} if align else {"depth_align": False})
                 record, frames = evaluate_run(backbone, gt, mode, seed, depth=depth, far_field=far_field,
                                               steps=suite.steps, proxies=suite.proxies, memory_input=memory_input,
-                                              options=options | {"memory_dtype": args.memory_dtype},
+                                              options=(options | {"memory_dtype": args.memory_dtype})
+                                              if args.memory_dtype else options or None,
                                               depth_model=suite.depth_model)
                 save_run(runs_dir, record, frames)
                 made += 1

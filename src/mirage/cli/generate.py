@@ -77,8 +77,9 @@ def add_parser(sub) -> None:
     p.add_argument("--far-field", default=None, action=argparse.BooleanOptionalAction,
                    help="keep content without depth (sky) by direction, behind the points "
                         "(default: on for latent, off for rgb as the reference drops the sky)")
-    p.add_argument("--memory-dtype", default="float32", choices=("float32", "float16", "bfloat16"),
-                   help="dtype of the latent memory's tokens (default float32; float16 halves their bytes)")
+    p.add_argument("--memory-dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="dtype of the latent memory's tokens (default: float16 for wan22, float32 for "
+                        "tiny; float16 halves their bytes)")
     p.add_argument("--paste-reads", default=None, metavar="CELLS|off",
                    help="after denoising, covered cells whose memory read is aligned within CELLS "
                         "(0..0.5) take the read's token; `off` keeps the generated latents "

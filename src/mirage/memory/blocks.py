@@ -262,7 +262,7 @@ class BlockedPoints:
             return False
         size = max(2 * size, self.end + rows, 4 * MIN_CAPACITY)
         for name, column in self.storage.items():
-            grown = column.new_empty(size, *column.shape[1:])
+            grown = column.new_zeros(size, *column.shape[1:])  # spare rows hold zeros, not garbage
             grown[:self.end] = column[:self.end]
             self.storage[name] = grown
         return True

@@ -32,8 +32,10 @@ class PipelineConfig:
         on; rgb: off, as the reference drops the sky, so ``rgb`` with True is the baseline with
         an RGB far field).
     memory_dtype: the dtype the latent memory stores its tokens in, "float32", "float16" or
-        "bfloat16" (positions stay float32; reads come back in the backbone's dtype). float16
-        halves the tokens' bytes (``benchmarks/memory_dtype.py`` measures what it costs).
+        "bfloat16" (positions stay float32; reads come back in the backbone's dtype); None = the
+        backbone's ``default_memory_dtype``: float16 for Wan2.2, float32 for the tiny model (so
+        its outputs stay as they were). float16 halves the tokens' bytes and moved revisit PSNR
+        by under 0.0002 dB per family on the quick suite (``benchmarks/memory_dtype.py``).
     steps: sampling steps per chunk.
     preceding: clean latent frames before each chunk's first frame handed to the model.
     references: covisible past latent frames retrieved per chunk (top-k by voxel IoU).
@@ -74,7 +76,7 @@ class PipelineConfig:
     memory_mode: str = "latent"
     fusion: str | None = None
     far_field: bool | None = None
-    memory_dtype: str = "float32"
+    memory_dtype: str | None = None
     steps: int = 6
     preceding: int = 1
     references: int = 1
@@ -104,8 +106,9 @@ class PipelineConfig:
             raise ConfigError(f"`depth_align` must be True or False but is {self.depth_align!r}")
         if self.far_field not in (None, True, False):
             raise ConfigError(f"`far_field` must be None, True or False but is {self.far_field!r}")
-        if self.memory_dtype not in MEMORY_DTYPES:
-            raise ConfigError(f"`memory_dtype` must be one of {tuple(MEMORY_DTYPES)} but is {self.memory_dtype!r}")
+        if self.memory_dtype is not None and self.memory_dtype not in MEMORY_DTYPES:
+            raise ConfigError(f"`memory_dtype` must be None or one of {tuple(MEMORY_DTYPES)} but is "
+                              f"{self.memory_dtype!r}")
         for name in ("steps",):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -134,6 +137,10 @@ class PipelineConfig:
     def injection(self) -> Injection:
         """The injection settings as one :class:`~mirage.backbones.inject.Injection`."""
         return Injection(until=self.inject_until, max_offset=self.inject_max_offset, feather=self.inject_feather)
+
+    def resolve_memory_dtype(self, backbone) -> str:
+        """``memory_dtype``, or the backbone's default when it is None."""
+        return self.memory_dtype or getattr(backbone, "default_memory_dtype", "float32")
 
     def resolve_memory_input(self, backbone) -> str:
         """``memory_input``, or the backbone's default when it is None."""

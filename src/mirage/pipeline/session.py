@@ -180,7 +180,7 @@ class Session:
         self.memory_device = memory_device(config, backbone)
         self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
-                                      far_field=config.far_field, dtype=config.memory_dtype,
+                                      far_field=config.far_field, dtype=config.resolve_memory_dtype(backbone),
                                       device=self.memory_device)
         self.memory_input = config.resolve_memory_input(backbone)
         if self.memory_input == "branch" and config.memory_mode != "none" and not getattr(backbone, "has_memory_branch", True):
@@ -303,7 +303,8 @@ class Session:
     def _config_used(self) -> dict:
         """``config`` as a dict with the defaults resolved: the fusion and far field the memory
         actually uses (both None for ``none``, which has no memory) and the memory input."""
-        config = {**asdict(self.config), "memory_input": self.memory_input}
+        config = {**asdict(self.config), "memory_input": self.memory_input,
+                  "memory_dtype": self.config.resolve_memory_dtype(self.backbone)}
         memory = self._mode.memory
         if memory is not None:
             config["fusion"], config["far_field"] = memory.fusion, bool(memory.far_field)

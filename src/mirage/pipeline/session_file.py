@@ -52,7 +52,8 @@ _FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 
 # PipelineConfig fields added after the first session files: a file without them loads with their
 # defaults (a file written before the memory input existed used the trained branch).
-_LATER_FIELDS = frozenset({"memory_input", "inject_until", "inject_max_offset", "inject_feather", "depth_align"})
+_LATER_FIELDS = frozenset({"memory_input", "inject_until", "inject_max_offset", "inject_feather", "depth_align",
+                           "memory_dtype"})
 
 
 def _backbone_info(backbone) -> dict:

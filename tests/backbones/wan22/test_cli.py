@@ -6,6 +6,7 @@ import json
 import warnings
 
 import pytest
+import torch
 
 from mirage.cli import main
 
@@ -40,8 +41,13 @@ def test_generate_two_chunks_every_memory_mode(tiny_dir, tmp_path, mode):
     assert run["memory"][-1]["frames"] == (0 if mode == "none" else 17)
     # chunk 2 reads what chunk 1 wrote (none: nothing)
     assert (run["memory"][1]["read_coverage"] > 0) == (mode != "none")
-    # without a trained branch Wan2.2 injects the read (the branch would ignore it)
-    assert run["config"]["memory_input"] == "inject"
+    # without a trained branch Wan2.2 injects the read (the branch would ignore it); its memory
+    # keeps half-precision tokens unless told otherwise
+    assert run["config"]["memory_input"] == "inject" and run["config"]["memory_dtype"] == "float16"
+    if mode == "latent":
+        from mirage.memory import LatentSpatialMemory
+
+        assert LatentSpatialMemory.load(out / "memory.safetensors").features.dtype == torch.float16
 
 
 def test_the_memory_input_is_chosen_and_recorded(tiny_dir, tmp_path):
