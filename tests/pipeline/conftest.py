@@ -15,3 +15,11 @@ def world():
     cams = make_trajectory("pan-return", scene, 25, 32, 32, angle_deg=150.0)
     gt = render(scene, cams, torch.arange(25) / 16)
     return scene, cams, gt
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """The small random tiny backbone saved as a weights file, for CLI runs."""
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    small_backbone().save(path)
+    return path

@@ -7,15 +7,6 @@ import pytest
 
 from mirage.cli import main
 
-from .conftest import small_backbone
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    small_backbone().save(path)
-    return path
-
 
 def cli(weights, out, *extra):
     return main(["generate", "--weights", str(weights), "--size", "32x32", "--out", str(out),

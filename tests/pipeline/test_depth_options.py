@@ -11,15 +11,6 @@ import pytest
 from mirage.cli import main
 from mirage.errors import ConfigError
 
-from .conftest import small_backbone
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    small_backbone().save(path)
-    return path
-
 
 def cli(weights, out, *extra):
     return main(["generate", "--weights", str(weights), "--size", "64x64", "--out", str(out),
