@@ -24,7 +24,7 @@ from mirage.errors import ConfigError
 
 __all__ = ["rank_state", "rank_device", "gather", "read_jobs", "PATH_OPTIONS"]
 
-PATH_OPTIONS = ("image", "depth", "weights", "memory-branch", "lora", "out")  # relative to the file
+PATH_OPTIONS = ("image", "depth", "weights", "memory-branch", "lora", "depth-model", "out")  # relative to the file
 NOT_IN_JOBS = ("help", "jobs")
 
 
