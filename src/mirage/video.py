@@ -32,8 +32,8 @@ def tint_uncovered(reads: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return reads
     F, _, H, W = reads.shape
-    m = torch.nn.functional.interpolate(mask.float()[:, None], size=(H, W), mode="nearest")  # (F, 1, H, W)
-    magenta = torch.tensor([0.55, -0.8, 0.55]).view(1, 3, 1, 1)
+    m = torch.nn.functional.interpolate(mask.to(reads.device).float()[:, None], size=(H, W), mode="nearest")  # (F, 1, H, W)
+    magenta = torch.tensor([0.55, -0.8, 0.55], device=reads.device).view(1, 3, 1, 1)
     return m * reads + (1 - m) * (0.25 * reads.float() + 0.75 * magenta)
 
 

@@ -181,7 +181,7 @@ def test_paste_reads(backbone, world):
 def test_paste_reads_threshold_against_a_loop():
     """`_paste_reads` against a per-cell loop: a target cell takes the read's token iff it is
     covered and its offset is within the threshold in both axes; the chunk's first latent stays."""
-    from mirage.pipeline.session import paste_reads as _paste_reads
+    from mirage.pipeline.memory_modes import paste_reads as _paste_reads
     from mirage.pipeline.memory_modes import ModeRead
 
     g = torch.Generator().manual_seed(0)

@@ -403,7 +403,7 @@ def run_one(args, cache: dict | None = None) -> int:
 
     result = generate(backbone, start.image, start.cameras, config, depth_estimator=depth_estimator,
                       masker=masker, first_depth=start.depth, first_exclude=start.exclude, text=args.prompt,
-                      chunks=chunks)
+                      chunks=chunks).to("cpu")  # on a GPU the frames and latents leave it here, to be written
 
     def hwc(video):  # (F, 3, H, W) in [-1, 1] → (F, H, W, 3) uint8
         return to_uint8(video).permute(0, 2, 3, 1).numpy()

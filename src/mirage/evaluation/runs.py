@@ -193,6 +193,7 @@ def evaluate_run(backbone, gt: GroundTruth, mode: str, seed: int, *, depth: str 
     with PeakMemory(device) as peak, torch.no_grad():
         out = generate(backbone, gt.rgb[0], cams, config, depth_estimator=estimator,
                        masker=LatentDisagreementMasker(), first_depth=first_depth, first_exclude=gt.exclude[0])
+    out = out.to("cpu")  # scored against the ground truth, which lives on the host
     video = out.video.float().clamp(-1, 1)
     Fr = len(video)
     psnrs, ssims = frame_psnr(video, gt.rgb), frame_ssim(video, gt.rgb)

@@ -35,7 +35,7 @@ def unpack(message: bytes) -> tuple[dict, bytes]:
 
 def frames_to_rgb(frames: Tensor) -> bytes:
     """(F, 3, H, W) in [−1, 1] → F·H·W·3 bytes, row-major RGB (F, H, W, 3)."""
-    x = to_uint8(frames)
+    x = to_uint8(frames).cpu()  # the frames leave the device here, on their way to the page
     return x.permute(0, 2, 3, 1).contiguous().numpy().tobytes()
 
 

@@ -227,10 +227,13 @@ def write_chunk(mode, latents: Tensor, frames: Tensor, depth: Tensor, valid: Ten
     (pixel frames) as the session has them; depth, valid (T, H, W) the estimator's output of
     ``kind`` "metric" (z-depth, written as it is) or "relative" (:func:`write_relative`); flagged
     (T, H, W) the masker's never-write pixels. Returns the validity used and the alignment
-    record {"chunk", "status", "frames"} (None for metric depth)."""
+    record {"chunk", "status", "frames"} (None for metric depth). The validity is on ``flagged``'s
+    device; the relative fit runs on the host (a RANSAC in numpy), so relative depth goes there."""
     h, w = latents.shape[-2:]
+    device = flagged.device
 
     def write(index: list[int], depth: Tensor, valid: Tensor) -> Tensor:
+        depth, valid = depth.to(device), valid.to(device)
         valid = valid.bool() & valid_depth(depth)
         depth = torch.where(valid, depth, torch.full_like(depth, math.inf))  # no depth: never a point
         mode.write(latents[index], frames[index], depth, cameras[index], flagged[index] & valid,
@@ -239,9 +242,9 @@ def write_chunk(mode, latents: Tensor, frames: Tensor, depth: Tensor, valid: Ten
 
     if kind == "metric":
         return write(list(range(len(frame_ids))), depth, valid), None
-    valid, record = write_relative(depth, valid, read, pixel_ids, align=align, base=base, write=write,
+    valid, record = write_relative(depth.cpu(), valid.cpu(), read, pixel_ids, align=align, base=base, write=write,
                                    depth_read=lambda i: mode.depth_read(cameras[[i]], (h, w)))
-    return valid, {"chunk": chunk, **record}
+    return valid.to(device), {"chunk": chunk, **record}
 
 
 def _constant_residual(z: np.ndarray) -> float:

@@ -26,7 +26,7 @@ from mirage.memory import LatentSpatialMemory, RGBPointCloudMemory
 from mirage.memory.store import REFERENCE_VOXEL
 
 __all__ = ["MEMORY_MODES", "ModeRead", "MemoryMode", "LatentMode", "RGBMode", "NoMemory",
-           "make_memory_mode", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
+           "make_memory_mode", "paste_reads", "REFERENCE_MIN_IOU", "REFERENCE_VOXEL", "RGB_COVERAGE",
            "GRID_PLANARITY_TOL", "PARTIAL_CELL_FRACTION", "FIRST_FRAME_CONFIDENCE", "GENERATED_CONFIDENCE"]
 
 MEMORY_MODES = ("latent", "rgb", "none")
@@ -220,6 +220,18 @@ class NoMemory:
 
     def stats(self) -> dict:
         return {"points": 0, "bytes": 0, "frames": 0}
+
+
+def paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
+    """``chunk_latents`` (C, T, h, w) with each target's covered cells whose read is aligned
+    within ``max_offset`` cells replaced by the read's token (``PipelineConfig.paste_reads``)."""
+    device = chunk_latents.device
+    paste = read.mask.bool().to(device)  # (T−1, h, w)
+    if read.offset is not None:
+        paste = paste & (read.offset.to(device).abs().amax(dim=1) <= max_offset)
+    features = read.features.permute(1, 0, 2, 3).to(device, chunk_latents.dtype)  # (C, T−1, h, w)
+    targets = torch.where(paste[None], features, chunk_latents[:, 1:])
+    return torch.cat([chunk_latents[:, :1], targets], dim=1)
 
 
 def _on(device, *values):

@@ -1,14 +1,19 @@
-"""What the pipeline returns: per-chunk timings and the whole run's :class:`PipelineOutput`."""
+"""What the pipeline returns: per-chunk timings, one step's :class:`StepResult` and the whole
+run's :class:`PipelineOutput`.
+
+Their tensors are on the session's device, the backbone's (docs/design.md §3.10): on a GPU the
+frames and latents stay there until whoever writes them out moves them (``PipelineOutput.to``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 
 from torch import Tensor
 
 from mirage.pipeline.plan import Chunk
 
-__all__ = ["ChunkTiming", "PipelineOutput", "TIMING_KEYS"]
+__all__ = ["ChunkTiming", "PipelineOutput", "StepResult", "TIMING_KEYS"]
 
 TIMING_KEYS = ("read", "denoise", "decode", "depth", "update")
 
@@ -70,6 +75,12 @@ class PipelineOutput:
     read_mask: Tensor | None = None
     depth_alignment: list | None = None
 
+    def to(self, device) -> "PipelineOutput":
+        """A copy with every tensor field on ``device`` (the memory object stays where it is)."""
+        moved = {f.name: getattr(self, f.name).to(device) for f in fields(self)
+                 if f.name != "memory" and isinstance(getattr(self, f.name), Tensor)}
+        return replace(self, **moved)
+
     @property
     def seconds(self) -> float:
         return self.init_seconds + sum(t.total for t in self.timings)
@@ -88,3 +99,30 @@ class PipelineOutput:
             "s_per_frame": total / max(1, self.video.shape[0]),
             "memory_share": (totals["read"] + totals["update"]) / total if total > 0 else 0.0,
         }
+
+
+@dataclass
+class StepResult:
+    """What one :meth:`~mirage.pipeline.session.Session.step` made.
+
+    frames: (n, 3, H, W) in [−1, 1], the chunk's n new frames.
+    read_frames: (n, 3, H, W) the decoded memory read for those frames when
+        ``config.decode_reads``, else None.
+    read_mask: (n/τ, h, w) bool coverage of the memory read of the chunk's target latent frames.
+    timing: seconds per lifecycle step of the chunk.
+    memory_stats: after the update: points, bytes, frames written, read coverage, excluded share.
+    references: the covisible past latent frames chosen: [{"frame_id", "iou"}].
+    chunk_index: 0 for the first chunk.
+    seed: the seed the chunk re-seeded the generator with, or None (it continued the stream).
+    depth_alignment: the chunk's record of ``Session.depth_alignment`` (None: metric depth).
+    """
+
+    frames: Tensor
+    read_frames: Tensor | None
+    read_mask: Tensor
+    timing: ChunkTiming
+    memory_stats: dict
+    references: list[dict]
+    chunk_index: int
+    seed: int | None
+    depth_alignment: dict | None = None

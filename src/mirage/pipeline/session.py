@@ -8,6 +8,10 @@ regions → update the memory. :meth:`Session.undo` returns to the state before 
 exactly, and :meth:`Session.save` / :meth:`Session.load` (:mod:`mirage.pipeline.session_file`)
 round-trip it. :func:`mirage.pipeline.generate` is a session plus a loop over the chunk plan.
 
+Devices (docs/design.md §3.10): latents, frames and reads live on the backbone's device, the
+memory on ``memory_device``; nothing a chunk makes returns to the host until it is written out
+(relative depth's per-frame fit excepted). Timing stamps synchronise a CUDA device.
+
 Determinism: one CPU ``torch.Generator`` drives the sampling noise. It is seeded with
 ``config.seed`` when the session starts; a step given a ``seed`` re-seeds it before its chunk.
 So a chunk's frames depend only on the state before it, its cameras and its seed: re-rolling a
@@ -20,7 +24,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable
 
 import torch
@@ -34,11 +38,12 @@ from mirage.pipeline.config import PipelineConfig
 from mirage.pipeline.context import preceding_ids, reference_exclusions
 from mirage.pipeline.depth import depth_kind
 from mirage.pipeline.depth_align import normalise_first, write_chunk
-from mirage.pipeline.memory_modes import FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, make_memory_mode
-from mirage.pipeline.output import ChunkTiming, PipelineOutput
+from mirage.pipeline.memory_modes import (FIRST_FRAME_CONFIDENCE, GENERATED_CONFIDENCE, make_memory_mode,
+                                          paste_reads)
+from mirage.pipeline.output import ChunkTiming, PipelineOutput, StepResult
 from mirage.pipeline.plan import Chunk, check_chunk_size
 
-__all__ = ["Session", "StepResult", "DEFAULT_HISTORY"]
+__all__ = ["Session", "StepResult", "DEFAULT_HISTORY", "backbone_device", "memory_device"]
 
 DEFAULT_HISTORY = 8  # undo levels kept (each holds a copy of the memory: a few MB for latent)
 _MAX_SEED = 2**64 - 1  # torch.Generator.manual_seed takes any unsigned 64-bit seed
@@ -48,51 +53,25 @@ _LISTS = ("_latents", "_video", "_reads", "_read_latents", "_read_masks", "_plan
           "_timings", "_stats", "_references", "_depth_records")
 
 
-@dataclass
-class StepResult:
-    """What one :meth:`Session.step` made.
-
-    frames: (n, 3, H, W) in [−1, 1], the chunk's n new frames.
-    read_frames: (n, 3, H, W) the decoded memory read for those frames when
-        ``config.decode_reads``, else None.
-    read_mask: (n/τ, h, w) bool coverage of the memory read of the chunk's target latent frames.
-    timing: seconds per lifecycle step of the chunk.
-    memory_stats: after the update: points, bytes, frames written, read coverage, excluded share.
-    references: the covisible past latent frames chosen: [{"frame_id", "iou"}].
-    chunk_index: 0 for the first chunk.
-    seed: the seed the chunk re-seeded the generator with, or None (it continued the stream).
-    depth_alignment: the chunk's record of :attr:`Session.depth_alignment` (None: metric depth).
-    """
-
-    frames: Tensor
-    read_frames: Tensor | None
-    read_mask: Tensor
-    timing: ChunkTiming
-    memory_stats: dict
-    references: list[dict]
-    chunk_index: int
-    seed: int | None
-    depth_alignment: dict | None = None
-
-
-def paste_reads(chunk_latents: Tensor, read, max_offset: float) -> Tensor:
-    """``chunk_latents`` (C, T, h, w) with each target's covered cells whose read is aligned
-    within ``max_offset`` cells replaced by the read's token (``PipelineConfig.paste_reads``)."""
-    device = chunk_latents.device
-    paste = read.mask.bool().to(device)  # (T−1, h, w)
-    if read.offset is not None:
-        paste = paste & (read.offset.to(device).abs().amax(dim=1) <= max_offset)
-    features = read.features.permute(1, 0, 2, 3).to(device, chunk_latents.dtype)  # (C, T−1, h, w)
-    targets = torch.where(paste[None], features, chunk_latents[:, 1:])
-    return torch.cat([chunk_latents[:, :1], targets], dim=1)
+def backbone_device(backbone) -> torch.device:
+    """The backbone's device (CPU for a backbone without one): where a session's latents and
+    frames live."""
+    return torch.device(getattr(backbone, "device", None) or "cpu")
 
 
 def memory_device(config: PipelineConfig, backbone) -> torch.device:
-    """Where a session's memory lives: ``config.memory_device``, else the backbone's device (CPU
-    for a backbone without one)."""
+    """Where a session's memory lives: ``config.memory_device``, else the backbone's device."""
     if config.memory_device is not None:
         return torch.device(config.memory_device)
-    return torch.device(getattr(backbone, "device", None) or "cpu")
+    return backbone_device(backbone)
+
+
+def _clock(*devices: torch.device) -> float:
+    """``time.perf_counter()`` once the CUDA devices among ``devices`` have finished their work."""
+    for device in dict.fromkeys(devices):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 def _check_seed(seed) -> None:
@@ -137,28 +116,30 @@ class Session:
         for name, value in (("first_depth", first_depth), ("first_exclude", first_exclude)):
             if value is not None and tuple(value.shape) != (H, W):
                 raise ShapeError(f"`{name}` must have shape {(H, W)} but has {tuple(value.shape)}")
-        first_frame = first_frame.float().clamp(-1, 1)
+        first_frame = first_frame.to(self.device, torch.float32).clamp(-1, 1)
 
         # -- initialise the memory from frame 0 (docs/design.md §3.1) ------------------------------
-        t0 = time.perf_counter()
-        z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].cpu()  # (C, h, w)
+        t0 = self._clock()
+        z0 = backbone.encode(first_frame[None, :, None])[0, :, 0].to(self.device)  # (C, h, w)
         if first_depth is None:
-            first_depth, first_valid = (v[0] for v in depth_estimator(first_frame[None], first_camera, [0]))
+            estimate = depth_estimator(first_frame[None], first_camera, [0])
+            first_depth, first_valid = (v[0].to(self.device) for v in estimate)
             if self.depth_kind == "relative":
                 first_depth, _, self._depth_base = normalise_first(first_depth, first_valid)
         else:
-            first_depth = first_depth.float()
+            first_depth = first_depth.to(self.device, torch.float32)
         # Pixels without depth (sky, holes) are never points; a flag on them changes nothing, so
         # only flagged pixels *with* depth (dynamic objects, user masks) are excluded: that keeps
         # "no depth" apart from "excluded" for the partial-cell rule of the latent memory.
         has_depth = valid_depth(first_depth)
         first_depth = torch.where(has_depth, first_depth, torch.full_like(first_depth, float("inf")))
-        exclude0 = torch.zeros_like(has_depth) if first_exclude is None else first_exclude.bool() & has_depth
-        t1 = time.perf_counter()
+        exclude0 = (torch.zeros_like(has_depth) if first_exclude is None
+                    else first_exclude.to(self.device).bool() & has_depth)
+        t1 = self._clock()
         self._mode.write(z0[None], first_frame[None], first_depth[None], first_camera, exclude0[None], [0],
                          confidence=FIRST_FRAME_CONFIDENCE)
-        self.init_write_seconds = time.perf_counter() - t1
-        self.init_seconds = time.perf_counter() - t0
+        t2 = self._clock()
+        self.init_write_seconds, self.init_seconds = t2 - t1, t2 - t0
 
         self._cameras = first_camera
         self._latents = [z0]  # latent k, (C, h, w)
@@ -166,7 +147,7 @@ class Session:
         self._reads = [first_frame[None]] if config.decode_reads else []
         # the read each latent frame was conditioned on (latent 0 has none), for evaluation
         self._read_latents = [torch.zeros_like(z0, dtype=torch.float32)]
-        self._read_masks = [torch.zeros(z0.shape[1:], dtype=torch.bool)]
+        self._read_masks = [torch.zeros(z0.shape[1:], dtype=torch.bool, device=self.device)]
 
     def _setup(self, backbone, config, depth_estimator, masker, text, history) -> None:
         """The parts of a session that a file does not hold (shared with ``load``)."""
@@ -177,6 +158,7 @@ class Session:
         self.backbone, self.config = backbone, config
         self.depth_estimator, self.masker, self.text = depth_estimator, masker, text
         self.history = history
+        self.device = backbone_device(backbone)  # the latents, frames and reads
         self.memory_device = memory_device(config, backbone)
         self.start: dict | None = None  # what the walk started from (start_record), saved with it
         self._mode = make_memory_mode(config.memory_mode, backbone.latent_channels, fusion=config.fusion,
@@ -379,6 +361,9 @@ class Session:
             del self._undo[:-self.history]
         return result
 
+    def _clock(self) -> float:
+        return _clock(self.device, self.memory_device)
+
     def _step(self, new_cameras: Camera, seed: int | None, callback) -> StepResult:
         from tqdm.auto import tqdm
 
@@ -404,10 +389,10 @@ class Session:
         timing = ChunkTiming()
 
         # read + references
-        t = time.perf_counter()
+        t = self._clock()
         read, refs = mode.read_and_references(chunk_cams, tau, (h, w), backbone, config.references,
                                               reference_exclusions(a, config.preceding))
-        timing.read = time.perf_counter() - t
+        timing.read = self._clock() - t
         pre = preceding_ids(a, config.preceding)
         ref_ids = [r.frame_id for r in refs]
         cond = ChunkConditioning(
@@ -428,7 +413,7 @@ class Session:
         )
 
         # denoise
-        t = time.perf_counter()
+        t = self._clock()
         with tqdm(total=config.steps, desc=f"chunk {index + 1} steps", disable=not config.progress,
                   leave=False) as bar:
             def progress(i: int, n: int) -> None:
@@ -437,39 +422,39 @@ class Session:
                     callback(i, n)
 
             chunk_latents = backbone.sample(cond, self._generator, callback=progress)
-        chunk_latents = chunk_latents[0].cpu()  # (C, T, h, w)
+        chunk_latents = chunk_latents[0].to(self.device)  # (C, T, h, w)
         if config.paste_reads is not None:
             chunk_latents = paste_reads(chunk_latents, read, config.paste_reads)
-        timing.denoise = time.perf_counter() - t
+        timing.denoise = self._clock() - t
 
         # decode
-        t = time.perf_counter()
-        video = backbone.decode(chunk_latents[None])[0].cpu().permute(1, 0, 2, 3)  # (Fc, 3, H, W)
-        timing.decode = time.perf_counter() - t
+        t = self._clock()
+        video = backbone.decode(chunk_latents[None])[0].to(self.device).permute(1, 0, 2, 3)  # (Fc, 3, H, W)
+        timing.decode = self._clock() - t
 
         # depth + masks of the latent-aligned frames
-        t = time.perf_counter()
+        t = self._clock()
         new_latents = chunk_latents[:, 1:].permute(1, 0, 2, 3)  # (T−1, C, h, w)
         key_frames = video[tau::tau]  # pixel frames τk of the targets
         pixel_ids = [tau * k for k in target_ids]
         depth, valid = self.depth_estimator(key_frames, target_cams, pixel_ids)
-        flagged = self.masker(key_frames, new_latents, read.features.to(new_latents.device),
-                              read.mask.to(new_latents.device), target_cams, pixel_ids)
-        timing.depth = time.perf_counter() - t
+        read_features, read_mask = read.features.float().to(self.device), read.mask.bool().to(self.device)
+        flagged = self.masker(key_frames, new_latents, read_features, read_mask, target_cams, pixel_ids)
+        flagged = flagged.to(self.device)
+        timing.depth = self._clock() - t
 
         read_frames = None
         if config.decode_reads:  # not counted in the timings; before the update, which is last
-            read_features = read.features.permute(1, 0, 2, 3).to(latents[a].device)  # (C, T−1, h, w)
-            read_latents = torch.cat([latents[a][:, None], read_features], dim=1)
-            read_frames = backbone.decode(read_latents[None])[0].cpu().permute(1, 0, 2, 3)[1:]
+            read_latents = torch.cat([latents[a][:, None], read_features.permute(1, 0, 2, 3)], dim=1)
+            read_frames = backbone.decode(read_latents[None])[0].to(self.device).permute(1, 0, 2, 3)[1:]
 
         # update (relative depth aligned first): the last step that can fail, so an error before it
-        t = time.perf_counter()  # leaves the memory as it was
+        t = self._clock()  # leaves the memory as it was
         valid, alignment = write_chunk(mode, new_latents, key_frames, depth, valid, flagged, target_cams, target_ids,
                                        pixel_ids, read, kind=self.depth_kind, align=config.depth_align,
                                        base=self._depth_base, confidence=GENERATED_CONFIDENCE, chunk=index)
         exclude = flagged & valid
-        timing.update = time.perf_counter() - t
+        timing.update = self._clock() - t
 
         # commit (nothing above changed the session but the memory and the generator)
         stats = {**mode.stats(), "read_coverage": float(read.mask.float().mean()),
@@ -482,15 +467,15 @@ class Session:
         self._video = self._video + [video[1:]]
         if config.decode_reads:
             self._reads = self._reads + [read_frames]
-        self._read_latents = self._read_latents + list(read.features.float().cpu().unbind(0))
-        self._read_masks = self._read_masks + list(read.mask.bool().cpu().unbind(0))
+        self._read_latents = self._read_latents + list(read_features.unbind(0))
+        self._read_masks = self._read_masks + list(read_mask.unbind(0))
         self._plan = self._plan + [chunk]
         self._chunks = self._chunks + [{"frames": len(new_cameras), "seed": seed}]
         self._timings = self._timings + [timing]
         self._stats = self._stats + [stats]
         self._references = self._references + [references]
         self._depth_records = self._depth_records + [alignment]
-        return StepResult(frames=video[1:], read_frames=read_frames, read_mask=read.mask.bool().cpu(),
+        return StepResult(frames=video[1:], read_frames=read_frames, read_mask=read_mask,
                           timing=timing, memory_stats=dict(stats), references=references,
                           chunk_index=index, seed=seed, depth_alignment=self.depth_alignment[-1])
 

@@ -242,19 +242,20 @@ def _build(cls, backbone, tensors, metadata, info, depth_estimator, masker, hist
     for name, value in (("timings", timings), ("memory_stats", stats), ("references", references)):
         if not isinstance(value, list) or len(value) != n:
             fail(f"`{name}` must be a list of {n} (one per chunk)")
-    frames = tensors["frames"].float() / 127.5 - 1.0
+    device = session.device  # the file is device-independent: its tensors go where the session's live
+    frames = tensors["frames"].to(device).float() / 127.5 - 1.0
     session._cameras = cameras
-    session._latents = list(latents.unbind(0))
+    session._latents = list(latents.to(device).unbind(0))
     kept = [(a - evicted, b - evicted) for a, b in segments if a >= evicted]
     session._evicted = evicted
     session._video = [frames[a:b] for a, b in kept]
     if config.decode_reads:
-        reads_px = tensors["reads"].float() / 127.5 - 1.0
+        reads_px = tensors["reads"].to(device).float() / 127.5 - 1.0
         session._reads = [reads_px[a:b] for a, b in kept]
     else:
         session._reads = []
-    session._read_latents = list(reads.unbind(0))
-    session._read_masks = list(mask.unbind(0))
+    session._read_latents = list(reads.to(device).unbind(0))
+    session._read_masks = list(mask.to(device).unbind(0))
     session._plan, session._chunks = plan, chunks
     session._timings = [ChunkTiming(**{k: float(t[k]) for k in TIMING_KEYS}) for t in timings]
     session._stats, session._references = stats, references

@@ -161,11 +161,11 @@ class TinyBackbone(nn.Module):
     # -- depth ----------------------------------------------------------------------------
     @torch.no_grad()
     def estimate_depth(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Images (T, 3, H, W) in [−1, 1] → z-depth (T, H, W) (+inf invalid) and valid (T, H, W)."""
+        """Images (T, 3, H, W) in [−1, 1] → z-depth (T, H, W) (+inf invalid) and valid (T, H, W) on
+        the model's device."""
         if images.ndim != 4 or images.shape[1] != 3:
             raise ShapeError(f"`images` must have shape (T, 3, H, W) but has {tuple(images.shape)}")
-        depth, valid = self.depth.predict(images.to(self.device, torch.float32))
-        return depth.cpu(), valid.cpu()
+        return self.depth.predict(images.to(self.device, torch.float32))
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path, metadata: dict | None = None) -> None:

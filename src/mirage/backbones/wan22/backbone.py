@@ -70,7 +70,8 @@ class Wan22Backbone:
         self.temporal_stride = int(vae_cfg.scale_factor_temporal)
         mean = torch.tensor(vae_cfg.latents_mean, dtype=torch.float32)
         std = torch.tensor(vae_cfg.latents_std, dtype=torch.float32)
-        self._mean, self._std = mean.view(1, -1, 1, 1, 1), std.view(1, -1, 1, 1, 1)
+        self._mean = mean.view(1, -1, 1, 1, 1).to(self.device)
+        self._std = std.view(1, -1, 1, 1, 1).to(self.device)
 
     # The memory's tokens in half precision (PipelineConfig.memory_dtype): half the bytes of
     # float32, and under 0.0002 dB of revisit PSNR on the tiny model's quick suite
@@ -120,7 +121,8 @@ class Wan22Backbone:
 
     @torch.no_grad()
     def encode(self, video: Tensor) -> Tensor:
-        """(B, 3, F, H, W) in [−1, 1], F = 4k+1 → normalised latents (B, 48, k+1, H/16, W/16) (CPU)."""
+        """(B, 3, F, H, W) in [−1, 1], F = 4k+1 → normalised latents (B, 48, k+1, H/16, W/16) on the
+        backbone's device."""
         if video.ndim != 5 or video.shape[1] != 3:
             raise ShapeError(f"`video` must have shape (B, 3, F, H, W) but has {tuple(video.shape)}")
         Fr, H, W = video.shape[2:]
@@ -130,18 +132,19 @@ class Wan22Backbone:
         if H % s or W % s:
             raise ShapeError(f"`video` height and width must be divisible by {s} but are {H} and {W}")
         with self._vae_on_device() as vae:
-            z = vae.encode(video.to(self.device, torch.float32)).latent_dist.mode().float().cpu()
+            z = vae.encode(video.to(self.device, torch.float32)).latent_dist.mode().float()
         return (z - self._mean) / self._std
 
     @torch.no_grad()
     def decode(self, latents: Tensor) -> Tensor:
-        """Normalised latents (B, 48, T, h, w) → video (B, 3, 4(T−1)+1, 16h, 16w) in [−1, 1] (CPU)."""
+        """Normalised latents (B, 48, T, h, w) → video (B, 3, 4(T−1)+1, 16h, 16w) in [−1, 1] on the
+        backbone's device."""
         if latents.ndim != 5 or latents.shape[1] != self.latent_channels:
             raise ShapeError(f"`latents` must have shape (B, {self.latent_channels}, T, h, w) but has "
                              f"{tuple(latents.shape)}")
-        z = latents.float().cpu() * self._std + self._mean
+        z = latents.to(self.device, torch.float32) * self._std + self._mean
         with self._vae_on_device() as vae:
-            video = vae.decode(z.to(self.device)).sample.float().cpu()
+            video = vae.decode(z).sample.float()
         return video.clamp(-1.0, 1.0)
 
     def encode_text(self, prompts: list[str] | None, batch: int = 1) -> Tensor:
@@ -175,7 +178,8 @@ class Wan22Backbone:
 
     @torch.no_grad()
     def sample(self, cond: ChunkConditioning, generator: torch.Generator, callback=None) -> Tensor:
-        """Generate the chunk: latents (1, 48, T, h, w) on the CPU; latent 0 is ``cond.first_latent``.
+        """Generate the chunk: latents (1, 48, T, h, w) on the backbone's device; latent 0 is
+        ``cond.first_latent``.
 
         Noise (1, 48, T−1, h, w) is drawn on the CPU from ``generator``. Clean frames get t = 0;
         only targets are updated. CFG with ``config.negative_prompt`` runs when
@@ -212,7 +216,7 @@ class Wan22Backbone:
             targets = sample_flow(velocity_with(context), noise, scheduler, cond.steps,
                                   uncond_velocity=uncond, guidance=self.config.cfg_scale, callback=callback,
                                   inject=inject)
-        out = torch.cat([cond.first_latent.float()[:, None], targets[0].cpu()], dim=1)  # (C, T, h, w)
+        out = torch.cat([cond.first_latent.to(self.device, torch.float32)[:, None], targets[0]], dim=1)  # (C, T, h, w)
         return out[None]
 
     # -- memory branch and LoRA -----------------------------------------------------------
@@ -270,7 +274,8 @@ class Wan22Backbone:
     # -- depth and labels -----------------------------------------------------------------
     @torch.no_grad()
     def estimate_depth(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """Images (T, 3, H, W) in [−1, 1] → z-depth (T, H, W) (+inf invalid), valid (T, H, W) (CPU).
+        """Images (T, 3, H, W) in [−1, 1] → z-depth (T, H, W) (+inf invalid), valid (T, H, W) on the
+        backbone's device.
 
         The tiny backbone's shipped depth network at 64 px high (width by the aspect ratio, a
         multiple of 8), resized back to (H, W) with nearest.
@@ -280,11 +285,11 @@ class Wan22Backbone:
         if self._depth_net is None:
             from mirage.backbones.tiny import TinyBackbone
 
-            self._depth_net = TinyBackbone.load().depth.eval()
+            self._depth_net = TinyBackbone.load(device=self.device).depth.eval()
         H, W = images.shape[-2:]
         h = 64
         w = max(8, int(round(W * h / H / 8)) * 8)
-        small = images.float().cpu()
+        small = images.to(self.device, torch.float32)
         if (H, W) != (h, w):
             small = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False, antialias=True)
         depth, valid = self._depth_net.predict(small)

@@ -86,15 +86,13 @@ def assemble_chunk(cond: ChunkConditioning, device=None, dtype=torch.float32) ->
                         cond.first_latent.new_zeros(n, C, h, w)])  # (S, C, h, w)
     latents = frames.permute(1, 0, 2, 3)[None].to(device, dtype)  # (1, C, S, h, w)
     features, mask, _ = cond.model_read()  # an empty read for memory_input "inject"
-    mask = mask.to(torch.float32)  # (n, h, w)
-    read = features.to(torch.float32) * mask[:, None]  # zeros where not covered
+    mask = mask.to(device, torch.float32)  # (n, h, w)
+    read = features.to(device, torch.float32) * mask[:, None]  # zeros where not covered
     half = CONTROL_CHANNELS // 2
     if C > half:
         raise ShapeError(f"the memory read has {C} channels but the branch takes at most {half}")
-    target_control = torch.zeros(n, CONTROL_CHANNELS, h, w)
-    target_control[:, :C] = read
-    target_control[:, half:] = mask[:, None]
-    control = torch.zeros(len(layout), CONTROL_CHANNELS, h, w)
-    control[len(layout) - n:] = target_control
-    control = control.permute(1, 0, 2, 3)[None].to(device, dtype)  # (1, 96, S, h, w)
+    control = torch.zeros(1, CONTROL_CHANNELS, len(layout), h, w, device=device, dtype=dtype)  # (1, 96, S, h, w)
+    targets = control[0, :, len(layout) - n:]  # (96, n, h, w), a view
+    targets[:C] = read.permute(1, 0, 2, 3)
+    targets[half:] = mask[None]  # over the 48 mask channels
     return ChunkInputs(latents=latents, control=control, layout=layout)

@@ -14,7 +14,7 @@ __all__ = ["TextEncoder"]
 
 
 class TextEncoder:
-    """Prompts → context (B, L, text_dim), cached per prompt on the CPU.
+    """Prompts → context (B, L, text_dim), cached per prompt where the encoder ran.
 
     encoder/tokenizer: a ``UMT5EncoderModel`` and its tokenizer, or both None (zeros).
     device: where the encoder runs; ``offload``: keep it on the CPU between calls.
@@ -63,5 +63,5 @@ class TextEncoder:
         finally:
             if self.offload:
                 self.encoder.to("cpu")
-        emb = emb.float().cpu() * mask[..., None].float()  # zero past each prompt's length
+        emb = emb.float() * mask[..., None].to(emb.device, torch.float32)  # zero past each prompt's length
         return emb
