@@ -17,10 +17,11 @@ frames = two 33-frame chunks):
    per-step split and the peak VRAM of each.
 2. ``explorer``: the latency of ``Session.step`` with 4 new frames (what one explorer key press
    runs: latent memory, few-step, reads decoded as the explorer does).
+   ``residency``: the devices of the session's latents, frames, reads and memory afterwards
+   (all the GPU, when the session keeps its work there).
 3. ``memory_device``: the memory's share of the run (read + update over the total) with the memory
-   on the GPU against on the CPU (``PipelineConfig.memory_device``). The memory's calls are
-   timed with a device synchronisation on entry and exit, so its asynchronous GPU work is not
-   billed to the denoiser.
+   on the GPU against on the CPU (``PipelineConfig.memory_device``). The session synchronises
+   the GPU at each timing stamp, so the memory's asynchronous work is not billed to the denoiser.
 4. ``vram``: peak VRAM of a few-step latent run without and with ``offload="model"`` and VAE
    tiling.
 5. ``vae_decode``: one chunk's latents decoded by the float32 VAE and by a bfloat16 copy: time
@@ -37,7 +38,6 @@ its figures say nothing about a GPU.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import json
 import math
@@ -139,34 +139,6 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
-@contextlib.contextmanager
-def synced_memory(device):
-    """Time the memory's own calls fully: synchronise the device on entry and exit of every read and
-    write of the memory modes the sessions build while this is active."""
-    import mirage.pipeline.session as session_module
-
-    make = session_module.make_memory_mode
-
-    def make_synced(*a, **kw):
-        mode = make(*a, **kw)
-        for name in ("read_and_references", "write"):
-            inner = getattr(mode, name)
-
-            def wrapped(*args, _inner=inner, **kwargs):
-                sync(device)
-                out = _inner(*args, **kwargs)
-                sync(device)
-                return out
-            setattr(mode, name, wrapped)
-        return mode
-
-    session_module.make_memory_mode = make_synced
-    try:
-        yield
-    finally:
-        session_module.make_memory_mode = make
-
-
 def peak_reset(device) -> None:
     if torch.device(device).type == "cuda":
         sync(device)
@@ -262,18 +234,39 @@ def part_explorer(backbone, start, args):
         sync(backbone.device)
         times.append(time.perf_counter() - t)
     later = times[1:] or times
+    residency = {"latents": devices(session._latents), "frames": devices(session._video),
+                 "reads": devices(session._read_latents + session._read_masks), "memory": devices(session.mode)}
     return {"steps_timed": n, "new_frames_per_step": 4, "step_s": times, "median_step_s": statistics.median(later),
+            "residency": residency,
             "note": "Session.step with 4 new frames, latent memory, few-step, reads decoded (the explorer's "
-                    "config); the median leaves out the first step"}
+                    "config); the median leaves out the first step; residency: the devices of what the "
+                    "session holds after the steps"}
+
+
+def devices(obj, seen=None) -> list[str]:
+    """The devices of every tensor in ``obj`` (through lists, dicts and mirage objects), sorted."""
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return []
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return [str(obj.device)]
+    if isinstance(obj, (list, tuple)):
+        items = obj
+    elif isinstance(obj, dict):
+        items = obj.values()
+    elif hasattr(obj, "__dict__") and type(obj).__module__.startswith("mirage"):
+        items = vars(obj).values()
+    else:
+        return []
+    return sorted({d for item in items for d in devices(item, seen)})
 
 
 def part_memory_device(backbone, start, args):
     rows = {}
-    device = backbone.device
     for where in (None, "cpu"):  # None: the backbone's device
         label = "the backbone's device" if where is None else "cpu"
-        with synced_memory(device):
-            result = guarded(run_generate, backbone, start, "latent", {"memory_device": where}, args)
+        result = guarded(run_generate, backbone, start, "latent", {"memory_device": where}, args)
         rows[label] = result if "error" in result else {
             k: result[k] for k in ("memory_device", "memory_share", "read_s", "update_s", "total_s", "s_per_frame")}
     return rows
@@ -305,7 +298,7 @@ def part_vae(backbone, latents):
         vae16.decode(z)  # warm-up of the bf16 kernels
         sync(device)
         t = time.perf_counter()
-        low = vae16.decode(z).sample.float().cpu().clamp(-1, 1)
+        low = vae16.decode(z).sample.float().clamp(-1, 1)
         sync(device)
     bf16_s = time.perf_counter() - t
     del vae16
@@ -405,7 +398,8 @@ def format_table(result: dict) -> str:
     ex = result["explorer"]
     if isinstance(ex, dict) and "error" not in ex:
         lines += ["", f"explorer step (4 frames, few-step): median {ex['median_step_s']:.3f} s over "
-                      f"{ex['steps_timed']} steps"]
+                      f"{ex['steps_timed']} steps",
+                  "session holds: " + ", ".join(f"{k} on {'+'.join(v)}" for k, v in ex["residency"].items())]
     md = result["memory_device"]
     if isinstance(md, dict) and "error" not in md:
         lines += [""] + [f"memory on {k}: ERROR {v['error']}" if "error" in v else

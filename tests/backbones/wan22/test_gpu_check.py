@@ -44,6 +44,7 @@ def test_gpu_check_quick(bench, tmp_path, capsys):
         assert (arm["cache_bytes"] > 0) == (arm["mode"] != "none")
     ex = result["explorer"]
     assert ex["steps_timed"] == 3 and len(ex["step_s"]) == 3 and min(ex["step_s"]) > 0
+    assert ex["residency"] == {"latents": ["cpu"], "frames": ["cpu"], "reads": ["cpu"], "memory": ["cpu"]}
     md = result["memory_device"]
     assert [v["memory_device"] for v in md.values()] == ["cpu", "cpu"]
     assert all(0 < v["memory_share"] < 1 for v in md.values())
