@@ -46,6 +46,19 @@ def test_colmap_model_is_a_trajectory_first_image_first(cams, tmp_path, binary):
     assert read_colmap(tmp_path / "m").names == [f"img_{k}.jpg" for k in range(5)]
 
 
+def test_reading_colmap_needs_no_pycolmap_and_writing_says_what_it_needs(cams, tmp_path, monkeypatch):
+    import importlib.util
+    import sys
+
+    write_colmap(tmp_path / "m", cams, [f"{k}.png" for k in range(5)])
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pycolmap" else find_spec(name, *a))
+    monkeypatch.setitem(sys.modules, "pycolmap", None)  # an import of it now fails
+    torch.testing.assert_close(read_colmap(tmp_path / "m").K, cams.K.numpy().astype(np.float64), rtol=0, atol=1e-4)
+    with pytest.raises(ConfigError, match="writing a COLMAP model needs pycolmap, which is not installed"):
+        write_colmap(tmp_path / "n", cams, [f"{k}.png" for k in range(5)])
+
+
 def test_colmap_distortion_is_refused(cams, tmp_path):
     import pycolmap
 

@@ -23,7 +23,7 @@ import torch
 
 from mirage.cameras.fields import MAX_TEXT_BYTES
 from mirage.cameras.sequence import CameraSequence
-from mirage.errors import FileFormatError
+from mirage.errors import ConfigError, FileFormatError
 from mirage.geometry import Camera, rigid_inverse
 
 __all__ = ["read_colmap", "write_colmap", "is_colmap_model", "MAX_MODEL_BYTES"]
@@ -277,7 +277,13 @@ def write_colmap(path, cameras: Camera, names: list[str], points_world=None, obs
 
     points_world: (N, 3) world points; observations: per frame, (M, 3) rows (u, v, point index)
     in our pixel coordinates. Used by tests and benchmarks to stand in for a real reconstruction.
+    Needs ``pycolmap`` (``pip install pycolmap``; the ``[dev]`` extra has it).
     """
+    import importlib.util
+
+    if importlib.util.find_spec("pycolmap") is None:
+        raise ConfigError("writing a COLMAP model needs pycolmap, which is not installed: pip install pycolmap "
+                          "(reading one does not)")
     import pycolmap
 
     H, W = cameras.hw

@@ -19,6 +19,7 @@ export class Walker {
   constructor(target, send, canPlayMore) {
     this.send = send; // (move) => void
     this.canPlayMore = canPlayMore; // () => bool: little left to play
+    this.target = target;
     this.held = new Set();
     this.inFlight = 0;
     this.dragYaw = 0;
@@ -45,6 +46,10 @@ export class Walker {
     this.held.add(e.code);
     this.pump(performance.now(), true);
   }
+
+  // Steps asked for and not yet answered; the view's data-in-flight shows it (the tests wait on it).
+  get inFlight() { return this._inFlight; }
+  set inFlight(n) { this._inFlight = n; this.target.dataset.inFlight = String(n); }
 
   // A chunk arrived (or was refused): one fewer in flight.
   done() { this.inFlight = Math.max(0, this.inFlight - 1); this.pump(); }
