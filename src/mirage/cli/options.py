@@ -78,7 +78,7 @@ def add_wan22_options(parser) -> None:
                                        "(distilled checkpoints: predict x0, re-noise; CFG off by default)")
     wan.add_argument("--timesteps", metavar="T1,T2,…|NAME",
                      help="few-step timesteps in (0, 1000], decreasing, or dmd-3 (1000,757,522: FastWan2.2 "
-                          "DMD) | sf-4 (1000,937.5,833.3,625: Self-Forcing, Wan2.2-TI2V-5B-Turbo); default dmd-3")
+                          "DMD) | sf-4 (1000,750,500,250: Self-Forcing, Wan2.2-TI2V-5B-Turbo); default dmd-3")
     wan.add_argument("--shift", type=float, help="timestep shift of the sampler (default: scheduler's, else 5)")
     wan.add_argument("--dtype", help="float32 | bfloat16 | float16 (default: bfloat16 on GPU, float32 on CPU)")
     wan.add_argument("--offload", help="none | model (text encoder and VAE on the CPU between uses)")

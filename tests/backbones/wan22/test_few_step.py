@@ -127,7 +127,7 @@ def test_few_step_config_validation():
 
     assert Wan22Config(sampler="few-step").timesteps == FEW_STEP_SCHEDULES["dmd-3"]
     assert Wan22Config(sampler="few-step", timesteps="sf-4").steps == 4
-    assert parse_timesteps("sf-4") == (1000.0, 937.5, 2500 / 3, 625.0)
+    assert parse_timesteps("sf-4") == (1000.0, 750.0, 500.0, 250.0)
     assert parse_timesteps([1000, 500]) == (1000.0, 500.0)
     with pytest.raises(ConfigError, match="`timesteps` is for `sampler` 'few-step'"):
         Wan22Config(timesteps="1000,500")

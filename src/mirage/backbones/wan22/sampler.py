@@ -24,14 +24,19 @@ from mirage.errors import ConfigError
 __all__ = ["make_scheduler", "sample_flow", "scheduler_name", "sample_few_step", "FEW_STEP_SCHEDULES",
            "parse_timesteps", "few_step_name"]
 
-# Named few-step schedules, timesteps in [0, 1000] (noise level t/1000), highest first.
+# Named few-step schedules, timesteps in [0, 1000] (noise level t/1000), highest first. Both were
+# read from the checkpoints' own inference code (no checkpoint was run here). Both use the same
+# update as sample_few_step (x̂₀ = x_t − σ·v, then fresh noise to the next level), no CFG, and
+# t/1000 as the noise level; their schedulers snap σ to a 1000-entry table, a difference under
+# 0.001 in σ.
 FEW_STEP_SCHEDULES = {
-    # FastWan2.2-TI2V-5B (FastVideo, DMD): its published denoising step list, taken as noise
-    # levels t/1000 as given (not checked against FastVideo's code or weights here).
+    # FastWan2.2-TI2V-5B (FastVideo, DMD): `dmd_denoising_steps` of its pipeline config, given to
+    # the model unwarped by FastVideo's DMD denoising stage.
     "dmd-3": (1000.0, 757.0, 522.0),
-    # Self-Forcing's list [1000, 750, 500, 250] "warped" by the flow shift 5 (σ' = 5σ/(1+4σ)), as
-    # Self-Forcing samples Wan (Wan2.2-TI2V-5B-Turbo: 4 steps, no CFG; not checked here either).
-    "sf-4": (1000.0, 937.5, 2500.0 / 3.0, 625.0),
+    # Wan2.2-TI2V-5B-Turbo (Self-Forcing): the `denoising_step_list` of its released inference
+    # config, unwarped. Its training config warps the same list by shift 5 (1000, 937.5, 833.3,
+    # 625); pass that as a list to sample as it was trained.
+    "sf-4": (1000.0, 750.0, 500.0, 250.0),
 }
 
 
