@@ -2,11 +2,13 @@
 
 Latents, decoded frames, reads, depth, masks and the memory update stay where the backbone made
 them; frames reach the host only when they are written out (``PipelineOutput.to``, the
-explorer's wire). Without a GPU this is checked two ways: every tensor the session holds is on
-its device, and a step asks the host (``.cpu()``, ``.numpy()``, ``.tolist()``, ``.item()``) for
-nothing the size of a latent map: only for numbers that scale with the chunk's frames (poses,
-sampler times, frame ids). On a machine with CUDA the same session also runs there and must
-match the CPU run.
+explorer's wire). Without a GPU this is checked with the probes of ``device_probes``: every
+tensor the session holds is on its device; a step asks the host for nothing the size of a latent
+map (only for numbers that grow with the chunk's frames: poses, sampler times, frame ids); and a
+whole session (start, steps, undo, save, load) runs with every tensor that mirage creates
+without a device put on another device ("meta"), so none of them can meet a tensor of the
+session's device. On a machine with CUDA the same session also runs there and must match the
+CPU run.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, Session, TinyDepthEstimator
 
-from .host_requests import HostRequests
+from .device_probes import BareFactoriesOnMeta, HostRequests
 from .test_memory_device import memory_tensors
 
 SIZE = (128, 128)  # the shipped tiny model: a 32x32 latent grid, 1,024 cells
@@ -29,10 +31,22 @@ def scene_path():
     return scene_start("room", 3, "pan-return", 33, SIZE, 16.0)
 
 
-def _session(backbone, start, mode, **config) -> Session:
+@pytest.fixture(scope="module")
+def tiny():
+    from mirage.backbones.tiny import TinyBackbone
+
+    return TinyBackbone.load()
+
+
+def _session(backbone, start, mode, depth="tiny", **config) -> Session:
+    from mirage.world.oracle import OracleRelativeDepthEstimator
+
     config = PipelineConfig(memory_mode=mode, steps=2, progress=False, decode_reads=True, **config)
-    return Session(backbone, start.image, start.cameras[[0]], config, depth_estimator=TinyDepthEstimator(backbone),
-                   masker=LatentDisagreementMasker(), first_depth=start.depth, first_exclude=start.exclude)
+    relative = depth == "oracle-relative"
+    estimator = OracleRelativeDepthEstimator(start.scene, 16.0) if relative else TinyDepthEstimator(backbone)
+    return Session(backbone, start.image, start.cameras[[0]], config, depth_estimator=estimator,
+                   masker=LatentDisagreementMasker(), first_depth=None if relative else start.depth,
+                   first_exclude=start.exclude)
 
 
 def session_tensors(session):
@@ -42,23 +56,26 @@ def session_tensors(session):
             yield f"{name}[{i}]", t
 
 
-def test_the_probe_sees_a_host_request():
-    """The check below cannot pass by seeing nothing: a request made under it is counted."""
-    probe = HostRequests()
-    with probe:
+def test_the_probes_see_what_they_look_for():
+    """Neither check below can pass by seeing nothing."""
+    requests = HostRequests()
+    with requests:
         torch.zeros(2048).cpu()
         torch.zeros(3).tolist()
-    assert [k[:2] for k in probe.larger_than(1024)] == [("cpu", 2048)]
-    assert sum(probe.calls.values()) == 2
+    assert [k[:2] for k in requests.larger_than(1024)] == [("cpu", 2048)] and sum(requests.calls.values()) == 2
+    bare = BareFactoriesOnMeta(scope=("/tests/pipeline/",))
+    with bare, pytest.raises((RuntimeError, NotImplementedError)):
+        torch.zeros(3) + torch.ones(3, device="cpu")  # a tensor made without a device meets a real one
+    host = torch.ones(2, device="cpu")
+    with bare:
+        assert torch.as_tensor(host).device.type == "cpu" and torch.ones(2, device="cpu").device.type == "cpu"
+    assert sum(bare.created.values()) == 1
 
 
 @pytest.mark.parametrize("mode", ["latent", "rgb", "none"])
-def test_a_step_asks_the_host_for_nothing_the_size_of_a_latent_map(mode, scene_path):
-    from mirage.backbones.tiny import TinyBackbone
-
-    backbone = TinyBackbone.load()
-    h, w = SIZE[0] // backbone.spatial_stride, SIZE[1] // backbone.spatial_stride
-    session = _session(backbone, scene_path, mode)
+def test_a_step_asks_the_host_for_nothing_the_size_of_a_latent_map(mode, tiny, scene_path):
+    h, w = SIZE[0] // tiny.spatial_stride, SIZE[1] // tiny.spatial_stride
+    session = _session(tiny, scene_path, mode)
     session.step(scene_path.cameras[1:17])  # the first chunk, outside the probe
     probe = HostRequests()
     with probe:
@@ -69,6 +86,23 @@ def test_a_step_asks_the_host_for_nothing_the_size_of_a_latent_map(mode, scene_p
     assert session.device == torch.device("cpu") == session.memory_device
     assert all(t.device == session.device for _, t in session_tensors(session))
     assert {result.frames.device, result.read_frames.device, result.read_mask.device} == {session.device}
+
+
+@pytest.mark.parametrize("mode,depth", [("latent", "tiny"), ("rgb", "tiny"), ("none", "tiny"),
+                                        ("latent", "oracle-relative"), ("rgb", "oracle-relative")])
+def test_a_session_creates_no_tensor_without_its_device(mode, depth, tiny, scene_path, tmp_path):
+    probe = BareFactoriesOnMeta()
+    with probe:
+        session = _session(tiny, scene_path, mode, depth)
+        session.step(scene_path.cameras[1:17])
+        session.step(scene_path.cameras[17:33])
+        session.undo()
+        session.save(tmp_path / "s.safetensors")
+        loaded = Session.load(tmp_path / "s.safetensors", tiny, depth_estimator=session.depth_estimator,
+                              masker=session.masker)
+        loaded.step(scene_path.cameras[17:33])
+    assert not probe.created, f"tensors created without a device (moved to meta without failing): {probe.created}"
+    assert loaded.num_frames == 33
 
 
 def test_outputs_move_to_the_host_for_writing(backbone, world):
@@ -101,6 +135,7 @@ def test_a_cuda_session_keeps_everything_there_and_matches_the_cpu(mode, scene_p
         session.save(tmp_path / f"{device}.safetensors")
         runs[device] = session.output().to("cpu")
     torch.testing.assert_close(runs["cuda"].video, runs["cpu"].video, atol=0.05, rtol=0)
-    loaded = Session.load(tmp_path / "cuda.safetensors", TinyBackbone.load(), depth_estimator=TinyDepthEstimator(
-        TinyBackbone.load()), masker=LatentDisagreementMasker())  # a GPU session continues on the CPU
+    cpu = TinyBackbone.load()
+    loaded = Session.load(tmp_path / "cuda.safetensors", cpu, depth_estimator=TinyDepthEstimator(cpu),
+                          masker=LatentDisagreementMasker())  # a GPU session continues on the CPU
     assert all(t.device.type == "cpu" for _, t in session_tensors(loaded))

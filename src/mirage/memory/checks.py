@@ -13,12 +13,12 @@ from mirage.geometry import Camera
 __all__ = ["check_confidence", "check_hw", "check_reference_args", "check_write_inputs"]
 
 
-def check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32
+def check_confidence(confidence, T: int) -> Tensor:  # float or T floats → (T,) float32 on the host
     """Per-frame write confidences: finite numbers, one for all frames or one per frame."""
     if isinstance(confidence, (int, float)) and not isinstance(confidence, bool) and math.isfinite(confidence):
-        return torch.full((T,), float(confidence), dtype=torch.float32)
+        return torch.full((T,), float(confidence), dtype=torch.float32, device="cpu")
     try:
-        values = torch.as_tensor(confidence, dtype=torch.float32).reshape(-1)
+        values = torch.as_tensor(confidence, dtype=torch.float32, device="cpu").reshape(-1)
     except (TypeError, ValueError, RuntimeError) as error:
         raise ConfigError(f"`confidence` must be a number or {T} numbers but is {confidence!r}") from error
     if values.numel() == 1:

@@ -55,12 +55,11 @@ def _affine_residual_projector(sy: int, sx: int, dtype, device) -> Tensor:
     Cached: it depends only on the block size, and a pseudo-inverse per write is a measurable
     part of a latent-size update. Callers must not modify it.
     """
-    v, u = torch.meshgrid(
-        torch.arange(sy, dtype=torch.float64), torch.arange(sx, dtype=torch.float64), indexing="ij"
-    )
-    A = torch.stack([u.flatten(), v.flatten(), torch.ones(sy * sx, dtype=torch.float64)], dim=1)
+    host = dict(dtype=torch.float64, device="cpu")  # made once in float64 on the host, then moved
+    v, u = torch.meshgrid(torch.arange(sy, **host), torch.arange(sx, **host), indexing="ij")
+    A = torch.stack([u.flatten(), v.flatten(), torch.ones(sy * sx, **host)], dim=1)
     P = A @ torch.linalg.pinv(A)
-    return (torch.eye(sy * sx, dtype=torch.float64) - P).to(dtype=dtype, device=device)
+    return (torch.eye(sy * sx, **host) - P).to(dtype=dtype, device=device)
 
 
 def reduce_depth_to_grid(

@@ -121,8 +121,8 @@ def memory_from_tensors(tensors: dict[str, Tensor], metadata: dict, cls: type | 
     for a in POINT_ATTRIBUTES:  # attributes newer than the file: their default value
         if a.name not in t:
             shape, dtype = specs[a.name]
-            t[a.name] = torch.full((max(N, 0), *shape), a.default, dtype=dtype)
-    t.setdefault("table_confidence", torch.zeros(F))  # versions 1-2: no frame is more trusted
+            t[a.name] = torch.full((max(N, 0), *shape), a.default, dtype=dtype, device=t["points"].device)
+    t.setdefault("table_confidence", t["table_K"].new_zeros(F))  # versions 1-2: no frame is more trusted
     expected = {name: ((N, *shape), dtype) for name, (shape, dtype) in specs.items()} | {
         "table_ids": ((F,), torch.int64), "table_K": ((F, 3, 3), torch.float32),
         "table_cam2world": ((F, 4, 4), torch.float32), "table_confidence": ((F,), torch.float32),
@@ -223,7 +223,7 @@ def _check_values(t: dict[str, Tensor], config: dict, N: int, version: str, fail
         fail("frame table ids must be distinct")
     if N and not bool(torch.isin(t["frame_ids"], table_ids).all()):
         fail("some points carry a frame id that is not in the frame table")
-    bottom = torch.tensor([0.0, 0.0, 0.0, 1.0])
+    bottom = t["table_cam2world"].new_tensor([0.0, 0.0, 0.0, 1.0])
     if table_ids.numel() and not bool((t["table_cam2world"][:, 3] == bottom).all()):
         fail("frame table poses must end in the row (0, 0, 0, 1)")
     if version < "3":

@@ -179,7 +179,7 @@ class PointStore(FrameTable):
         and the covisibility index. The display colours are not counted (the method never reads
         them): see :attr:`display_nbytes`. Spare rows the blocks keep for growth are not
         counted either (see :mod:`mirage.memory.blocks`)."""
-        per_point = sum(math.prod(shape) * torch.empty(0, dtype=dtype).element_size()
+        per_point = sum(math.prod(shape) * dtype.itemsize
                         for a in POINT_ATTRIBUTES if a.cached
                         for shape, dtype in [column_specs(self.channels, self.dtype)[a.name]])
         tables = (self.table_ids, self.table_K, self.table_cam2world, self.table_confidence)

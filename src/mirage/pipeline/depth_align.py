@@ -145,7 +145,8 @@ def align_frames(inverse: Tensor, valid: Tensor, memory_depth: Tensor, memory_of
         if ok:
             z, v = _depth_from_inverse(inverse[t], valid[t], fit.scale, fit.shift)
         else:
-            z, v = torch.full((H, W), math.inf), torch.zeros(H, W, dtype=torch.bool)
+            z = torch.full((H, W), math.inf, device=inverse.device)
+            v = torch.zeros(H, W, dtype=torch.bool, device=inverse.device)
         depths.append(z)
         valids.append(v)
     return torch.stack(depths), torch.stack(valids), keep, records

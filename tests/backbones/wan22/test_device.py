@@ -1,6 +1,7 @@
 """Wan2.2 keeps a chunk on its device: encode, decode, sample, the control input and the depth
-network return tensors there, and a session step over it asks the host for nothing the size of a
-latent map (the probe of ``tests/pipeline/host_requests.py``; docs/design.md §3.10)."""
+network return tensors there; a session over it creates no tensor without a device, and a step
+asks the host for nothing the size of a latent map (the probes of
+``tests/pipeline/device_probes.py``; docs/design.md §3.10)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from mirage.pipeline import LatentDisagreementMasker, PipelineConfig, Session, TinyDepthEstimator
-from tests.pipeline.host_requests import HostRequests
+from tests.pipeline.device_probes import BareFactoriesOnMeta, HostRequests
 
 from .conftest import load_tiny
 from .test_sample import make_cond
@@ -24,9 +25,14 @@ def test_a_wan_step_stays_on_the_backbone_device(tiny_dir, sampler, mode):
     backbone = load_tiny(tiny_dir, height=SIZE[0], width=SIZE[1], sampler=sampler, max_frames=9)
     start = scene_start("room", 3, "pan-return", 17, SIZE, 16.0)
     config = PipelineConfig(memory_mode=mode, steps=2, progress=False, decode_reads=True, memory_input="both")
-    session = Session(backbone, start.image, start.cameras[[0]], config, depth_estimator=TinyDepthEstimator(backbone),
-                      masker=LatentDisagreementMasker(), first_depth=start.depth, first_exclude=start.exclude)
-    session.step(start.cameras[1:9])
+    backbone.estimate_depth(start.image[None])  # loads its depth net: modules are built on the host, then moved
+    bare = BareFactoriesOnMeta()
+    with bare:
+        session = Session(backbone, start.image, start.cameras[[0]], config,
+                          depth_estimator=TinyDepthEstimator(backbone), masker=LatentDisagreementMasker(),
+                          first_depth=start.depth, first_exclude=start.exclude)
+        session.step(start.cameras[1:9])
+    assert not bare.created, f"tensors created without a device: {bare.created}"
     probe = HostRequests()
     with probe:
         result = session.step(start.cameras[9:17])

@@ -16,8 +16,9 @@ __all__ = ["sampling_times", "sample_euler", "add_noise"]
 
 
 def sampling_times(steps: int, shift: float = 1.0) -> Tensor:
-    """(steps + 1,) noise levels from 1 to 0; ``shift`` > 1 spends more steps at high noise."""
-    s = torch.linspace(1.0, 0.0, steps + 1)
+    """(steps + 1,) noise levels from 1 to 0 on the host (the loop reads them as numbers);
+    ``shift`` > 1 spends more steps at high noise."""
+    s = torch.linspace(1.0, 0.0, steps + 1, device="cpu")
     return shift * s / (1.0 + (shift - 1.0) * s)
 
 

@@ -144,7 +144,7 @@ class TinyBackbone(nn.Module):
             if read_offset is not None:
                 offset[0, S - n:] = read_offset.to(dev, torch.float32)
         valid = torch.ones(1, S, dtype=torch.bool, device=dev)
-        noise = torch.randn(1, n, C, h, w, generator=generator, dtype=torch.float32).to(dev)
+        noise = torch.randn(1, n, C, h, w, generator=generator, dtype=torch.float32, device=generator.device).to(dev)
 
         def denoise(x_t: Tensor, t: float) -> Tensor:
             x = torch.cat([context[None], x_t], dim=1)  # (1, S, C, h, w)

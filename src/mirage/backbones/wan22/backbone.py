@@ -192,7 +192,8 @@ class Wan22Backbone:
         inputs = self.assemble(cond)
         C, h, w = cond.first_latent.shape
         n = inputs.num_targets
-        noise = torch.randn(1, C, n, h, w, generator=generator, dtype=torch.float32).to(self.device)
+        noise = torch.randn(1, C, n, h, w, generator=generator, dtype=torch.float32,
+                            device=generator.device).to(self.device)
         context = self.encode_text([cond.text] if cond.text else None)  # None: "" or zeros
         use_cfg = self.text.available and self.config.cfg_scale > 1.0 and bool(cond.text)
         negative = self.encode_text([self.config.negative_prompt]) if use_cfg else None

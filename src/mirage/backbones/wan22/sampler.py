@@ -183,7 +183,7 @@ def sample_few_step(
         x0 = x - sigma * v
         if i + 1 < steps:
             nxt = levels[i + 1] / 1000.0
-            eps = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(x.device)
+            eps = torch.randn(x.shape, generator=generator, dtype=torch.float32, device=generator.device).to(x.device)
             x = (1.0 - nxt) * x0 + nxt * eps
         else:
             x = x0

@@ -57,12 +57,12 @@ class ChunkInputs:
     @property
     def clean(self) -> Tensor:
         """(S,) bool, True for frames handed to the model at t = 0."""
-        return torch.tensor([k != "target" for k in self.layout])
+        return torch.tensor([k != "target" for k in self.layout], device=self.latents.device)
 
     def timesteps(self, t, batch: int = 1) -> Tensor:
         """(batch, S) noise levels: ``t`` (a number, or a (batch,) tensor) at targets, 0 elsewhere."""
         t = torch.as_tensor(t, dtype=torch.float32, device=self.latents.device).reshape(-1, 1)
-        target = (~self.clean).to(self.latents.device, torch.float32)[None]  # (1, S)
+        target = (~self.clean).to(torch.float32)[None]  # (1, S)
         return (t * target).expand(batch, -1)
 
     def with_targets(self, targets: Tensor) -> Tensor:
